@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/spec"
+)
+
+// Exit codes. The one place errors become codes; listed in `fleet --help`.
+const (
+	ExitOK          = 0
+	ExitError       = 1   // anything else
+	ExitUsage       = 2   // bad flags or arguments
+	ExitSpec        = 3   // droplets.yaml is invalid
+	ExitConfig      = 4   // missing token, bad credentials, account set-up
+	ExitRefused     = 5   // refused in this state, or needs --yes
+	ExitTimeout     = 6   // a wait ran out
+	ExitAPI         = 7   // the API answered an error
+	ExitDeploy      = 8   // a deploy failed; its candidate was kept, marked failed
+	ExitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
+)
+
+const exitCodesHelp = `Exit codes:
+  0    success
+  1    error
+  2    bad flags or arguments
+  3    droplets.yaml is invalid
+  4    missing token, bad credentials or account set-up
+  5    refused in this state (or --yes is needed)
+  6    a wait timed out
+  7    the API answered an error
+  8    a deploy failed; the candidate is kept, marked failed
+  130  interrupted
+`
+
+// UsageError is a bad flag or argument.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// ConfigError is missing configuration, such as the token.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// exitCode maps an error to its exit code.
+func exitCode(err error) int {
+	var (
+		ue  *UsageError
+		ce  *ConfigError
+		se  *spec.Errors
+		dce *deploy.ConfigError
+		cf  *deploy.ConflictError
+		re  *RefusedError
+		de  *deploy.DeployError
+		te  *cloud.TimeoutError
+		ae  *cloud.APIError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.As(err, &se):
+		return ExitSpec
+	case errors.As(err, &ce), errors.As(err, &dce):
+		return ExitConfig
+	case errors.As(err, &cf), errors.As(err, &re):
+		return ExitRefused
+	case errors.As(err, &de):
+		return ExitDeploy
+	case errors.As(err, &te):
+		return ExitTimeout
+	case errors.As(err, &ae):
+		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+			return ExitConfig
+		}
+		return ExitAPI
+	}
+	return ExitError
+}
+
+// RefusedError is a destructive action without confirmation.
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg }

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/spec"
+)
+
+// Factory builds what commands need, on first use, from the global flags
+// and the environment.
+type Factory struct {
+	IOStreams *IOStreams
+	Version   string
+	Getenv    func(string) string
+
+	// Global flags.
+	SpecPath string
+	APIURL   string
+	JSON     bool
+	Yes      bool
+
+	spec  *spec.Spec
+	cloud cloud.Cloud
+}
+
+// NewFactory returns a Factory on the process's streams and environment.
+func NewFactory(version string) *Factory {
+	return &Factory{IOStreams: System(), Version: version, Getenv: os.Getenv}
+}
+
+// Spec loads and validates droplets.yaml once.
+func (f *Factory) Spec() (*spec.Spec, error) {
+	if f.spec == nil {
+		s, err := spec.Load(f.SpecPath)
+		if err != nil {
+			return nil, err
+		}
+		f.spec = s
+	}
+	return f.spec, nil
+}
+
+// Cloud builds the godo client for the spec's provider.
+func (f *Factory) Cloud() (cloud.Cloud, error) {
+	if f.cloud != nil {
+		return f.cloud, nil
+	}
+	s, err := f.Spec()
+	if err != nil {
+		return nil, err
+	}
+	token := f.Getenv("DIGITALOCEAN_TOKEN")
+	if token == "" {
+		token = f.Getenv("DIGITALOCEAN_ACCESS_TOKEN")
+	}
+	apiURL := f.APIURL
+	if apiURL == "" {
+		apiURL = f.Getenv("FLEET_API_URL")
+	}
+	if s.Provider == "local" && apiURL == "" {
+		return nil, &ConfigError{Msg: "provider: local needs the local cloud's API: run `fleet local serve --token TOKEN` and set FLEET_API_URL and DIGITALOCEAN_TOKEN"}
+	}
+	if token == "" {
+		return nil, &ConfigError{Msg: "no API token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to a DigitalOcean personal access token with write scope"}
+	}
+	cfg := cloud.Config{Token: token, APIURL: apiURL, UserAgent: "fleet/" + f.Version}
+	// Test knobs: the suite shortens waits. Never below what DO tolerates
+	// unless set explicitly.
+	if v := f.Getenv("FLEET_POLL_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("FLEET_POLL_INTERVAL=%q: %v", v, err)}
+		}
+		cfg.PollInterval, cfg.MaxPoll = d, 4*d
+	}
+	if v := f.Getenv("FLEET_RETRY_WAIT_MIN"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("FLEET_RETRY_WAIT_MIN=%q: %v", v, err)}
+		}
+		cfg.RetryWaitMin = d
+	}
+	c, err := cloud.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f.cloud = c
+	return c, nil
+}
+
+// Deployer ties the spec to the cloud; step gets progress phases.
+func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
+	s, err := f.Spec()
+	if err != nil {
+		return nil, err
+	}
+	c, err := f.Cloud()
+	if err != nil {
+		return nil, err
+	}
+	return &deploy.Deployer{Cloud: c, Spec: s, Step: step}, nil
+}

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/localcloud"
+	"github.com/spf13/cobra"
+)
+
+// NewCmdLocal builds `fleet local`, the local cloud.
+func NewCmdLocal(f *Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run fleet's DigitalOcean-compatible API locally",
+	}
+	cmd.AddCommand(NewCmdLocalServe(f, nil))
+	return cmd
+}
+
+// LocalServeOptions are the inputs of `fleet local serve`.
+type LocalServeOptions struct {
+	IO          *IOStreams
+	Backend     string
+	Listen      string
+	Token       string
+	BootDelay   time.Duration
+	ActionDelay time.Duration
+	RateLimit   int
+	Faults      string
+	Verbose     bool
+}
+
+// NewCmdLocalServe builds `fleet local serve`.
+func NewCmdLocalServe(f *Factory, runF func(context.Context, *LocalServeOptions) error) *cobra.Command {
+	opts := &LocalServeOptions{IO: f.IOStreams}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the DigitalOcean-compatible API in the foreground",
+		Long: `Serve a DigitalOcean-compatible API (the endpoints fleet uses) until
+interrupted. Point fleet at it with FLEET_API_URL and DIGITALOCEAN_TOKEN.
+
+The memory backend keeps droplets in memory: they boot after --boot-delay
+and run nothing. Faults can be injected for tests (--faults or FLEET_FAULTS,
+or POST /_fleet/faults):
+` + localcloud.FaultSyntax,
+		Example: `  fleet local serve --backend memory --listen 127.0.0.1:8510 --token secret
+  FLEET_FAULTS='POST /v2/droplets#1=500+after' fleet local serve --token secret`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Token == "" {
+				opts.Token = f.Getenv("FLEET_LOCAL_TOKEN")
+			}
+			if opts.Token == "" {
+				return &UsageError{Msg: "fleet local serve: --token is required (or FLEET_LOCAL_TOKEN): clients must send it as DIGITALOCEAN_TOKEN"}
+			}
+			if opts.Faults == "" {
+				opts.Faults = f.Getenv("FLEET_FAULTS")
+			}
+			switch opts.Backend {
+			case "memory":
+			case "docker":
+				return &UsageError{Msg: "--backend docker: not in this version of fleet yet; use --backend memory"}
+			default:
+				return &UsageError{Msg: fmt.Sprintf("--backend %q: must be memory or docker", opts.Backend)}
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return localServeRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Backend, "backend", "memory", "where droplets live: memory")
+	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8510", "address to listen on")
+	fl.StringVar(&opts.Token, "token", "", "bearer token clients must send (env FLEET_LOCAL_TOKEN)")
+	fl.DurationVar(&opts.BootDelay, "boot-delay", time.Second, "memory backend: time a droplet stays new")
+	fl.DurationVar(&opts.ActionDelay, "action-delay", 300*time.Millisecond, "time a reserved IP action stays in progress")
+	fl.IntVar(&opts.RateLimit, "rate-limit", 0, "requests per hour before 429 (0: DigitalOcean's 5000)")
+	fl.StringVar(&opts.Faults, "faults", "", "faults to inject (env FLEET_FAULTS)")
+	fl.BoolVarP(&opts.Verbose, "verbose", "v", false, "log every request to stderr")
+	return cmd
+}
+
+func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
+	faults, err := localcloud.ParseFaults(opts.Faults)
+	if err != nil {
+		return &UsageError{Msg: "--faults: " + err.Error()}
+	}
+	lo := localcloud.Options{
+		Token: opts.Token, BootDelay: opts.BootDelay, ActionDelay: opts.ActionDelay,
+		RateLimit: opts.RateLimit, Faults: faults,
+	}
+	if opts.Verbose {
+		lo.Logf = func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }
+	}
+	srv, err := localcloud.NewServer(lo)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return &UsageError{Msg: fmt.Sprintf("--listen %s: %v", opts.Listen, err)}
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(opts.IO.Out, "fleet local cloud (%s backend) serving on %s\n", opts.Backend, url)
+	fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

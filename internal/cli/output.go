@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/deploy"
+)
+
+// dropletJSON is the stable JSON shape of a droplet.
+type dropletJSON struct {
+	ID         int    `json:"id"`
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	Role       string `json:"role"`
+	Status     string `json:"status"`
+	PublicIPv4 string `json:"public_ipv4"`
+	CreatedAt  string `json:"created_at"`
+}
+
+func toJSON(m *deploy.Member) *dropletJSON {
+	if m == nil {
+		return nil
+	}
+	return &dropletJSON{
+		ID: m.ID, Name: m.Name, Version: m.Version, Role: string(m.Role), Status: m.Status,
+		PublicIPv4: m.PublicIPv4, CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339),
+	}
+}
+
+func toJSONs(ms []deploy.Member) []*dropletJSON {
+	out := make([]*dropletJSON, 0, len(ms))
+	for i := range ms {
+		out = append(out, toJSON(&ms[i]))
+	}
+	return out
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table prints aligned columns with a header on a TTY, and plain
+// tab-separated rows without a header when piped (for cut and awk).
+type table struct {
+	tty    bool
+	header []string
+	rows   [][]string
+}
+
+func (t *table) add(cols ...string) { t.rows = append(t.rows, cols) }
+
+func (t *table) print(w io.Writer) error {
+	if !t.tty {
+		for _, r := range t.rows {
+			if _, err := fmt.Fprintln(w, strings.Join(r, "\t")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// age says how long ago t was, the way an operator reads it.
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

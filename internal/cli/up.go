@@ -1,0 +1,68 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/spec"
+	"github.com/spf13/cobra"
+)
+
+// UpOptions are the inputs of `fleet up`.
+type UpOptions struct {
+	IO       *IOStreams
+	JSON     bool
+	Version  string
+	Deployer func(step func(string)) (*deploy.Deployer, error)
+}
+
+// NewCmdUp builds `fleet up VERSION`.
+func NewCmdUp(f *Factory, runF func(context.Context, *UpOptions) error) *cobra.Command {
+	opts := &UpOptions{IO: f.IOStreams}
+	return &cobra.Command{
+		Use:   "up VERSION",
+		Short: "Create a candidate droplet for VERSION",
+		Long: `Create a candidate droplet for VERSION, with the spec's cloud-init, and wait
+until it is active with a public IPv4. The live droplet and the reserved IP
+are never touched: run fleet promote to move traffic.
+
+A failed deploy keeps the candidate, tagged failed, for inspection; fleet
+rollback or fleet destroy removes it. Running up again for the same version
+resumes an interrupted deploy.`,
+		Example: "  fleet up v1.2.0\n  fleet up v1.2.0 --json",
+		Args:    exactArgs(1, "one VERSION, like v1.2.0"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Version, opts.JSON = args[0], f.JSON
+			if err := spec.ParseVersion(opts.Version); err != nil {
+				return &UsageError{Msg: err.Error()}
+			}
+			opts.Deployer = f.Deployer
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return upRun(cmd.Context(), opts)
+		},
+	}
+}
+
+func upRun(ctx context.Context, opts *UpOptions) error {
+	p := opts.IO.NewProgress()
+	d, err := opts.Deployer(p.Phase)
+	if err != nil {
+		return err
+	}
+	res, err := d.Up(ctx, opts.Version)
+	p.Stop(err == nil)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		return printJSON(opts.IO.Out, map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed})
+	}
+	fmt.Fprintf(opts.IO.Out, "candidate %s (%s) is up at %s\n", res.Droplet.Name, opts.Version, res.Droplet.PublicIPv4)
+	if opts.IO.StdoutTTY {
+		fmt.Fprintln(opts.IO.Out, "next: fleet promote")
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+// Package cloud is fleet's seam over the DigitalOcean API (godo). It is
+// narrow on purpose: the handful of calls a deploy needs, each with the
+// waiting, backoff and idempotency a real API demands.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/digitalocean/godo"
+	"golang.org/x/oauth2"
+)
+
+// Droplet is the part of a DigitalOcean droplet fleet cares about.
+type Droplet struct {
+	ID         int
+	Name       string
+	Status     string // new, active, off, archive
+	Region     string
+	Tags       []string
+	PublicIPv4 string
+	Locked     bool
+	CreatedAt  time.Time
+}
+
+// HasTag reports whether the droplet carries tag.
+func (d *Droplet) HasTag(tag string) bool {
+	for _, t := range d.Tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// ReservedIP is a reserved (floating) IPv4 address.
+type ReservedIP struct {
+	IP        string
+	Region    string
+	DropletID int // 0 when unassigned
+}
+
+// SSHKey is a public key the droplet must accept.
+type SSHKey struct {
+	Fingerprint string // MD5, as DigitalOcean shows it
+	PublicKey   string // authorized_keys line; empty when only the fingerprint is known
+	Name        string
+}
+
+// CreateRequest describes one droplet. DeployTag must be unique to the
+// deploy: create looks it up before every POST so a retry never duplicates.
+type CreateRequest struct {
+	Name      string
+	Region    string
+	Size      string
+	Image     string
+	SSHKeys   []string // fingerprints
+	Tags      []string
+	UserData  string
+	DeployTag string
+}
+
+// Cloud is what the deploy lifecycle needs from a provider.
+type Cloud interface {
+	EnsureSSHKeys(ctx context.Context, keys []SSHKey) ([]string, error)
+	CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet, int, error)
+	WaitReady(ctx context.Context, d *Droplet, actionID int, t Timeouts) (*Droplet, error)
+	GetDroplet(ctx context.Context, id int) (*Droplet, error)
+	ListByTag(ctx context.Context, tag string) ([]Droplet, error)
+	DeleteDroplet(ctx context.Context, id int) error
+	Tag(ctx context.Context, dropletID int, tag string) error
+	Untag(ctx context.Context, dropletID int, tag string) error
+	ReservedIP(ctx context.Context, ip string) (*ReservedIP, error)
+	ListReservedIPs(ctx context.Context) ([]ReservedIP, error)
+	CreateReservedIP(ctx context.Context, dropletID int, t Timeouts) (*ReservedIP, error)
+	Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error
+	Unassign(ctx context.Context, ip string, t Timeouts) error
+}
+
+// Timeouts bound the waits of one call.
+type Timeouts struct {
+	Create time.Duration // the create action completes
+	Active time.Duration // active, then a public IPv4
+	Assign time.Duration // a reserved IP action completes
+}
+
+// Config builds a Client.
+type Config struct {
+	Token     string
+	APIURL    string // empty: DigitalOcean
+	UserAgent string
+	// PollInterval is the first wait between two polls of one resource; it
+	// grows from there. It is never below one second against DigitalOcean.
+	PollInterval time.Duration
+	MaxPoll      time.Duration // longest wait between polls
+	RetryMax     int           // godo retries on 429 and 5xx
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+}
+
+// Client implements Cloud with godo.
+type Client struct {
+	api *godo.Client // retries 429/5xx with backoff, honouring Retry-After
+	// once never retries. It sends the non-idempotent POSTs (droplet and
+	// reserved IP create), whose retries are ours: look up, then resend.
+	once *godo.Client
+	cfg  Config
+}
+
+var _ Cloud = (*Client)(nil)
+
+// New builds a Client. godo's retrying client needs an oauth2 transport.
+func New(cfg Config) (*Client, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("no API token")
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 10 * time.Second
+	}
+	if cfg.MaxPoll < cfg.PollInterval {
+		cfg.MaxPoll = cfg.PollInterval
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 5
+	}
+	if cfg.RetryWaitMin <= 0 {
+		cfg.RetryWaitMin = time.Second
+	}
+	if cfg.RetryWaitMax <= 0 {
+		cfg.RetryWaitMax = 30 * time.Second
+	}
+	opts := []godo.ClientOpt{}
+	if cfg.APIURL != "" {
+		opts = append(opts, godo.SetBaseURL(cfg.APIURL))
+	}
+	if cfg.UserAgent != "" {
+		opts = append(opts, godo.SetUserAgent(cfg.UserAgent))
+	}
+	httpClient := func() *http.Client {
+		c := oauth2.NewClient(context.Background(), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.Token}))
+		c.Timeout = 60 * time.Second
+		return c
+	}
+	api, err := godo.New(httpClient(), append(opts, godo.WithRetryAndBackoffs(godo.RetryConfig{
+		RetryMax:     cfg.RetryMax,
+		RetryWaitMin: godo.PtrTo(cfg.RetryWaitMin.Seconds()),
+		RetryWaitMax: godo.PtrTo(cfg.RetryWaitMax.Seconds()),
+	}))...)
+	if err != nil {
+		return nil, err
+	}
+	once, err := godo.New(httpClient(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{api: api, once: once, cfg: cfg}, nil
+}
+
+func fromGodo(d *godo.Droplet) *Droplet {
+	out := &Droplet{ID: d.ID, Name: d.Name, Status: d.Status, Tags: d.Tags, Locked: d.Locked}
+	if d.Region != nil {
+		out.Region = d.Region.Slug
+	}
+	out.PublicIPv4, _ = d.PublicIPv4()
+	out.CreatedAt, _ = time.Parse(time.RFC3339, d.Created)
+	return out
+}
+
+func fromGodoIP(ip *godo.ReservedIP) *ReservedIP {
+	out := &ReservedIP{IP: ip.IP}
+	if ip.Region != nil {
+		out.Region = ip.Region.Slug
+	}
+	if ip.Droplet != nil {
+		out.DropletID = ip.Droplet.ID
+	}
+	return out
+}
+
+// listAll walks every page. A page that fails (after godo's retries) fails
+// the whole listing: a partial list would make fleet misjudge roles.
+func listAll[T any](ctx context.Context, what string, page func(*godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
+	var all []T
+	opt := &godo.ListOptions{Page: 1, PerPage: 200}
+	for {
+		items, resp, err := page(opt)
+		if err != nil {
+			return nil, wrap(err, fmt.Sprintf("list %s (page %d)", what, opt.Page))
+		}
+		all = append(all, items...)
+		if resp == nil || resp.Links == nil || resp.Links.IsLastPage() {
+			return all, nil
+		}
+		cur, err := resp.Links.CurrentPage()
+		if err != nil {
+			return nil, fmt.Errorf("list %s: bad pagination links: %w", what, err)
+		}
+		if cur+1 <= opt.Page {
+			return nil, fmt.Errorf("list %s: pagination does not advance past page %d", what, opt.Page)
+		}
+		opt.Page = cur + 1
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}

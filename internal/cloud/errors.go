@@ -1,0 +1,127 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/digitalocean/godo"
+)
+
+// APIError is an error answer of the API, after godo's retries.
+type APIError struct {
+	Op        string // what fleet was doing
+	Status    int
+	Message   string
+	RequestID string
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("%s: API answered %d", e.Op, e.Status)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	if e.RequestID != "" {
+		msg += " (request " + e.RequestID + ")"
+	}
+	if e.Status == http.StatusUnauthorized {
+		msg += "; check DIGITALOCEAN_TOKEN"
+	}
+	return msg
+}
+
+// TimeoutError says which wait ran out.
+type TimeoutError struct {
+	What  string
+	After time.Duration
+	Last  string // the last state seen
+}
+
+func (e *TimeoutError) Error() string {
+	s := fmt.Sprintf("timed out after %s waiting for %s", e.After, e.What)
+	if e.Last != "" {
+		s += " (last seen: " + e.Last + ")"
+	}
+	return s
+}
+
+// ActionError is an action that ended errored.
+type ActionError struct {
+	ID   int
+	Type string
+	On   string
+}
+
+func (e *ActionError) Error() string {
+	return fmt.Sprintf("action %d (%s on %s) ended errored", e.ID, e.Type, e.On)
+}
+
+// ErrNotFound is returned (wrapped) for a 404.
+var ErrNotFound = errors.New("not found")
+
+func (e *APIError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// IsStatus reports whether err is an API answer with that status.
+func IsStatus(err error, status int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == status
+}
+
+func wrap(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	var er *godo.ErrorResponse
+	if errors.As(err, &er) && er.Response != nil {
+		return &APIError{Op: op, Status: er.Response.StatusCode, Message: er.Message, RequestID: er.RequestID}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// retryable reports whether a failed non-idempotent POST may be sent again
+// (after looking up whether it took effect), and how long to wait first.
+func retryable(resp *godo.Response, err error) (bool, time.Duration) {
+	if err == nil {
+		return false, 0
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false, 0
+	}
+	if resp == nil || resp.Response == nil {
+		return true, 0 // transport error: the request may or may not have arrived
+	}
+	switch s := resp.StatusCode; {
+	case s == http.StatusTooManyRequests:
+		var wait time.Duration
+		if !resp.Rate.Reset.IsZero() {
+			wait = time.Until(resp.Rate.Reset.Time)
+		}
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			var secs int
+			if _, err := fmt.Sscanf(ra, "%d", &secs); err == nil {
+				wait = time.Duration(secs) * time.Second
+			}
+		}
+		if wait > time.Minute {
+			wait = time.Minute
+		}
+		return true, wait
+	case s >= 500 && s != http.StatusNotImplemented:
+		return true, 0
+	}
+	return false, 0
+}
+
+func isPendingEvent(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity &&
+		strings.Contains(strings.ToLower(ae.Message), "pending event")
+}

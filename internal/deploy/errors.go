@@ -1,0 +1,33 @@
+package deploy
+
+// ConflictError is a refusal: the request makes no sense in the current
+// state (no candidate to promote, the live droplet without --force, ...).
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// ConfigError is a spec or account set-up the operator must fix.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// DeployError is a failed deploy; the candidate, if any, was kept and
+// marked failed. Hint says how to look at it or remove it.
+type DeployError struct {
+	Droplet string
+	Err     error
+	Hint    string
+}
+
+func (e *DeployError) Error() string {
+	s := e.Err.Error()
+	if e.Droplet != "" {
+		s = "deploy of " + e.Droplet + " failed: " + s
+	}
+	if e.Hint != "" {
+		s += "\n" + e.Hint
+	}
+	return s
+}
+
+func (e *DeployError) Unwrap() error { return e.Err }
