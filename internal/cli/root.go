@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/fleetdeploy/fleet/internal/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -30,8 +31,16 @@ func Main() int {
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
 	}
-	var silent *silentError
-	if !errors.As(err, &silent) {
+	var (
+		silent   *silentError
+		specErrs *spec.Errors
+	)
+	switch {
+	case errors.As(err, &silent):
+	case errors.As(err, &specErrs):
+		// Each line already says file:line:col, for editors to jump to.
+		fmt.Fprintln(f.IOStreams.ErrOut, err)
+	default:
 		fmt.Fprintln(f.IOStreams.ErrOut, "fleet:", err)
 	}
 	return exitCode(err)

@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/localcloud"
+	"github.com/fleetdeploy/fleet/internal/localcloud/contract"
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"fleet": func() { os.Exit(Main()) },
+	})
+}
+
+// TestScripts runs the CLI end to end (testdata/script/*.txtar) against an
+// in-process API server whose every exchange is checked against
+// DigitalOcean's OpenAPI description.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			// Every script starts in a valid project, unless its archive
+			// brings its own files.
+			if err := copyMissing("testdata/project", env.WorkDir); err != nil {
+				return err
+			}
+			env.Setenv("HOME", env.WorkDir)
+			// Short waits keep the suite fast; the product default is 1s.
+			env.Setenv("FLEET_POLL_INTERVAL", "50ms")
+			env.Setenv("FLEET_RETRY_WAIT_MIN", "100ms")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"localapi": cmdLocalAPI,
+		},
+	})
+}
+
+var apis sync.Map // *testscript.TestScript → *scriptAPI
+
+type scriptAPI struct {
+	srv   *localcloud.Server
+	http  *httptest.Server
+	check *contract.Validator
+	token string
+}
+
+// cmdLocalAPI drives the in-process API server:
+//
+//	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-faults SPEC]
+//	localapi fault SPEC        add faults
+//	localapi droplets N        the server holds exactly N droplets (any project)
+//	localapi contract          no contract violations so far (also checked at the end)
+func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("localapi does not support !")
+	}
+	if len(args) == 0 {
+		ts.Fatalf("usage: localapi start|fault|droplets|contract")
+	}
+	if args[0] == "start" {
+		startAPI(ts, args[1:])
+		return
+	}
+	v, ok := apis.Load(ts)
+	if !ok {
+		ts.Fatalf("localapi start first")
+	}
+	api := v.(*scriptAPI)
+	switch args[0] {
+	case "fault":
+		faults, err := localcloud.ParseFaults(strings.Join(args[1:], " "))
+		ts.Check(err)
+		for _, f := range faults {
+			api.srv.AddFault(f)
+		}
+	case "droplets":
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		if got := api.countDroplets(ts); got != want {
+			ts.Fatalf("server holds %d droplets, want %d", got, want)
+		}
+	case "contract":
+		api.assertContract(ts)
+	default:
+		ts.Fatalf("localapi: unknown subcommand %q", args[0])
+	}
+}
+
+func startAPI(ts *testscript.TestScript, args []string) {
+	fs := flag.NewFlagSet("localapi start", flag.ContinueOnError)
+	boot := fs.Duration("boot-delay", 100*time.Millisecond, "")
+	action := fs.Duration("action-delay", 100*time.Millisecond, "")
+	rate := fs.Int("rate-limit", 0, "")
+	window := fs.Duration("rate-window", time.Hour, "")
+	faultSpec := fs.String("faults", "", "")
+	ts.Check(fs.Parse(args))
+	faults, err := localcloud.ParseFaults(*faultSpec)
+	ts.Check(err)
+	path, err := contract.DefaultPath()
+	ts.Check(err)
+	v, err := contract.Load(path)
+	ts.Check(err)
+	token := "test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	srv, err := localcloud.NewServer(localcloud.Options{
+		Token: token, BootDelay: *boot, ActionDelay: *action,
+		RateLimit: *rate, RateWindow: *window, Faults: faults,
+	})
+	ts.Check(err)
+	hs := httptest.NewServer(v.Middleware(srv.Handler()))
+	api := &scriptAPI{srv: srv, http: hs, check: v, token: token}
+	apis.Store(ts, api)
+	ts.Setenv("FLEET_API_URL", hs.URL)
+	ts.Setenv("DIGITALOCEAN_TOKEN", token)
+	ts.Defer(func() {
+		api.assertContract(ts)
+		hs.Close()
+		srv.Close()
+		apis.Delete(ts)
+	})
+}
+
+func (api *scriptAPI) assertContract(ts *testscript.TestScript) {
+	if vs := api.check.Violations(); len(vs) > 0 {
+		ts.Fatalf("%d OpenAPI contract violations:\n%s", len(vs), strings.Join(vs, "\n"))
+	}
+}
+
+func (api *scriptAPI) countDroplets(ts *testscript.TestScript) int {
+	req, _ := http.NewRequest("GET", api.http.URL+"/v2/droplets?per_page=200", nil)
+	req.Header.Set("Authorization", "Bearer "+api.token)
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	var body struct {
+		Meta struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+	}
+	ts.Check(json.NewDecoder(resp.Body).Decode(&body))
+	if resp.StatusCode != 200 {
+		ts.Fatalf("GET /v2/droplets: %s", resp.Status)
+	}
+	return body.Meta.Total
+}
+
+// copyMissing copies the files of src into dst, skipping files dst has.
+func copyMissing(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if _, err := os.Stat(target); err == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
