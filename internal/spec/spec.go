@@ -30,10 +30,10 @@ type Droplet struct {
 // the account, or a public key file (then PublicKey holds its single
 // authorized_keys line and Fingerprint is computed from it).
 type SSHKey struct {
-	Fingerprint string
-	File        string
-	PublicKey   string
-	Name        string // comment of the key file, or the file's base name
+	Fingerprint string // MD5, lowercase "aa:bb:...", as DigitalOcean shows it
+	File        string // the key file, resolved (~ expanded, relative to Spec.Dir); "" for a fingerprint
+	PublicKey   string // "<type> <base64> [comment]"; "" for a fingerprint
+	Name        string // comment of the key file, or the file's base name; "" for a fingerprint
 }
 
 // Timeouts bound each wait of a deploy.

@@ -1,0 +1,123 @@
+package cloudinit
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+var data = Data{Project: "blog", Version: "v1.2.0", DropletName: "blog-v1-2-0-a1b2", DeployID: "d-123"}
+
+func TestRender(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		template string
+		want     string // the output, or for an error a substring of it
+		wantErr  bool
+	}{
+		{name: "fields", template: "#cloud-config\n# {{.Project}} {{.Version}} {{.DropletName}} {{.DeployID}}\n", want: "#cloud-config\n# blog v1.2.0 blog-v1-2-0-a1b2 d-123\n"},
+		{name: "header only", template: "#cloud-config\n", want: "#cloud-config\n"},
+		{name: "header without newline", template: "#cloud-config", want: "#cloud-config"},
+		{name: "header with CRLF", template: "#cloud-config\r\nruncmd: []\r\n", want: "#cloud-config\r\nruncmd: []\r\n"},
+		{name: "mapping", template: "#cloud-config\nruncmd:\n  - echo {{.Version}}\n", want: "#cloud-config\nruncmd:\n  - echo v1.2.0\n"},
+		{name: "unknown field", template: "#cloud-config\n# {{.Nope}}\n", wantErr: true, want: "can't evaluate field Nope"},
+		{name: "parse error", template: "#cloud-config\n{{.Project\n", wantErr: true, want: "unclosed action"},
+		{name: "no header", template: "runcmd: []\n", wantErr: true, want: `rendered user_data must start with a "#cloud-config" line (cloud-init ignores anything else), but its first line is "runcmd: []"`},
+		{name: "leading blank line", template: "\n#cloud-config\n", wantErr: true, want: `its first line is ""`},
+		{name: "shell script", template: "#!/bin/sh\necho hi\n", wantErr: true, want: `its first line is "#!/bin/sh"`},
+		{name: "header suffix", template: "#cloud-configs\n", wantErr: true, want: "must start with"},
+		{name: "header from template", template: "{{if .Project}}#cloud-config{{end}}\n", want: "#cloud-config\n"},
+		{name: "invalid yaml", template: "#cloud-config\nruncmd: [a\n", wantErr: true, want: "rendered user_data is not valid YAML"},
+		{name: "not a mapping", template: "#cloud-config\n- a\n", wantErr: true, want: "is not a YAML mapping (line 2)"},
+		{name: "just under the limit", template: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-16) + "\n", want: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-16) + "\n"},
+		{name: "over the limit", template: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-15) + "\n", wantErr: true, want: "rendered user_data is 65537 bytes, over DigitalOcean's limit of 65536 bytes (64 KiB)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "droplet.yaml")
+			if err := os.WriteFile(path, []byte(tc.template), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := Render(path, data)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Render error = %v, want one containing %q", err, tc.want)
+				}
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("error %q does not name %s", err, path)
+				}
+				if out != nil {
+					t.Errorf("Render returned output with its error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("Render = %q, want %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(path, []byte("#cloud-config\n#"+strings.Repeat("{{.Project}}", MaxUserData/4)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Render(path, data)
+	var tooLarge *TooLargeError
+	if !errors.As(err, &tooLarge) || tooLarge.Size != len("#cloud-config\n#")+MaxUserData || tooLarge.Path != path {
+		t.Fatalf("Render error = %#v, want a *TooLargeError", err)
+	}
+}
+
+func TestRenderMissingTemplate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Render(path, data)
+	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Render error = %v, want not-exist naming %s", err, path)
+	}
+}
+
+// The repository's example template renders to a cloud-config that writes
+// the release files and starts the responder.
+func TestRepoTemplate(t *testing.T) {
+	path := filepath.Join("..", "..", "cloud-init", "droplet.yaml")
+	out, err := Render(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		WriteFiles []struct {
+			Path, Content, Permissions string
+		} `yaml:"write_files"`
+		Runcmd []string `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, f := range cfg.WriteFiles {
+		files[f.Path] = f.Content
+	}
+	if got := files["/var/www/fleet/index.html"]; got != "fleet blog v1.2.0\n" {
+		t.Errorf("index.html = %q", got)
+	}
+	if got, want := files["/etc/fleet/release"], "FLEET_PROJECT=blog\nFLEET_VERSION=v1.2.0\nFLEET_DROPLET=blog-v1-2-0-a1b2\nFLEET_DEPLOY_ID=d-123\n"; got != want {
+		t.Errorf("release = %q, want %q", got, want)
+	}
+	if !strings.Contains(files["/etc/systemd/system/fleet-http.service"], "ExecStart=/usr/bin/python3 -m http.server 80 --directory /var/www/fleet") {
+		t.Errorf("no systemd unit for the responder: %q", files)
+	}
+	cmds := strings.Join(cfg.Runcmd, "\n")
+	for _, want := range []string{"[ -d /run/systemd/system ]", "systemctl enable --now fleet-http.service", "setsid nohup python3 -m http.server 80 --directory /var/www/fleet"} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("runcmd lacks %q:\n%s", want, cmds)
+		}
+	}
+}

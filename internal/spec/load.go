@@ -1,0 +1,603 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
+
+	"github.com/fleetdeploy/fleet/internal/cloudinit"
+)
+
+// Defaults and limits of droplets.yaml.
+const (
+	DefaultProvider   = ProviderDigitalOcean
+	DefaultReservedIP = "auto"
+	DefaultKeep       = 2
+	MaxKeep           = 20
+	MaxProjectLen     = 20
+	MaxTagLen         = 255 // DigitalOcean's limit
+	MaxTimeout        = time.Hour
+
+	ProviderDigitalOcean = "digitalocean"
+	ProviderLocal        = "local"
+
+	// SampleVersion is the version Load renders the cloud-init template
+	// with, to check that it executes and fits in MaxUserData.
+	SampleVersion = "v0.0.0-sample"
+)
+
+var (
+	projectRE     = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	slugRE        = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_:-]+$`)
+	fingerprintRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){15}$`)
+	hexColonRE    = regexp.MustCompile(`^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{0,2})+$`)
+	yamlErrRE     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+)
+
+// Load reads the spec at path, decodes it strictly (unknown keys, duplicate
+// keys and values of the wrong kind are errors), applies defaults and
+// validates it, including rendering the cloud-init template once with
+// SampleVersion. On failure it returns nil and an *Errors holding every
+// problem found, in file order, each at its position in path.
+func Load(path string) (*Spec, error) {
+	l := &loader{file: path, dir: filepath.Dir(path)}
+	s := l.load()
+	if len(l.errs) > 0 {
+		l.errs.sort()
+		return nil, &l.errs
+	}
+	return s, nil
+}
+
+type loader struct {
+	file string
+	dir  string
+	errs Errors
+}
+
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
+	l.errs = append(l.errs, Error{File: l.file, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) load() *Spec {
+	data, err := os.ReadFile(l.file)
+	if err != nil {
+		msg := fmt.Sprintf("cannot read the spec: %v", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			msg = "spec file does not exist"
+			if abs, err := filepath.Abs(l.file); err == nil && abs != l.file {
+				msg += " (looked for " + abs + ")"
+			}
+		}
+		l.errs = append(l.errs, Error{File: l.file, Msg: msg})
+		return nil
+	}
+	root := l.parse(data)
+	if root == nil {
+		return nil
+	}
+	s := &Spec{
+		Path:       l.file,
+		Dir:        l.dir,
+		Provider:   DefaultProvider,
+		ReservedIP: DefaultReservedIP,
+		Keep:       DefaultKeep,
+		Timeouts:   DefaultTimeouts,
+	}
+	f := l.mapping("", root, "project", "provider", "droplet", "reserved_ip", "keep", "timeouts", "stack")
+	if f == nil {
+		return s
+	}
+	if n, ok := f.required("project", "a slug like blog"); ok {
+		s.Project = l.project(n)
+	}
+	if n, ok := f.optional("provider"); ok {
+		s.Provider = l.provider(n)
+	}
+	if n, ok := f.optional("reserved_ip"); ok {
+		s.ReservedIP = l.reservedIP(n)
+	}
+	if n, ok := f.optional("keep"); ok {
+		s.Keep = l.keep(n)
+	}
+	if n, ok := f.optional("timeouts"); ok {
+		s.Timeouts = l.timeouts(n)
+	}
+	if k, ok := f.keys["stack"]; ok {
+		l.errorf(k, "stack: stack deploys are not supported by this version of fleet yet; remove it for a provision-only deploy")
+	}
+	if n, ok := f.required("droplet", "a mapping with region, size, image, ssh_keys and cloud_init"); ok {
+		s.Droplet = l.droplet(n, s.Project)
+	}
+	return s
+}
+
+// parse decodes data into a single YAML document and returns its root node,
+// or nil after recording why it could not.
+func (l *loader) parse(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if err == io.EOF {
+			l.errs = append(l.errs, Error{File: l.file, Msg: "spec is empty; it needs at least project and droplet"})
+		} else {
+			l.yamlError(err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		l.errorf(&next, "a second YAML document; a spec is a single document (remove the '---')")
+		return nil
+	case err != io.EOF:
+		l.yamlError(err)
+		return nil
+	}
+	if len(doc.Content) != 1 {
+		l.errs = append(l.errs, Error{File: l.file, Msg: "spec is empty; it needs at least project and droplet"})
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// yamlError records a syntax error at the line yaml reports (it gives no column).
+func (l *loader) yamlError(err error) {
+	e := Error{File: l.file, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = "invalid YAML: " + m[2]
+	}
+	l.errs = append(l.errs, e)
+}
+
+// fields is a decoded mapping: its known keys, first occurrence each.
+type fields struct {
+	l      *loader
+	path   string // "" for the top level, else e.g. "droplet"
+	node   *yaml.Node
+	keys   map[string]*yaml.Node
+	values map[string]*yaml.Node
+}
+
+// mapping checks that n is a mapping whose keys are all in known, each once,
+// and returns them; it returns nil (after recording why) if n is no mapping.
+func (l *loader) mapping(path string, n *yaml.Node, known ...string) *fields {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode {
+		l.errorf(n, "%sexpected a mapping of %s, got %s", prefix(path), strings.Join(known, ", "), describe(n))
+		return nil
+	}
+	f := &fields{l: l, path: path, node: n, keys: map[string]*yaml.Node{}, values: map[string]*yaml.Node{}}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			l.errorf(k, "%skeys must be plain names, got %s", prefix(path), describe(k))
+			continue
+		}
+		name := k.Value
+		if first, dup := f.keys[name]; dup {
+			l.errorf(k, "%s: duplicate key; it is already set at line %d", join(path, name), first.Line)
+			continue
+		}
+		if !slices.Contains(known, name) {
+			msg := fmt.Sprintf("%s: unknown key", join(path, name))
+			if name == "<<" {
+				msg = fmt.Sprintf("%smerge keys (<<) are not supported", prefix(path))
+			} else if s := suggest(name, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			l.errorf(k, "%s (allowed: %s)", msg, strings.Join(known, ", "))
+			continue
+		}
+		f.keys[name] = k
+		f.values[name] = deref(v)
+	}
+	return f
+}
+
+// required returns the value of key, recording an error at the mapping if
+// it is missing; what describes the value wanted.
+func (f *fields) required(key, what string) (*yaml.Node, bool) {
+	n, ok := f.values[key]
+	if !ok {
+		f.l.errorf(f.node, "%smissing required key %q (%s)", prefix(f.path), key, what)
+	}
+	return n, ok
+}
+
+func (f *fields) optional(key string) (*yaml.Node, bool) {
+	n, ok := f.values[key]
+	return n, ok
+}
+
+func (l *loader) droplet(n *yaml.Node, project string) Droplet {
+	var d Droplet
+	f := l.mapping("droplet", n, "region", "size", "image", "ssh_keys", "tags", "cloud_init")
+	if f == nil {
+		return d
+	}
+	if n, ok := f.required("region", "a DigitalOcean region slug like nyc3"); ok {
+		d.Region = l.slug("droplet.region", n, "nyc3")
+	}
+	if n, ok := f.required("size", "a DigitalOcean size slug like s-1vcpu-1gb"); ok {
+		d.Size = l.slug("droplet.size", n, "s-1vcpu-1gb")
+	}
+	if n, ok := f.required("image", "a DigitalOcean image slug like debian-13-x64"); ok {
+		d.Image = l.slug("droplet.image", n, "debian-13-x64")
+	}
+	if n, ok := f.required("ssh_keys", "a list of public key files or MD5 fingerprints"); ok {
+		d.SSHKeys = l.sshKeys(n)
+	}
+	if n, ok := f.optional("tags"); ok {
+		d.Tags = l.tags(n)
+	}
+	if n, ok := f.required("cloud_init", "the path of a cloud-init template like cloud-init/droplet.yaml"); ok {
+		d.CloudInit = l.cloudInit(n, project)
+	}
+	return d
+}
+
+// str returns the text of a scalar, recording an error (and returning "")
+// if n is not a scalar or is empty; want describes the value wanted.
+func (l *loader) str(path string, n *yaml.Node, want string) string {
+	switch {
+	case n.Kind != yaml.ScalarNode:
+		l.errorf(n, "%s: expected %s, got %s", path, want, describe(n))
+	case n.Tag == "!!null" || n.Value == "":
+		l.errorf(n, "%s: is empty; expected %s", path, want)
+	default:
+		return n.Value
+	}
+	return ""
+}
+
+func (l *loader) project(n *yaml.Node) string {
+	v := l.str("project", n, "a slug like blog")
+	switch {
+	case v == "":
+	case len(v) > MaxProjectLen:
+		l.errorf(n, "project: %q is %d characters; at most %d are allowed (droplet names are <project>-<version>-<suffix> and must fit a 63-character hostname)", v, len(v), MaxProjectLen)
+	case !projectRE.MatchString(v):
+		l.errorf(n, "project: %q is not a valid project name (allowed: a-z 0-9 -, starting with a letter, e.g. blog)", v)
+	case strings.HasSuffix(v, "-"):
+		l.errorf(n, "project: %q must not end with '-'", v)
+	default:
+		return v
+	}
+	return ""
+}
+
+func (l *loader) provider(n *yaml.Node) string {
+	want := fmt.Sprintf("%s or %s", ProviderDigitalOcean, ProviderLocal)
+	v := l.str("provider", n, want)
+	if v != "" && v != ProviderDigitalOcean && v != ProviderLocal {
+		l.errorf(n, "provider: %q is not a provider fleet knows (allowed: %s)", v, want)
+	}
+	return v
+}
+
+func (l *loader) slug(path string, n *yaml.Node, example string) string {
+	want := "a DigitalOcean slug like " + example
+	v := l.str(path, n, want)
+	if v != "" && !slugRE.MatchString(v) {
+		l.errorf(n, "%s: %q is not a DigitalOcean slug (allowed: a-z 0-9 -, starting with a letter or digit, e.g. %s)", path, v, example)
+	}
+	return v
+}
+
+func (l *loader) reservedIP(n *yaml.Node) string {
+	const want = `"auto" or an IPv4 address like 203.0.113.10`
+	v := l.str("reserved_ip", n, want)
+	if v == "" || v == "auto" {
+		return v
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil || !ip.Is4() || ip.IsUnspecified() {
+		l.errorf(n, "reserved_ip: %q is not an IPv4 address (allowed: %s)", v, want)
+	}
+	return v
+}
+
+func (l *loader) keep(n *yaml.Node) int {
+	want := fmt.Sprintf("a whole number from 0 to %d (default %d)", MaxKeep, DefaultKeep)
+	var k int
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&k) != nil {
+		l.errorf(n, "keep: expected %s, got %s", want, describe(n))
+		return DefaultKeep
+	}
+	if k < 0 || k > MaxKeep {
+		l.errorf(n, "keep: %d is out of range (allowed: %s)", k, want)
+	}
+	return k
+}
+
+func (l *loader) timeouts(n *yaml.Node) Timeouts {
+	t := DefaultTimeouts
+	f := l.mapping("timeouts", n, "create", "active", "assign")
+	if f == nil {
+		return t
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{{"create", &t.Create}, {"active", &t.Active}, {"assign", &t.Assign}} {
+		if n, ok := f.optional(d.key); ok {
+			*d.dst = l.duration("timeouts."+d.key, n)
+		}
+	}
+	return t
+}
+
+func (l *loader) duration(path string, n *yaml.Node) time.Duration {
+	const want = `a duration like "90s" or "5m"`
+	v := l.str(path, n, want)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil && n.Tag == "!!int":
+		l.errorf(n, "%s: %s has no unit; write %q or %q", path, v, v+"s", v+"m")
+	case err != nil:
+		l.errorf(n, "%s: %q is not %s", path, v, want)
+	case d <= 0 || d > MaxTimeout:
+		l.errorf(n, "%s: %s is out of range (allowed: more than 0, at most 1h)", path, v)
+	}
+	return d
+}
+
+func (l *loader) tags(n *yaml.Node) []string {
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "droplet.tags: expected a list of tags like [web], got %s", describe(n))
+		return nil
+	}
+	var tags []string
+	seen := map[string]int{}
+	for i, item := range n.Content {
+		item = deref(item)
+		path := fmt.Sprintf("droplet.tags[%d]", i)
+		v := l.str(path, item, "a tag like web")
+		switch {
+		case v == "":
+			continue
+		case len(v) > MaxTagLen:
+			l.errorf(item, "%s: tag is %d characters; DigitalOcean allows at most %d", path, len(v), MaxTagLen)
+		case !tagRE.MatchString(v):
+			l.errorf(item, "%s: %q has characters DigitalOcean does not allow in tags (allowed: A-Z a-z 0-9 _ : -)", path, v)
+		case strings.HasPrefix(strings.ToLower(v), "fleet"):
+			l.errorf(item, "%s: %q is reserved: tags beginning with \"fleet\" are the ones fleet sets itself", path, v)
+		default:
+			if j, dup := seen[v]; dup {
+				l.errorf(item, "%s: %q is already listed as droplet.tags[%d]", path, v, j)
+				continue
+			}
+			seen[v] = i
+			tags = append(tags, v)
+		}
+	}
+	return tags
+}
+
+func (l *loader) sshKeys(n *yaml.Node) []SSHKey {
+	const hint = "list a public key file like ~/.ssh/id_ed25519.pub or an MD5 fingerprint (ssh-keygen -l -E md5 -f KEY.pub)"
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "droplet.ssh_keys: expected a list, got %s; %s", describe(n), hint)
+		return nil
+	}
+	if len(n.Content) == 0 {
+		l.errorf(n, "droplet.ssh_keys: at least one key is required; %s", hint)
+		return nil
+	}
+	var keys []SSHKey
+	seen := map[string]int{}
+	for i, item := range n.Content {
+		item = deref(item)
+		path := fmt.Sprintf("droplet.ssh_keys[%d]", i)
+		v := l.str(path, item, "a public key file or an MD5 fingerprint")
+		if v == "" {
+			continue
+		}
+		k, err := l.sshKey(v)
+		if err != nil {
+			l.errorf(item, "%s: %v", path, err)
+			continue
+		}
+		if j, dup := seen[k.Fingerprint]; dup {
+			l.errorf(item, "%s: same key as droplet.ssh_keys[%d] (%s)", path, j, k.Fingerprint)
+			continue
+		}
+		seen[k.Fingerprint] = i
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func (l *loader) sshKey(v string) (SSHKey, error) {
+	switch {
+	case fingerprintRE.MatchString(v):
+		return SSHKey{Fingerprint: strings.ToLower(v)}, nil
+	case strings.HasPrefix(v, "SHA256:"):
+		return SSHKey{}, fmt.Errorf("%q is a SHA256 fingerprint; DigitalOcean identifies keys by MD5 fingerprint (ssh-keygen -l -E md5 -f KEY.pub prints it)", v)
+	case hexColonRE.MatchString(v):
+		return SSHKey{}, fmt.Errorf("%q is not an MD5 fingerprint (allowed: 16 pairs of hex digits separated by ':', like 3b:16:bf:...)", v)
+	}
+	file, err := l.resolveHome(v)
+	if err != nil {
+		return SSHKey{}, err
+	}
+	data, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return SSHKey{}, fmt.Errorf("public key file %q does not exist (looked for %s); put your public key there, or list its MD5 fingerprint", v, file)
+	case err != nil:
+		return SSHKey{}, fmt.Errorf("cannot read public key file %q: %v", v, err)
+	}
+	pk, comment, _, rest, err := ssh.ParseAuthorizedKey(data)
+	switch {
+	case err != nil && bytes.Contains(data, []byte("PRIVATE KEY")):
+		return SSHKey{}, fmt.Errorf("%q is a private key; list the public key (the .pub file) instead", v)
+	case err != nil:
+		return SSHKey{}, fmt.Errorf("%q holds no public key in authorized_keys format (like \"ssh-ed25519 AAAA... you@host\")", v)
+	}
+	if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
+		return SSHKey{}, fmt.Errorf("%q holds more than one public key; list one file per key", v)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))
+	name := comment
+	if comment != "" {
+		line += " " + comment
+	} else {
+		name = filepath.Base(file)
+	}
+	return SSHKey{
+		Fingerprint: ssh.FingerprintLegacyMD5(pk),
+		File:        file,
+		PublicKey:   line,
+		Name:        name,
+	}, nil
+}
+
+// resolveHome expands a leading ~ and resolves p against the spec's directory.
+func (l *loader) resolveHome(p string) (string, error) {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("cannot expand ~ in %q: %v", p, err)
+		}
+		return filepath.Join(home, p[1:]), nil
+	}
+	return l.resolve(p), nil
+}
+
+func (l *loader) resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(l.dir, p)
+}
+
+func (l *loader) cloudInit(n *yaml.Node, project string) string {
+	const path = "droplet.cloud_init"
+	v := l.str(path, n, "the path of a cloud-init template like cloud-init/droplet.yaml")
+	if v == "" {
+		return ""
+	}
+	file := l.resolve(v)
+	fi, err := os.Stat(file)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.errorf(n, "%s: template %q does not exist (looked for %s)", path, v, file)
+		return file
+	case err != nil:
+		l.errorf(n, "%s: %v", path, err)
+		return file
+	case fi.IsDir():
+		l.errorf(n, "%s: %q is a directory; name the template file", path, v)
+		return file
+	}
+	if project == "" {
+		project = "project" // invalid, reported elsewhere; still check the template
+	}
+	_, err = cloudinit.Render(file, cloudinit.Data{
+		Project:     project,
+		Version:     SampleVersion,
+		DropletName: DropletName(project, SampleVersion, "sample"),
+		DeployID:    "sample-deploy",
+	})
+	var tooLarge *cloudinit.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		l.errorf(n, "%s: rendered with version %s, %q is %d bytes of user_data; DigitalOcean allows at most %d (64 KiB)", path, SampleVersion, v, tooLarge.Size, cloudinit.MaxUserData)
+	case err != nil:
+		l.errorf(n, "%s: %v", path, err)
+	}
+	return file
+}
+
+// deref follows YAML aliases (*name) to the node they stand for.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// describe names what n is, for "expected X, got Y".
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return strconv.Quote(n.Value)
+	}
+	return "something else"
+}
+
+func prefix(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ": "
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest returns the known key closest to name, if it is a likely typo.
+func suggest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		if strings.EqualFold(k, name) || strings.ReplaceAll(k, "_", "-") == name {
+			return k
+		}
+		if d := distance(name, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
