@@ -1,0 +1,162 @@
+package localcloud
+
+import (
+	"hash/fnv"
+	"sort"
+	"strings"
+)
+
+// The fixed catalog: regions, sizes and images the server knows.
+
+type regionJSON struct {
+	Name      string   `json:"name"`
+	Slug      string   `json:"slug"`
+	Features  []string `json:"features"`
+	Available bool     `json:"available"`
+	Sizes     []string `json:"sizes"`
+}
+
+type diskInfo struct {
+	Type string `json:"type"`
+	Size struct {
+		Amount int    `json:"amount"`
+		Unit   string `json:"unit"`
+	} `json:"size"`
+}
+
+type sizeJSON struct {
+	Slug         string     `json:"slug"`
+	Memory       int        `json:"memory"`
+	Vcpus        int        `json:"vcpus"`
+	Disk         int        `json:"disk"`
+	Transfer     float64    `json:"transfer"`
+	PriceMonthly float64    `json:"price_monthly"`
+	PriceHourly  float64    `json:"price_hourly"`
+	Regions      []string   `json:"regions"`
+	Available    bool       `json:"available"`
+	Description  string     `json:"description"`
+	DiskInfo     []diskInfo `json:"disk_info"`
+}
+
+var regionFeatures = []string{"backups", "ipv6", "metadata", "install_agent", "storage", "image_transfer"}
+
+var regionNames = []struct{ slug, name string }{
+	{"nyc3", "New York 3"},
+	{"ams3", "Amsterdam 3"},
+	{"fra1", "Frankfurt 1"},
+	{"lon1", "London 1"},
+	{"sfo3", "San Francisco 3"},
+	{"sgp1", "Singapore 1"},
+}
+
+var sizeTable = []struct {
+	slug                  string
+	memory, vcpus, disk   int
+	transfer, monthly, hr float64
+}{
+	{"s-1vcpu-1gb", 1024, 1, 25, 1, 6, 0.00893},
+	{"s-1vcpu-2gb", 2048, 1, 50, 2, 12, 0.01786},
+	{"s-2vcpu-2gb", 2048, 2, 60, 3, 18, 0.02679},
+	{"s-2vcpu-4gb", 4096, 2, 80, 4, 24, 0.03571},
+}
+
+func regionSlugs() []string {
+	s := make([]string, len(regionNames))
+	for i, r := range regionNames {
+		s[i] = r.slug
+	}
+	return s
+}
+
+func sizeSlugs() []string {
+	s := make([]string, len(sizeTable))
+	for i, z := range sizeTable {
+		s[i] = z.slug
+	}
+	return s
+}
+
+func findRegion(slug string) (regionJSON, bool) {
+	for _, r := range regionNames {
+		if r.slug == slug {
+			return regionJSON{Name: r.name, Slug: r.slug, Features: regionFeatures, Available: true, Sizes: sizeSlugs()}, true
+		}
+	}
+	return regionJSON{}, false
+}
+
+func allRegions() []regionJSON {
+	out := make([]regionJSON, 0, len(regionNames))
+	for _, r := range regionNames {
+		reg, _ := findRegion(r.slug)
+		out = append(out, reg)
+	}
+	return out
+}
+
+func findSize(slug string) (sizeJSON, bool) {
+	for _, z := range sizeTable {
+		if z.slug == slug {
+			d := diskInfo{Type: "local"}
+			d.Size.Amount, d.Size.Unit = z.disk, "gib"
+			return sizeJSON{
+				Slug: z.slug, Memory: z.memory, Vcpus: z.vcpus, Disk: z.disk,
+				Transfer: z.transfer, PriceMonthly: z.monthly, PriceHourly: z.hr,
+				Regions: regionSlugs(), Available: true, Description: "Basic",
+				DiskInfo: []diskInfo{d},
+			}, true
+		}
+	}
+	return sizeJSON{}, false
+}
+
+func allSizes() []sizeJSON {
+	out := make([]sizeJSON, 0, len(sizeTable))
+	for _, z := range sizeTable {
+		s, _ := findSize(z.slug)
+		out = append(out, s)
+	}
+	return out
+}
+
+type imageJSON struct {
+	ID            int      `json:"id"`
+	Name          string   `json:"name"`
+	Type          string   `json:"type"`
+	Distribution  string   `json:"distribution"`
+	Slug          *string  `json:"slug"`
+	Public        bool     `json:"public"`
+	Regions       []string `json:"regions"`
+	CreatedAt     string   `json:"created_at"`
+	MinDiskSize   int      `json:"min_disk_size"`
+	SizeGigabytes float64  `json:"size_gigabytes"`
+	Description   string   `json:"description"`
+	Tags          []string `json:"tags"`
+	Status        string   `json:"status"`
+}
+
+var distributions = []struct{ prefix, name string }{
+	{"ubuntu", "Ubuntu"}, {"debian", "Debian"}, {"fedora", "Fedora"}, {"centos", "CentOS"},
+	{"rockylinux", "Rocky Linux"}, {"freebsd", "FreeBSD"},
+}
+
+// imageFor describes any image slug (every slug "exists"), or a numeric
+// image id given as a string.
+func imageFor(slug string) imageJSON {
+	h := fnv.New32a()
+	h.Write([]byte(slug))
+	img := imageJSON{
+		ID: int(h.Sum32()%90000000) + 10000000, Name: slug, Type: "base", Distribution: "Unknown",
+		Public: true, Regions: regionSlugs(), CreatedAt: "2024-04-25T00:00:00Z",
+		MinDiskSize: 7, SizeGigabytes: 2.36, Description: slug, Tags: []string{}, Status: "available",
+	}
+	s := slug
+	img.Slug = &s
+	for _, d := range distributions {
+		if strings.HasPrefix(slug, d.prefix) {
+			img.Distribution = d.name
+		}
+	}
+	sort.Strings(img.Regions)
+	return img
+}

@@ -1,0 +1,415 @@
+package localcloud
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+)
+
+const (
+	statusInProgress = "in-progress"
+	statusCompleted  = "completed"
+	statusErrored    = "errored"
+
+	// Public droplet addresses come from 127.0.0.2-127.0.0.199 (the
+	// droplet limit), reserved IPs from 127.0.0.200 upward.
+	dropletIPFirst  = 2
+	dropletIPLast   = 199
+	dropletLimit    = dropletIPLast - dropletIPFirst + 1
+	reservedIPFirst = 200
+	reservedIPLimit = 50
+)
+
+type droplet struct {
+	id                int
+	name              string
+	region, size      string
+	image             imageJSON
+	userData          string
+	sshKeys           []string
+	tags              []string
+	created           time.Time
+	status            string // new, active
+	ipv4, privateIPv4 string
+	pending           int // in-progress actions locking it
+	createAction      int
+	cancel            context.CancelFunc
+}
+
+type action struct {
+	id           int
+	typ          string
+	status       string
+	started      time.Time
+	completed    time.Time
+	resourceID   int
+	resourceType string // droplet, reserved_ip
+	region       string
+	locks        []int  // droplets locked while in progress
+	reservedIP   string // for reserved_ip actions
+}
+
+type sshKey struct {
+	id          int
+	name        string
+	publicKey   string
+	fingerprint string
+}
+
+type tag struct {
+	name string
+	seq  int
+}
+
+type reservedIP struct {
+	ip        string
+	region    string
+	dropletID int // 0 = unassigned
+	pending   int // id of the in-progress action, 0 = none
+	created   int // order of creation
+}
+
+// ---- JSON shapes (DigitalOcean's) ----
+
+type networkV4 struct {
+	IPAddress string `json:"ip_address"`
+	Netmask   string `json:"netmask"`
+	Gateway   string `json:"gateway"`
+	Type      string `json:"type"`
+}
+
+type networksJSON struct {
+	V4 []networkV4 `json:"v4"`
+	V6 []any       `json:"v6"`
+}
+
+type dropletJSON struct {
+	ID               int          `json:"id"`
+	Name             string       `json:"name"`
+	Memory           int          `json:"memory"`
+	Vcpus            int          `json:"vcpus"`
+	Disk             int          `json:"disk"`
+	DiskInfo         []diskInfo   `json:"disk_info"`
+	Locked           bool         `json:"locked"`
+	Status           string       `json:"status"`
+	Kernel           *struct{}    `json:"kernel"`
+	CreatedAt        string       `json:"created_at"`
+	Features         []string     `json:"features"`
+	BackupIDs        []int        `json:"backup_ids"`
+	NextBackupWindow backupWindow `json:"next_backup_window"`
+	SnapshotIDs      []int        `json:"snapshot_ids"`
+	Image            imageJSON    `json:"image"`
+	VolumeIDs        []string     `json:"volume_ids"`
+	Size             sizeJSON     `json:"size"`
+	SizeSlug         string       `json:"size_slug"`
+	Networks         networksJSON `json:"networks"`
+	Region           regionJSON   `json:"region"`
+	Tags             []string     `json:"tags"`
+	VPCUUID          string       `json:"vpc_uuid"`
+}
+
+// backupWindow is always given: DigitalOcean sends null for droplets
+// without backups, but the contract's next_backup_window (required, an
+// allOf of a nullable object and {}) does not admit null under OAS 3.0 as
+// kin-openapi reads it.
+type backupWindow struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+}
+
+type actionJSON struct {
+	ID           int         `json:"id"`
+	Status       string      `json:"status"`
+	Type         string      `json:"type"`
+	StartedAt    string      `json:"started_at"`
+	CompletedAt  *string     `json:"completed_at"`
+	ResourceID   int         `json:"resource_id"`
+	ResourceType string      `json:"resource_type"`
+	Region       *regionJSON `json:"region,omitempty"`
+	RegionSlug   *string     `json:"region_slug"`
+	ProjectID    string      `json:"project_id,omitempty"`
+}
+
+type actionLink struct {
+	ID   int    `json:"id"`
+	Rel  string `json:"rel"`
+	HREF string `json:"href"`
+}
+
+type keyJSON struct {
+	ID          int    `json:"id"`
+	Fingerprint string `json:"fingerprint"`
+	PublicKey   string `json:"public_key"`
+	Name        string `json:"name"`
+}
+
+type reservedIPJSON struct {
+	IP        string       `json:"ip"`
+	Region    regionJSON   `json:"region"`
+	Droplet   *dropletJSON `json:"droplet"`
+	Locked    bool         `json:"locked"`
+	ProjectID string       `json:"project_id"`
+}
+
+type taggedCount struct {
+	Count         int    `json:"count"`
+	LastTaggedURI string `json:"last_tagged_uri,omitempty"`
+}
+
+type tagResources struct {
+	Count           int         `json:"count"`
+	LastTaggedURI   string      `json:"last_tagged_uri,omitempty"`
+	Droplets        taggedCount `json:"droplets"`
+	Images          taggedCount `json:"images"`
+	Volumes         taggedCount `json:"volumes"`
+	VolumeSnapshots taggedCount `json:"volume_snapshots"`
+	Databases       taggedCount `json:"databases"`
+}
+
+type tagJSON struct {
+	Name      string       `json:"name"`
+	Resources tagResources `json:"resources"`
+}
+
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// baseURL is the scheme and host the client used, for absolute links.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// ---- rendering; all with s.mu held ----
+
+func (s *Server) dropletJSON(d *droplet) dropletJSON {
+	size, _ := findSize(d.size)
+	region, _ := findRegion(d.region)
+	j := dropletJSON{
+		ID: d.id, Name: d.name, Memory: size.Memory, Vcpus: size.Vcpus, Disk: size.Disk,
+		DiskInfo: size.DiskInfo, Locked: d.pending > 0, Status: d.status,
+		CreatedAt: timestamp(d.created), Features: []string{"droplet_agent", "private_networking"},
+		BackupIDs: []int{}, SnapshotIDs: []int{}, Image: d.image, VolumeIDs: []string{},
+		Size: size, SizeSlug: d.size, Region: region, Tags: slices.Clone(d.tags),
+		Networks: networksJSON{V4: []networkV4{}, V6: []any{}},
+		VPCUUID:  s.vpcID,
+	}
+	day := d.created.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	j.NextBackupWindow = backupWindow{Start: timestamp(day), End: timestamp(day.Add(4 * time.Hour))}
+	if j.Tags == nil {
+		j.Tags = []string{}
+	}
+	if d.status == "active" {
+		j.Networks.V4 = []networkV4{
+			{IPAddress: d.ipv4, Netmask: "255.0.0.0", Gateway: "127.0.0.1", Type: "public"},
+			{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: "10.116.0.1", Type: "private"},
+		}
+	}
+	return j
+}
+
+func (s *Server) actionJSON(a *action) actionJSON {
+	j := actionJSON{
+		ID: a.id, Status: a.status, Type: a.typ, StartedAt: timestamp(a.started),
+		ResourceID: a.resourceID, ResourceType: a.resourceType,
+	}
+	if !a.completed.IsZero() {
+		c := timestamp(a.completed)
+		j.CompletedAt = &c
+	}
+	if reg, ok := findRegion(a.region); ok {
+		j.Region = &reg
+		slug := a.region
+		j.RegionSlug = &slug
+	}
+	if a.resourceType == "reserved_ip" {
+		j.ProjectID = s.projectID
+	}
+	return j
+}
+
+func (s *Server) reservedIPJSON(rip *reservedIP) reservedIPJSON {
+	region, _ := findRegion(rip.region)
+	j := reservedIPJSON{IP: rip.ip, Region: region, Locked: rip.pending != 0, ProjectID: s.projectID}
+	if d := s.droplets[rip.dropletID]; d != nil {
+		dj := s.dropletJSON(d)
+		j.Droplet = &dj
+	}
+	return j
+}
+
+func (s *Server) tagJSON(r *http.Request, t *tag) tagJSON {
+	n, last := 0, 0
+	for _, d := range s.droplets {
+		if slices.Contains(d.tags, t.name) {
+			n++
+			last = max(last, d.id)
+		}
+	}
+	res := tagResources{Count: n, Droplets: taggedCount{Count: n}}
+	if n > 0 {
+		uri := baseURL(r) + "/v2/droplets/" + strconv.Itoa(last)
+		res.LastTaggedURI, res.Droplets.LastTaggedURI = uri, uri
+	}
+	return tagJSON{Name: t.name, Resources: res}
+}
+
+// ---- state helpers; all with s.mu held ----
+
+func (s *Server) newAction(typ, resourceType string, resourceID int, region string, locks ...int) *action {
+	s.nextID.action++
+	a := &action{
+		id: s.nextID.action, typ: typ, status: statusInProgress, started: time.Now(),
+		resourceID: resourceID, resourceType: resourceType, region: region, locks: locks,
+	}
+	s.actions[a.id] = a
+	for _, id := range locks {
+		if d := s.droplets[id]; d != nil {
+			d.pending++
+		}
+	}
+	return a
+}
+
+// finishAction ends an in-progress action and unlocks its droplets.
+func (s *Server) finishAction(a *action, ok bool) {
+	if a == nil || a.status != statusInProgress {
+		return
+	}
+	a.status = statusCompleted
+	if !ok {
+		a.status = statusErrored
+	}
+	a.completed = time.Now()
+	for _, id := range a.locks {
+		if d := s.droplets[id]; d != nil && d.pending > 0 {
+			d.pending--
+		}
+	}
+	if rip := s.rips[a.reservedIP]; rip != nil && rip.pending == a.id {
+		rip.pending = 0
+	}
+}
+
+func ipv4(n uint32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], n)
+	return net.IP(b[:]).String()
+}
+
+func ipToInt(ip string) int {
+	p := net.ParseIP(ip).To4()
+	if p == nil {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(p))
+}
+
+// allocDropletIP returns the lowest free public droplet address, or "".
+func (s *Server) allocDropletIP() string {
+	used := map[string]bool{}
+	for _, d := range s.droplets {
+		used[d.ipv4] = true
+	}
+	for i := dropletIPFirst; i <= dropletIPLast; i++ {
+		ip := ipv4(0x7f000000 | uint32(i))
+		if !used[ip] {
+			return ip
+		}
+	}
+	return ""
+}
+
+// allocReservedIP returns the lowest free reserved IP, or "".
+func (s *Server) allocReservedIP() string {
+	if len(s.rips) >= reservedIPLimit {
+		return ""
+	}
+	for i := uint32(reservedIPFirst); ; i++ {
+		ip := ipv4(0x7f000000 | i)
+		if s.rips[ip] == nil {
+			return ip
+		}
+	}
+}
+
+func (s *Server) sortedDroplets(keep func(*droplet) bool) []*droplet {
+	var out []*droplet
+	for _, d := range s.droplets {
+		if keep(d) {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// sortedActions returns matching actions, newest first (as DigitalOcean).
+func (s *Server) sortedActions(keep func(*action) bool) []*action {
+	var out []*action
+	for _, a := range s.actions {
+		if keep(a) {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id > out[j].id })
+	return out
+}
+
+// ---- pagination ----
+
+type page struct {
+	lo, hi int
+	links  map[string]any
+	meta   map[string]int
+}
+
+// paginate applies ?page= and ?per_page= (default 20, at most 200) to a
+// list of total items and builds DigitalOcean's links.pages and meta.
+func paginate(r *http.Request, total int) page {
+	q := r.URL.Query()
+	per, err := strconv.Atoi(q.Get("per_page"))
+	if err != nil || per < 1 {
+		per = 20
+	}
+	per = min(per, 200)
+	n, err := strconv.Atoi(q.Get("page"))
+	if err != nil || n < 1 {
+		n = 1
+	}
+	last := max(1, (total+per-1)/per)
+	p := page{lo: min(total, (n-1)*per), links: map[string]any{}, meta: map[string]int{"total": total}}
+	p.hi = min(total, p.lo+per)
+	link := func(k int) string {
+		u := url.URL{Path: r.URL.Path}
+		v := url.Values{}
+		for key, vals := range q {
+			v[key] = vals
+		}
+		v.Set("page", strconv.Itoa(k))
+		v.Set("per_page", strconv.Itoa(per))
+		u.RawQuery = v.Encode()
+		return baseURL(r) + u.String()
+	}
+	pages := map[string]string{}
+	if n > 1 {
+		pages["first"] = link(1)
+		pages["prev"] = link(min(n-1, last))
+	}
+	if n < last {
+		pages["next"] = link(n + 1)
+		pages["last"] = link(last)
+	}
+	if len(pages) > 0 {
+		p.links["pages"] = pages
+	}
+	return p
+}
