@@ -63,6 +63,8 @@ type scriptAPI struct {
 //	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-faults SPEC]
 //	localapi fault SPEC        add faults
 //	localapi droplets N        the server holds exactly N droplets (any project)
+//	localapi answered STATUS N[+] METHOD|* PATH
+//	                           exactly (or at least) N requests to PATH (a prefix) got STATUS
 //	localapi contract          no contract violations so far (also checked at the end)
 func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
@@ -92,6 +94,24 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		if got := api.countDroplets(ts); got != want {
 			ts.Fatalf("server holds %d droplets, want %d", got, want)
+		}
+	case "answered":
+		if len(args) != 5 {
+			ts.Fatalf("usage: localapi answered STATUS N METHOD PATH")
+		}
+		status, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		n, atLeast := strings.CutSuffix(args[2], "+")
+		want, err := strconv.Atoi(n)
+		ts.Check(err)
+		got := 0
+		for _, r := range api.srv.Stats().Requests {
+			if r.Status == status && (args[3] == "*" || r.Method == args[3]) && strings.HasPrefix(r.Path, args[4]) {
+				got++
+			}
+		}
+		if got != want && !(atLeast && got >= want) {
+			ts.Fatalf("%d requests %s %s answered %d, want %s", got, args[3], args[4], status, args[2])
 		}
 	case "contract":
 		api.assertContract(ts)

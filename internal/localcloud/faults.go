@@ -174,7 +174,8 @@ func (f Fault) String() string {
 
 // FaultSyntax is the fault syntax, for help texts.
 const FaultSyntax = `  METHOD PATH[#N]=STATUS[+after]  fail the Nth (default first) matching request
-                                  once; +after lets it take effect first
+                                  once; +after lets it take effect first;
+                                  a 422 answers DO's "pending event" refusal
   METHOD PATH latency=DURATION    delay every matching request
   stuck-new=GLOB                  droplets named like GLOB never become active
   errored=TYPE                    actions of TYPE (create, assign, unassign) end errored

@@ -311,7 +311,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if fail.Status == http.StatusTooManyRequests {
 			sw.Header().Set("Retry-After", "1")
 		}
-		writeError(sw, r, fail.Status, errorID(fail.Status), "injected fault: "+fail.Fault.String())
+		msg := "injected fault: " + fail.Fault.String()
+		if fail.Status == http.StatusUnprocessableEntity {
+			// The 422 a deploy meets in practice: DO's pending-event refusal.
+			msg = "Droplet already has a pending event. (" + msg + ")"
+		}
+		writeError(sw, r, fail.Status, errorID(fail.Status), msg)
 		return
 	}
 	s.route(sw, r)
