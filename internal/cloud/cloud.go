@@ -96,6 +96,7 @@ type Config struct {
 	// grows from there. It is never below one second against DigitalOcean.
 	PollInterval time.Duration
 	MaxPoll      time.Duration // longest wait between polls
+	PageSize     int           // items per page when listing (default 200, DO's maximum)
 	RetryMax     int           // godo retries on 429 and 5xx
 	RetryWaitMin time.Duration
 	RetryWaitMax time.Duration
@@ -125,6 +126,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MaxPoll < cfg.PollInterval {
 		cfg.MaxPoll = cfg.PollInterval
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 200
 	}
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 5
@@ -185,9 +189,9 @@ func fromGodoIP(ip *godo.ReservedIP) *ReservedIP {
 
 // listAll walks every page. A page that fails (after godo's retries) fails
 // the whole listing: a partial list would make fleet misjudge roles.
-func listAll[T any](ctx context.Context, what string, page func(*godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
+func listAll[T any](ctx context.Context, c *Client, what string, page func(*godo.ListOptions) ([]T, *godo.Response, error)) ([]T, error) {
 	var all []T
-	opt := &godo.ListOptions{Page: 1, PerPage: 200}
+	opt := &godo.ListOptions{Page: 1, PerPage: c.cfg.PageSize}
 	for {
 		items, resp, err := page(opt)
 		if err != nil {

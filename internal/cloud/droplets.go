@@ -99,7 +99,7 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 
 // createActionID finds a droplet's create action; 0 if it cannot.
 func (c *Client) createActionID(ctx context.Context, id int) int {
-	actions, err := listAll(ctx, "droplet actions", func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
+	actions, err := listAll(ctx, c, "droplet actions", func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
 		return c.api.Droplets.Actions(ctx, id, o)
 	})
 	if err != nil {
@@ -181,7 +181,7 @@ func (c *Client) GetDroplet(ctx context.Context, id int) (*Droplet, error) {
 
 // ListByTag lists every droplet with tag, across all pages.
 func (c *Client) ListByTag(ctx context.Context, tag string) ([]Droplet, error) {
-	ds, err := listAll(ctx, "droplets tagged "+tag, func(o *godo.ListOptions) ([]godo.Droplet, *godo.Response, error) {
+	ds, err := listAll(ctx, c, "droplets tagged "+tag, func(o *godo.ListOptions) ([]godo.Droplet, *godo.Response, error) {
 		return c.api.Droplets.ListByTag(ctx, tag, o)
 	})
 	if err != nil {

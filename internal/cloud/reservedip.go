@@ -19,7 +19,7 @@ func (c *Client) ReservedIP(ctx context.Context, ip string) (*ReservedIP, error)
 
 // ListReservedIPs lists every reserved IP of the account.
 func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
-	rs, err := listAll(ctx, "reserved IPs", func(o *godo.ListOptions) ([]godo.ReservedIP, *godo.Response, error) {
+	rs, err := listAll(ctx, c, "reserved IPs", func(o *godo.ListOptions) ([]godo.ReservedIP, *godo.Response, error) {
 		return c.api.ReservedIPs.List(ctx, o)
 	})
 	if err != nil {
@@ -32,9 +32,10 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 	return out, nil
 }
 
-// CreateReservedIP reserves a new address assigned to the droplet. Like a
-// droplet create, it is resent only after a look-up shows it did not
-// take effect; a droplet holds at most one reserved IP, which is the key.
+// CreateReservedIP reserves a new address assigned to the droplet. The
+// caller has just seen that the droplet holds none. Like a droplet create,
+// it is resent only after a look-up shows it did not take effect; a
+// droplet holds at most one reserved IP, which is the key.
 func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts) (*ReservedIP, error) {
 	find := func() (*ReservedIP, error) {
 		all, err := c.ListReservedIPs(ctx)
@@ -53,8 +54,10 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 	}
 	b := c.backoff()
 	for attempt := 1; ; attempt++ {
-		if r, err := find(); err != nil || r != nil {
-			return r, err
+		if attempt > 1 {
+			if r, err := find(); err != nil || r != nil {
+				return r, err
+			}
 		}
 		r, resp, err := c.once.ReservedIPs.Create(ctx, &godo.ReservedIPCreateRequest{DropletID: dropletID})
 		if err == nil {
@@ -92,7 +95,7 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 func (c *Client) waitIdle(ctx context.Context, dropletID int, t Timeouts) error {
 	what := fmt.Sprintf("droplet %d to finish its actions in progress", dropletID)
 	return c.poll(ctx, what, t.Assign, func(ctx context.Context) (bool, string, error) {
-		actions, err := listAll(ctx, "droplet actions", func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
+		actions, err := listAll(ctx, c, "droplet actions", func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
 			return c.api.Droplets.Actions(ctx, dropletID, o)
 		})
 		if err != nil {

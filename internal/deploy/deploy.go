@@ -198,8 +198,25 @@ func (d *Deployer) Promote(ctx context.Context) (*PromoteResult, error) {
 	if res.Previous != nil {
 		res.Previous.Role = RolePrevious
 	}
-	res.Pruned, err = d.Prune(ctx, d.Spec.Keep)
+	// The state after the move is known: prune from it, without a re-read.
+	for i := range st.Members {
+		switch m := &st.Members[i]; m.ID {
+		case cand.ID:
+			m.Role = RoleLive
+			m.Tags = append(m.Tags, TagPromoted)
+		case res.Previous.idOr0():
+			m.Role = RolePrevious
+		}
+	}
+	res.Pruned, err = d.prune(ctx, st, d.Spec.Keep)
 	return res, err
+}
+
+func (m *Member) idOr0() int {
+	if m == nil {
+		return 0
+	}
+	return m.ID
 }
 
 // RollbackResult is what `fleet rollback` did.
@@ -270,6 +287,10 @@ func (d *Deployer) Prune(ctx context.Context, keep int) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.prune(ctx, st, keep)
+}
+
+func (d *Deployer) prune(ctx context.Context, st *State, keep int) ([]Member, error) {
 	var doomed []Member
 	kept := 0
 	for _, m := range st.Members {

@@ -1,0 +1,251 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/localcloud"
+	"github.com/fleetdeploy/fleet/internal/localcloud/contract"
+)
+
+// env is a client against an in-process API server whose traffic is
+// checked against DigitalOcean's OpenAPI description.
+type env struct {
+	c   *Client
+	srv *localcloud.Server
+}
+
+func newEnv(t *testing.T, faults string, tweak func(*Config)) *env {
+	t.Helper()
+	path, err := contract.DefaultPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := contract.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := localcloud.ParseFaults(faults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := localcloud.NewServer(localcloud.Options{Token: "t", BootDelay: 50 * time.Millisecond, ActionDelay: 50 * time.Millisecond, Faults: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(v.Middleware(srv.Handler()))
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+		if vs := v.Violations(); len(vs) > 0 {
+			t.Errorf("OpenAPI contract violations:\n%s", strings.Join(vs, "\n"))
+		}
+	})
+	cfg := Config{Token: "t", APIURL: hs.URL, PollInterval: 20 * time.Millisecond, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{c: c, srv: srv}
+}
+
+var quick = Timeouts{Create: 5 * time.Second, Active: 5 * time.Second, Assign: 5 * time.Second}
+
+func (e *env) create(t *testing.T, name, deployTag string) *Droplet {
+	t.Helper()
+	d, action, err := e.c.CreateDroplet(context.Background(), CreateRequest{
+		Name: name, Region: "nyc3", Size: "s-1vcpu-1gb", Image: "debian-13-x64",
+		Tags: []string{"fleet:test"}, DeployTag: deployTag, UserData: "#cloud-config\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = e.c.WaitReady(context.Background(), d, action, quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestCreateIsIdempotent(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults string
+		posts  int // POSTs the server sees
+	}{
+		{"clean", "", 1},
+		{"500 after the create took effect", "POST /v2/droplets#1=500+after", 1},
+		{"500 before it took effect", "POST /v2/droplets#1=500", 2},
+		{"429 then success", "POST /v2/droplets#1=429", 2},
+		{"two 503s", "POST /v2/droplets#1=503; POST /v2/droplets#2=503", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.faults, nil)
+			d := e.create(t, "web-1", "fleet-deploy:abc123")
+			if d.Status != "active" || d.PublicIPv4 == "" {
+				t.Fatalf("droplet %+v is not ready", d)
+			}
+			all, err := e.c.ListByTag(context.Background(), "fleet:test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) != 1 {
+				t.Fatalf("%d droplets exist, want exactly 1", len(all))
+			}
+			if got := e.srv.Stats().Count("POST", "/v2/droplets"); got != tt.posts {
+				t.Errorf("server saw %d creates, want %d", got, tt.posts)
+			}
+		})
+	}
+}
+
+func TestCreateGivesUpOnClientErrors(t *testing.T) {
+	e := newEnv(t, "", nil)
+	_, _, err := e.c.CreateDroplet(context.Background(), CreateRequest{
+		Name: "web-1", Region: "nowhere", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:x",
+	})
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != 422 {
+		t.Fatalf("got %v, want the API's 422", err)
+	}
+	if got := e.srv.Stats().Count("POST", "/v2/droplets"); got != 1 {
+		t.Errorf("a 422 was resent: %d creates", got)
+	}
+}
+
+func TestListByTagPaginates(t *testing.T) {
+	e := newEnv(t, "", func(c *Config) { c.PageSize = 4 })
+	for i := 0; i < 10; i++ {
+		e.create(t, fmt.Sprintf("web-%d", i), fmt.Sprintf("fleet-deploy:%d", i))
+	}
+	all, err := e.c.ListByTag(context.Background(), "fleet:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, d := range all {
+		seen[d.ID] = true
+	}
+	if len(all) != 10 || len(seen) != 10 {
+		t.Fatalf("listed %d droplets (%d distinct), want 10 over 3 pages", len(all), len(seen))
+	}
+}
+
+// A page that keeps failing fails the listing: a partial list would make
+// fleet misjudge roles.
+func TestListByTagNeverSkipsAFailedPage(t *testing.T) {
+	e := newEnv(t, "", func(c *Config) { c.PageSize = 4; c.RetryMax = 2 })
+	for i := 0; i < 10; i++ {
+		e.create(t, fmt.Sprintf("web-%d", i), fmt.Sprintf("fleet-deploy:%d", i))
+	}
+	for n := 1; n <= 3; n++ { // every try at page 2 fails
+		fs, _ := localcloud.ParseFaults(fmt.Sprintf("GET /v2/droplets?page=2#%d=500", n))
+		e.srv.AddFault(fs[0])
+	}
+	all, err := e.c.ListByTag(context.Background(), "fleet:test")
+	if err == nil || !strings.Contains(err.Error(), "page 2") {
+		t.Fatalf("got %d droplets and error %v, want an error naming page 2", len(all), err)
+	}
+}
+
+func TestWaitReadyTimesOut(t *testing.T) {
+	e := newEnv(t, "stuck-new=stuck-*", nil)
+	d, action, err := e.c.CreateDroplet(context.Background(), CreateRequest{
+		Name: "stuck-1", Region: "nyc3", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.c.WaitReady(context.Background(), d, action, Timeouts{Create: 300 * time.Millisecond, Active: time.Second})
+	var te *TimeoutError
+	if !errors.As(err, &te) || !strings.Contains(te.Error(), "create action of stuck-1") {
+		t.Fatalf("got %v, want a timeout on the create action", err)
+	}
+}
+
+func TestWaitReadyHonoursCancel(t *testing.T) {
+	e := newEnv(t, "stuck-new=stuck-*", nil)
+	d, action, err := e.c.CreateDroplet(context.Background(), CreateRequest{
+		Name: "stuck-1", Region: "nyc3", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	_, err = e.c.WaitReady(ctx, d, action, quick)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestReservedIPLifecycle(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults string
+	}{
+		{"clean", ""},
+		{"create answered 500 after it took effect", "POST /v2/reserved_ips#1=500+after"},
+		{"assign refused with a pending event twice", "POST /v2/reserved_ips/#1=422; POST /v2/reserved_ips/#2=422"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.faults, nil)
+			ctx := context.Background()
+			a := e.create(t, "web-a", "fleet-deploy:a")
+			b := e.create(t, "web-b", "fleet-deploy:b")
+			ip, err := e.c.CreateReservedIP(ctx, a.ID, quick)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if all, _ := e.c.ListReservedIPs(ctx); len(all) != 1 {
+				t.Fatalf("%d reserved IPs exist, want 1", len(all))
+			}
+			if err := e.c.Assign(ctx, ip.IP, b.ID, quick); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.c.ReservedIP(ctx, ip.IP)
+			if err != nil || got.DropletID != b.ID {
+				t.Fatalf("after assign: %+v, %v; want droplet %d", got, err, b.ID)
+			}
+			if err := e.c.Unassign(ctx, ip.IP, quick); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := e.c.ReservedIP(ctx, ip.IP); got.DropletID != 0 {
+				t.Fatalf("after unassign the IP points at %d", got.DropletID)
+			}
+		})
+	}
+}
+
+func TestAssignErroredAction(t *testing.T) {
+	e := newEnv(t, "errored=assign", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick)
+	var ae *ActionError
+	if err == nil {
+		b := e.create(t, "web-b", "fleet-deploy:b")
+		err = e.c.Assign(ctx, ip.IP, b.ID, quick)
+	}
+	if !errors.As(err, &ae) {
+		t.Fatalf("got %v, want an ActionError", err)
+	}
+}
+
+func TestMissingFingerprintIsExplained(t *testing.T) {
+	e := newEnv(t, "", nil)
+	_, err := e.c.EnsureSSHKeys(context.Background(), []SSHKey{{Fingerprint: "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff"}})
+	if err == nil || !strings.Contains(err.Error(), "is not on the account") {
+		t.Fatalf("got %v", err)
+	}
+}
