@@ -16,6 +16,7 @@ type Machine struct {
 	SSHKeys    []string // authorized_keys lines of the requested keys
 	PublicIPv4 string   // address the server allocated; shown once active
 	Tags       []string // tags at creation time
+	Booted     bool     // in List results: the machine finished booting
 }
 
 // Backend runs the machines behind the API. The server keeps all API state
@@ -30,6 +31,14 @@ type Backend interface {
 	Destroy(ctx context.Context, id int) error
 	// Route points reservedIP at dropletIPv4; "" means unassigned.
 	Route(ctx context.Context, reservedIP, dropletIPv4 string) error
+}
+
+// Lister is implemented by backends whose machines outlive the server
+// process (Docker). On start the server reconciles its saved state with
+// List, which reads the backend's own records (Docker labels): they are the
+// truth for which droplets exist.
+type Lister interface {
+	List(ctx context.Context) ([]Machine, error)
 }
 
 // MemoryBackend boots nothing: Boot just waits BootDelay.
