@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -62,7 +63,15 @@ func (f *Factory) Cloud() (cloud.Cloud, error) {
 		apiURL = f.Getenv("FLEET_API_URL")
 	}
 	if s.Provider == "local" && apiURL == "" {
-		return nil, &ConfigError{Msg: "provider: local needs the local cloud's API: run `fleet local serve --token TOKEN` and set FLEET_API_URL and DIGITALOCEAN_TOKEN"}
+		// The local cloud needs no configuration: find it, or start it.
+		lc, started, err := startLocal(context.Background(), f.Getenv, startOpts{backend: "docker", listen: "127.0.0.1:8510", wait: 15 * time.Minute})
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("provider: local: the local cloud is not running and could not be started (%v); start it with `fleet local start`", err)}
+		}
+		if started {
+			fmt.Fprintf(f.IOStreams.ErrOut, "started the local cloud on %s (log: %s)\n", lc.URL, lc.Log)
+		}
+		apiURL, token = lc.URL, lc.Token
 	}
 	if token == "" {
 		return nil, &ConfigError{Msg: "no API token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN) to a DigitalOcean personal access token with write scope"}

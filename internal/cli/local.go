@@ -18,8 +18,94 @@ func NewCmdLocal(f *Factory) *cobra.Command {
 		Use:   "local",
 		Short: "Run fleet's DigitalOcean-compatible API locally",
 	}
-	cmd.AddCommand(NewCmdLocalServe(f, nil))
+	cmd.AddCommand(NewCmdLocalServe(f, nil), NewCmdLocalStart(f), NewCmdLocalStop(f), NewCmdLocalStatus(f))
 	return cmd
+}
+
+// NewCmdLocalStart builds `fleet local start`.
+func NewCmdLocalStart(f *Factory) *cobra.Command {
+	o := startOpts{}
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start the local cloud in the background (idempotent)",
+		Long: `Start fleet local serve in the background, unless it already runs. Its state,
+token and log live under $FLEET_HOME/local (default: ~/.local/share/fleet).
+Prints the API URL and the token; with provider: local in droplets.yaml,
+fleet finds it by itself.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := f.IOStreams.NewProgress()
+			o.progress = p.Phase
+			lc, started, err := startLocal(cmd.Context(), f.Getenv, o)
+			p.Stop(err == nil)
+			if err != nil {
+				return err
+			}
+			return printLocal(f, lc, started)
+		},
+	}
+	cmd.Flags().StringVar(&o.backend, "backend", "docker", "where droplets live: docker or memory")
+	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8510", "address of the API")
+	cmd.Flags().DurationVar(&o.wait, "wait", 15*time.Minute, "how long to wait for the API (the first start builds the droplet image)")
+	return cmd
+}
+
+func printLocal(f *Factory, lc *localCloud, started bool) error {
+	if f.JSON {
+		return printJSON(f.IOStreams.Out, map[string]any{"running": true, "started": started, "url": lc.URL, "token": lc.Token, "pid": lc.PID, "backend": lc.Backend, "log": lc.Log})
+	}
+	verb := "already running"
+	if started {
+		verb = "started"
+	}
+	fmt.Fprintf(f.IOStreams.ErrOut, "local cloud %s (%s backend, pid %d, log %s)\n", verb, lc.Backend, lc.PID, lc.Log)
+	fmt.Fprintf(f.IOStreams.Out, "export FLEET_API_URL=%s\nexport DIGITALOCEAN_TOKEN=%s\n", lc.URL, lc.Token)
+	return nil
+}
+
+// NewCmdLocalStop builds `fleet local stop`.
+func NewCmdLocalStop(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the local cloud; its droplets keep running",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lc, err := stopLocal(cmd.Context(), f.Getenv)
+			if err != nil {
+				return err
+			}
+			if lc == nil {
+				fmt.Fprintln(f.IOStreams.ErrOut, "the local cloud is not running")
+				return nil
+			}
+			fmt.Fprintf(f.IOStreams.ErrOut, "stopped the local cloud (pid %d); its droplets keep running\n", lc.PID)
+			return nil
+		},
+	}
+}
+
+// NewCmdLocalStatus builds `fleet local status`.
+func NewCmdLocalStatus(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the local cloud runs, and where",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := localDir(f.Getenv)
+			if err != nil {
+				return err
+			}
+			lc, ok := readLocal(dir)
+			if ok && answers(cmd.Context(), lc.URL, lc.Token) {
+				return printLocal(f, lc, false)
+			}
+			if f.JSON {
+				return printJSON(f.IOStreams.Out, map[string]any{"running": false})
+			}
+			fmt.Fprintln(f.IOStreams.Out, "the local cloud is not running: start it with `fleet local start`")
+			return &silentError{&RefusedError{Msg: "not running"}}
+		},
+	}
 }
 
 // LocalServeOptions are the inputs of `fleet local serve`.
@@ -32,6 +118,7 @@ type LocalServeOptions struct {
 	ActionDelay time.Duration
 	RateLimit   int
 	Faults      string
+	State       string
 	Verbose     bool
 }
 
@@ -82,6 +169,7 @@ or POST /_fleet/faults):
 	fl.DurationVar(&opts.ActionDelay, "action-delay", 300*time.Millisecond, "time a reserved IP action stays in progress")
 	fl.IntVar(&opts.RateLimit, "rate-limit", 0, "requests per hour before 429 (0: DigitalOcean's 5000)")
 	fl.StringVar(&opts.Faults, "faults", "", "faults to inject (env FLEET_FAULTS)")
+	fl.StringVar(&opts.State, "state", "", "file that keeps the state across restarts (default: memory only)")
 	fl.BoolVarP(&opts.Verbose, "verbose", "v", false, "log every request to stderr")
 	return cmd
 }
