@@ -5,7 +5,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/fleetdeploy/fleet/internal/cli.Version=$(VERSION)
 DEMO    ?= $(CURDIR)/bin/demo
 
-.PHONY: help build test e2e bench demo vet clean
+.PHONY: help build test e2e bench demo vet clean host
+
+# What the local cloud needs on a Debian or Ubuntu host (as root).
+HOST_PKGS := docker.io debootstrap openssh-client curl
 
 help:
 	@echo "make build   build bin/fleet"
@@ -13,6 +16,17 @@ help:
 	@echo "make e2e     end-to-end suites against a real 'fleet local serve' process"
 	@echo "make bench   API calls per up, polls per second per resource, status wall time"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
+
+# host installs what is missing and starts dockerd if it is not running.
+host:
+	@missing=""; for p in $(HOST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "starting dockerd (log: /var/log/dockerd.log)"; \
+	  nohup dockerd >/var/log/dockerd.log 2>&1 & \
+	  for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log"; exit 1; }; fi
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fleet
@@ -30,23 +44,20 @@ e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
 
-# The demo runs on the memory backend until the Docker-backed local cloud lands.
-demo: build
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)/keys
-	@ssh-keygen -q -t ed25519 -N '' -C fleet-demo -f $(DEMO)/keys/deploy
-	@cp -r cloud-init $(DEMO)/ && sed 's/^provider: .*/provider: local/' droplets.yaml > $(DEMO)/droplets.yaml
-	@set -e; \
-	$(BIN) local serve --backend memory --listen 127.0.0.1:8510 --token demo-token > $(DEMO)/serve.log 2>&1 & pid=$$!; \
-	trap 'kill $$pid' EXIT; sleep 0.5; \
-	export FLEET_API_URL=http://127.0.0.1:8510 DIGITALOCEAN_TOKEN=demo-token; \
-	cd $(DEMO); F=$(CURDIR)/$(BIN); \
-	echo '$$ fleet up v1.0.0'; $$F up v1.0.0; \
-	echo '$$ fleet promote';   $$F promote; \
-	echo '$$ fleet up v1.1.0'; $$F up v1.1.0; \
+# The demo: a real droplet container on the local cloud, promoted to the
+# reserved IP, then what answers there.
+demo: host build
+	@mkdir -p $(DEMO)/keys && cp -r cloud-init $(DEMO)/
+	@test -f $(DEMO)/keys/deploy || ssh-keygen -q -t ed25519 -N '' -C fleet-demo -f $(DEMO)/keys/deploy
+	@sed 's/^provider: .*/provider: local/' droplets.yaml > $(DEMO)/droplets.yaml
+	@set -e; F=$(CURDIR)/$(BIN); cd $(DEMO); \
+	echo '$$ fleet local start'; $$F local start >/dev/null; \
+	v=v1.0.0; if $$F status | grep -q "	v1.0.0	live	"; then v=v1.1.0; fi; \
+	echo "$$ fleet up $$v"; $$F up $$v; \
 	echo '$$ fleet promote';   $$F promote; \
 	echo '$$ fleet status';    $$F status; \
-	echo '$$ fleet rollback';  $$F rollback; \
-	echo '$$ fleet status';    $$F status
+	ip=$$($$F status --json | sed -n 's/.*"reserved_ip": "\(.*\)".*/\1/p'); \
+	echo "$$ curl http://$$ip/"; curl -s --max-time 10 http://$$ip/
 
 clean:
 	rm -rf bin
