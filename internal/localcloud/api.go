@@ -180,6 +180,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	s.nextID.key++
 	k := &sshKey{id: s.nextID.key, name: req.Name, publicKey: strings.TrimSpace(req.PublicKey), fingerprint: fp}
 	s.keys = append(s.keys, k)
+	s.save()
 	writeJSON(w, http.StatusCreated, map[string]any{"ssh_key": keyJSONOf(k)})
 }
 
@@ -210,6 +211,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Name != "" {
 		k.name = req.Name
+		s.save()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ssh_key": keyJSONOf(k)})
 }
@@ -223,6 +225,7 @@ func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.keys = slices.Delete(s.keys, i, i+1)
+	s.save()
 	writeNoContent(w)
 }
 
@@ -362,6 +365,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		out = append(out, s.dropletJSON(d))
 		links = append(links, actionLink{ID: a.id, Rel: rel, HREF: baseURL(r) + "/v2/actions/" + strconv.Itoa(a.id)})
 	}
+	s.save()
 	s.mu.Unlock()
 	if multi {
 		writeJSON(w, http.StatusAccepted, map[string]any{"droplets": out, "links": map[string]any{"actions": links}})
@@ -451,6 +455,7 @@ func (s *Server) deleteDroplet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	unrouted := s.removeDroplet(d)
+	s.save()
 	s.mu.Unlock()
 	s.destroy([]int{id}, unrouted)
 	writeNoContent(w)
@@ -469,6 +474,7 @@ func (s *Server) deleteDropletsByTag(w http.ResponseWriter, r *http.Request) {
 		ids = append(ids, d.id)
 		unrouted = append(unrouted, s.removeDroplet(d)...)
 	}
+	s.save()
 	s.mu.Unlock()
 	s.destroy(ids, unrouted)
 	writeNoContent(w)
@@ -619,6 +625,7 @@ func (s *Server) createReservedIP(w http.ResponseWriter, r *http.Request) {
 		s.finishAction(a, true)
 		links["actions"] = []actionLink{{ID: a.id, Rel: "reserve_ip", HREF: baseURL(r) + "/v2/actions/" + strconv.Itoa(a.id)}}
 	}
+	s.save()
 	writeJSON(w, http.StatusAccepted, map[string]any{"reserved_ip": s.reservedIPJSON(rip), "links": links})
 }
 
@@ -647,6 +654,7 @@ func (s *Server) deleteReservedIP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.rips, rip.ip)
+	s.save()
 	assigned := rip.dropletID != 0
 	s.mu.Unlock()
 	if assigned {
@@ -719,6 +727,7 @@ func (s *Server) postReservedIPAction(w http.ResponseWriter, r *http.Request) {
 		unprocessable(w, r, "Action type %q is not supported; use assign or unassign.", req.Type)
 		return
 	}
+	s.save()
 	writeJSON(w, http.StatusCreated, map[string]any{"action": s.actionJSON(a)})
 }
 
@@ -848,6 +857,7 @@ func (s *Server) createTag(w http.ResponseWriter, r *http.Request) {
 		s.tagSeq++
 		t = &tag{name: req.Name, seq: s.tagSeq}
 		s.tags[t.name] = t
+		s.save()
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"tag": s.tagJSON(r, t)})
 }
@@ -875,6 +885,7 @@ func (s *Server) deleteTag(w http.ResponseWriter, r *http.Request) {
 	for _, d := range s.droplets {
 		d.tags = slices.DeleteFunc(d.tags, func(t string) bool { return t == name })
 	}
+	s.save()
 	writeNoContent(w)
 }
 
@@ -920,5 +931,6 @@ func (s *Server) retag(w http.ResponseWriter, r *http.Request, add bool) {
 			d.tags = slices.DeleteFunc(d.tags, func(t string) bool { return t == name })
 		}
 	}
+	s.save()
 	writeNoContent(w)
 }

@@ -297,6 +297,7 @@ func (s *Server) finishAction(a *action, ok bool) {
 	if rip := s.rips[a.reservedIP]; rip != nil && rip.pending == a.id {
 		rip.pending = 0
 	}
+	s.save()
 }
 
 func ipv4(n uint32) string {

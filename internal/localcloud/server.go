@@ -60,6 +60,9 @@ type Options struct {
 	Backend Backend
 	// Logf, if set, gets one line per request.
 	Logf func(format string, args ...any)
+	// StatePath, if set, is the JSON file the state is kept in across
+	// restarts (see state.go); "" keeps it in memory only.
+	StatePath string
 }
 
 // Request is one request as recorded in Stats.
@@ -112,6 +115,7 @@ type Server struct {
 	tags      map[string]*tag
 	tagSeq    int
 	rips      map[string]*reservedIP
+	state     *stateStore // nil without Options.StatePath
 }
 
 type rateBucket struct {
@@ -156,6 +160,10 @@ func NewServer(opts Options) (*Server, error) {
 		s.faults = append(s.faults, &faultState{Fault: f})
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.restore(); err != nil {
+		s.cancel()
+		return nil, err
+	}
 	s.mux = http.NewServeMux()
 	s.routes()
 	return s, nil
@@ -181,13 +189,15 @@ func (s *Server) Stats() Stats {
 }
 
 // Close stops the background goroutines (boots and pending actions stay as
-// they are) and waits for them. Requests after Close still get answers.
+// they are), waits for them, and writes the state if Options.StatePath is
+// set. Requests after Close still get answers.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	s.closeState()
 }
 
 // goBackground runs f in a goroutine that Close waits for; false if closed.
@@ -305,7 +315,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if fail != nil {
 		if fail.After {
 			rec := &discardWriter{header: http.Header{}}
-			s.route(rec, r)
+			s.routeDurably(rec, r)
 			s.logf("localcloud: fault %s: handled (%d), answering %d", fail.Fault, rec.status, fail.Status)
 		}
 		if fail.Status == http.StatusTooManyRequests {
@@ -319,7 +329,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, r, fail.Status, errorID(fail.Status), msg)
 		return
 	}
-	s.route(sw, r)
+	s.routeDurably(sw, r)
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
