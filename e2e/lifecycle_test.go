@@ -69,11 +69,7 @@ func serve(t *testing.T, bin, token string, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := contract.DefaultPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := contract.Load(path)
+	v, err := contract.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	lo := localcloud.Options{
 		Token: opts.Token, BootDelay: opts.BootDelay, ActionDelay: opts.ActionDelay,
-		RateLimit: opts.RateLimit, Faults: faults,
+		RateLimit: opts.RateLimit, Faults: faults, StatePath: opts.State,
 	}
 	if opts.Verbose {
 		lo.Logf = func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }

@@ -130,9 +130,7 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	ts.Check(fs.Parse(args))
 	faults, err := localcloud.ParseFaults(*faultSpec)
 	ts.Check(err)
-	path, err := contract.DefaultPath()
-	ts.Check(err)
-	v, err := contract.Load(path)
+	v, err := contract.LoadDefault()
 	ts.Check(err)
 	token := "test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	srv, err := localcloud.NewServer(localcloud.Options{

@@ -22,11 +22,7 @@ type env struct {
 
 func newEnv(t *testing.T, faults string, tweak func(*Config)) *env {
 	t.Helper()
-	path, err := contract.DefaultPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := contract.Load(path)
+	v, err := contract.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

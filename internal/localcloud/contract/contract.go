@@ -417,3 +417,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.v.checkRequest(req.Context(), req, body)
 	return t.base.RoundTrip(req)
 }
+
+// LoadDefault loads the validator from DefaultPath.
+func LoadDefault() (*Validator, error) {
+	path, err := DefaultPath()
+	if err != nil {
+		return nil, err
+	}
+	return Load(path)
+}
