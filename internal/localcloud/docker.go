@@ -1,0 +1,679 @@
+package localcloud
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DockerBackend runs every droplet as a Docker container made from the
+// droplet image (EnsureImage): Debian with real cloud-init, sshd and its
+// own dockerd (Docker in Docker), published on the droplet's loopback
+// address (127.0.0.N) on ports 22, 80 and 443.
+//
+// Each container is named fleet-<droplet name> and labelled with its
+// instance and droplet (fleet.instance, fleet.droplet.id, ...): the labels
+// are the backend's records, read back by List. The droplet's own
+// /var/lib/docker is the named volume fleet-<instance>-<id>-docker.
+// cloud-init reads a NoCloud seed copied into the container before it
+// starts: user-data is Machine.UserData byte for byte, meta-data has the
+// instance id, hostname and SSH keys. Neither is ever put in a process's
+// arguments.
+//
+// Docker in Docker without --privileged needs these container options,
+// which Boot uses: --cap-add ALL --cap-drop SYS_RESOURCE, seccomp,
+// AppArmor and systempaths unconfined, --device-cgroup-rule 'a *:* rwm',
+// and on cgroup v1 the host's /sys/fs/cgroup with --cgroupns host (the
+// inner dockerd nests its containers under the droplet's cgroup).
+type DockerBackend struct {
+	// Instance is the fleet.instance label value of this local cloud's
+	// containers, so several local clouds (or test runs) on one Docker
+	// engine do not see each other's droplets. [A-Za-z0-9][A-Za-z0-9_.-]*.
+	Instance string
+	// Image is the droplet image (EnsureImage's tag).
+	Image string
+	// Log, if set, gets one line per container created or removed.
+	Log io.Writer
+	// BootTimeout bounds Boot; 0 means 3 minutes.
+	BootTimeout time.Duration
+	// Router, if set, makes Route real (a Forwarder); nil: Route does
+	// nothing.
+	Router Router
+
+	cgroupOnce sync.Once
+	cgroupV2   bool
+}
+
+// Router points a reserved IP at a droplet address ("" = unassigned).
+// *Forwarder is one.
+type Router interface {
+	Set(reservedIP, target string) error
+}
+
+// DockerOptions configures NewDockerBackend.
+type DockerOptions struct {
+	Instance    string        // default "default"
+	Image       string        // default: EnsureImage (built if missing)
+	Log         io.Writer     // image build output and container events
+	BootTimeout time.Duration // default 3 minutes
+	Router      Router
+}
+
+// The labels of a droplet container.
+const (
+	labelInstance = "fleet.instance"
+	labelID       = "fleet.droplet.id"
+	labelName     = "fleet.droplet.name"
+	labelIPv4     = "fleet.public-ipv4"
+	labelRegion   = "fleet.region"
+	labelSize     = "fleet.size"
+	labelImage    = "fleet.image"
+	labelTags     = "fleet.tags"
+	labelCreated  = "fleet.created"
+)
+
+const (
+	// bootMarker exists inside a droplet container once fleet-boot has run
+	// all cloud-init stages (droplet-image/fleet-boot).
+	bootMarker = "/run/fleet-booted"
+	seedDir    = "/var/lib/cloud/seed/nocloud"
+	// defaultBootTimeout bounds a Boot (a boot takes seconds).
+	defaultBootTimeout = 3 * time.Minute
+)
+
+var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// NewDockerBackend checks that the Docker engine answers and makes sure
+// the droplet image exists (building it the first time, see EnsureImage).
+func NewDockerBackend(ctx context.Context, opts DockerOptions) (*DockerBackend, error) {
+	b := &DockerBackend{
+		Instance: opts.Instance, Image: opts.Image, Log: opts.Log,
+		BootTimeout: opts.BootTimeout, Router: opts.Router,
+	}
+	if b.Instance == "" {
+		b.Instance = "default"
+	}
+	if !dockerNameRE.MatchString(b.Instance) {
+		return nil, fmt.Errorf("docker backend: instance %q: use letters, digits, '_', '.' and '-'", b.Instance)
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		return nil, errors.New("cannot reach the Docker engine: the docker CLI is not on PATH (install docker.io or Docker Engine)")
+	}
+	out, err := docker(ctx, nil, "info", "--format", "{{.ServerVersion}} {{.CgroupVersion}}")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("cannot reach the Docker engine: is dockerd running? (%v)", err)
+	}
+	b.cgroupOnce.Do(func() { b.cgroupV2 = strings.HasSuffix(strings.TrimSpace(out), " 2") })
+	if b.Image == "" {
+		if b.Image, err = EnsureImage(ctx, opts.Log); err != nil {
+			return nil, err
+		}
+	} else if ok, err := imageExists(ctx, b.Image); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("docker backend: image %s does not exist", b.Image)
+	}
+	return b, nil
+}
+
+// ContainerName is the name of the container of a droplet named name.
+func (b *DockerBackend) ContainerName(name string) string { return "fleet-" + name }
+
+// volumeName is the named volume holding droplet id's /var/lib/docker.
+// Droplet ids restart at the same number in every local cloud, so the
+// instance is part of it.
+func (b *DockerBackend) volumeName(id int) string {
+	return "fleet-" + b.Instance + "-" + strconv.Itoa(id) + "-docker"
+}
+
+func (b *DockerBackend) logf(format string, args ...any) {
+	if b.Log != nil {
+		fmt.Fprintf(b.Log, "localcloud: docker: "+format+"\n", args...)
+	}
+}
+
+// Boot creates, seeds and starts the droplet's container and returns once
+// fleet-boot inside has run all of cloud-init's stages (a failing stage
+// still boots: `cloud-init status` inside tells). If the container of the
+// droplet exists already (a Boot retried after a restart), it is started
+// if needed and waited for.
+func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
+	if !dockerNameRE.MatchString(m.Name) {
+		return fmt.Errorf("docker backend: droplet name %q cannot name a container", m.Name)
+	}
+	if ip := net.ParseIP(m.PublicIPv4); ip == nil || ip.To4() == nil {
+		return fmt.Errorf("docker backend: droplet %q has no IPv4 address (%q)", m.Name, m.PublicIPv4)
+	}
+	if b.Image == "" {
+		return errors.New("docker backend: no image (use NewDockerBackend)")
+	}
+	names, err := b.containers(ctx, m.ID)
+	if err != nil {
+		return err
+	}
+	c := ""
+	if len(names) > 0 {
+		c = names[0]
+		// Created but never started (a Boot cut short): the seed may be
+		// missing; copying it again is harmless.
+		if st, err := docker(ctx, nil, "inspect", "--format", "{{.State.Status}}", c); err == nil && st == "created" {
+			if err := copySeed(ctx, c, m); err != nil {
+				return err
+			}
+		}
+	} else {
+		c = b.ContainerName(m.Name)
+		if err := b.create(ctx, c, m); err != nil {
+			return err
+		}
+	}
+	if _, err := docker(ctx, nil, "start", c); err != nil {
+		return fmt.Errorf("starting droplet %q: %w", m.Name, err)
+	}
+	return b.waitBooted(ctx, c, m.Name)
+}
+
+// create makes the volume and the container of m, and copies the seed in.
+func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
+	if err := b.checkAddress(ctx, m.PublicIPv4); err != nil {
+		return err
+	}
+	vol := b.volumeName(m.ID)
+	id := strconv.Itoa(m.ID)
+	if _, err := docker(ctx, nil, "volume", "create",
+		"--label", labelInstance+"="+b.Instance, "--label", labelID+"="+id, vol); err != nil {
+		return fmt.Errorf("creating volume %s: %w", vol, err)
+	}
+	args := []string{"create", "--name", c, "--hostname", m.Name,
+		"--label", labelInstance + "=" + b.Instance,
+		"--label", labelID + "=" + id,
+		"--label", labelName + "=" + m.Name,
+		"--label", labelIPv4 + "=" + m.PublicIPv4,
+		"--label", labelRegion + "=" + m.Region,
+		"--label", labelSize + "=" + m.Size,
+		"--label", labelImage + "=" + m.Image,
+		"--label", labelTags + "=" + strings.Join(m.Tags, ","),
+		"--label", labelCreated + "=" + time.Now().UTC().Format(time.RFC3339),
+		// Docker in Docker without --privileged (which needs CAP_SYS_RESOURCE).
+		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+		"--security-opt", "seccomp=unconfined",
+		"--security-opt", "apparmor=unconfined",
+		"--security-opt", "systempaths=unconfined",
+		"--device-cgroup-rule", "a *:* rwm",
+	}
+	if b.isCgroupV2(ctx) {
+		args = append(args, "--cgroupns", "private")
+	} else {
+		args = append(args, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host")
+	}
+	args = append(args,
+		// /run is a tmpfs as on a machine: a restart is a reboot.
+		"--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755",
+		"--mount", "type=volume,source="+vol+",target=/var/lib/docker",
+		"--restart", "unless-stopped", "--stop-timeout", "20",
+		"-p", m.PublicIPv4+":22:22", "-p", m.PublicIPv4+":80:80", "-p", m.PublicIPv4+":443:443",
+		b.Image)
+	if _, err := docker(ctx, nil, args...); err != nil {
+		b.removeVolume(vol)
+		var de *dockerError
+		if errors.As(err, &de) && strings.Contains(de.stderr, "is already in use") {
+			return fmt.Errorf("creating droplet %q: the container name %s is taken by a container that is not this droplet's (a droplet of the same name in another local cloud?)", m.Name, c)
+		}
+		return fmt.Errorf("creating droplet %q: %w", m.Name, err)
+	}
+	if err := copySeed(ctx, c, m); err != nil {
+		b.remove(c, vol)
+		return err
+	}
+	b.logf("%s: created (droplet %d, %s)", c, m.ID, m.PublicIPv4)
+	return nil
+}
+
+// copySeed copies m's NoCloud seed into container c, as a tar stream on
+// the docker CLI's stdin.
+func copySeed(ctx context.Context, c string, m Machine) error {
+	seed, err := seedTar(m)
+	if err != nil {
+		return err
+	}
+	if _, err := docker(ctx, bytes.NewReader(seed), "cp", "-", c+":"+seedDir); err != nil {
+		return fmt.Errorf("copying the cloud-init seed into %s: %w", c, err)
+	}
+	return nil
+}
+
+// seedTar is a tar stream of the NoCloud seed of m: user-data (UserData
+// byte for byte) and meta-data, both 0600.
+func seedTar(m Machine) ([]byte, error) {
+	md := struct {
+		InstanceID    string   `yaml:"instance-id"`
+		LocalHostname string   `yaml:"local-hostname"`
+		PublicKeys    []string `yaml:"public-keys,omitempty"`
+	}{"i-" + strconv.Itoa(m.ID), m.Name, m.SSHKeys}
+	meta, err := yaml.Marshal(md)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"user-data", []byte(m.UserData)}, {"meta-data", meta}} {
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o600, Size: int64(len(f.data)), ModTime: now}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// waitBooted polls for the boot marker in container c, backing off from
+// 100ms to 1s, until it exists, the container stops, BootTimeout passes
+// or ctx is done.
+func (b *DockerBackend) waitBooted(ctx context.Context, c, name string) error {
+	timeout := b.BootTimeout
+	if timeout <= 0 {
+		timeout = defaultBootTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	delay := 100 * time.Millisecond
+	for {
+		ok, err := markerPresent(ctx, c)
+		if ok {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil { // not running?
+			st, ierr := docker(ctx, nil, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", c)
+			if ierr != nil {
+				return fmt.Errorf("droplet %q: container %s: %w", name, c, ierr)
+			}
+			if f := strings.Fields(st); len(f) == 2 && f[0] != "running" && f[0] != "created" {
+				return fmt.Errorf("droplet %q: container %s stopped while booting (%s, exit code %s); its last log lines:\n%s",
+					name, c, f[0], f[1], logTail(c, 30))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("droplet %q: container %s did not finish booting within %v; its last log lines:\n%s",
+				name, c, timeout, logTail(c, 30))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*3/2, time.Second)
+	}
+}
+
+// markerPresent says whether container c has booted; err is set if the
+// check itself failed (as when c is not running).
+func markerPresent(ctx context.Context, c string) (bool, error) {
+	_, err := docker(ctx, nil, "exec", c, "test", "-f", bootMarker)
+	if err == nil {
+		return true, nil
+	}
+	var de *dockerError
+	if errors.As(err, &de) && de.exitCode == 1 && de.stderr == "" {
+		return false, nil // test -f said no
+	}
+	return false, err
+}
+
+// logTail is the last n lines of container c's output.
+func logTail(c string, n int) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "logs", "--tail", strconv.Itoa(n), c)
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return fmt.Sprintf("(docker logs: %v)", err)
+	}
+	return strings.TrimRight(string(out), "\n")
+}
+
+// Destroy removes the droplet's container (however it is doing) and its
+// volume. Removing what is already gone is not an error.
+func (b *DockerBackend) Destroy(ctx context.Context, id int) error {
+	names, err := b.containers(ctx, id)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range names {
+		if _, err := docker(ctx, nil, "rm", "--force", "--volumes", c); err != nil && !isNoSuch(err) {
+			errs = append(errs, fmt.Errorf("removing container %s: %w", c, err))
+			continue
+		}
+		b.logf("%s: removed (droplet %d)", c, id)
+	}
+	vols := []string{b.volumeName(id)}
+	out, err := docker(ctx, nil, "volume", "ls", "--quiet",
+		"--filter", "label="+labelInstance+"="+b.Instance, "--filter", "label="+labelID+"="+strconv.Itoa(id))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range strings.Fields(out) {
+		if v != vols[0] {
+			vols = append(vols, v)
+		}
+	}
+	for _, v := range vols {
+		if _, err := docker(ctx, nil, "volume", "rm", "--force", v); err != nil && !isNoSuch(err) {
+			errs = append(errs, fmt.Errorf("removing volume %s: %w", v, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remove removes container c and volume vol after a failed create.
+func (b *DockerBackend) remove(c, vol string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = docker(ctx, nil, "rm", "--force", c)
+	_, _ = docker(ctx, nil, "volume", "rm", "--force", vol)
+}
+
+func (b *DockerBackend) removeVolume(vol string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = docker(ctx, nil, "volume", "rm", "--force", vol)
+}
+
+// Route points reservedIP at dropletIPv4 through Router; without one it
+// does nothing.
+func (b *DockerBackend) Route(_ context.Context, reservedIP, dropletIPv4 string) error {
+	if b.Router == nil {
+		return nil
+	}
+	return b.Router.Set(reservedIP, dropletIPv4)
+}
+
+// List returns the droplets of this instance from their containers'
+// labels. Booted: the container runs and has finished booting. UserData
+// and SSHKeys are read back from the seed in the container.
+func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
+	out, err := docker(ctx, nil, "ps", "--all", "--quiet", "--no-trunc", "--filter", "label="+labelInstance+"="+b.Instance)
+	if err != nil {
+		return nil, err
+	}
+	ids := strings.Fields(out)
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	out, err = docker(ctx, nil, append([]string{"inspect", "--type", "container"}, ids...)...)
+	if err != nil {
+		return nil, err
+	}
+	var infos []struct {
+		Name   string
+		State  struct{ Running bool }
+		Config struct {
+			Labels map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &infos); err != nil {
+		return nil, fmt.Errorf("docker inspect: %w", err)
+	}
+	ms := make([]Machine, len(infos))
+	errs := make([]error, len(infos))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, in := range infos {
+		l := in.Config.Labels
+		id, _ := strconv.Atoi(l[labelID])
+		ms[i] = Machine{
+			ID: id, Name: l[labelName], Region: l[labelRegion], Size: l[labelSize],
+			Image: l[labelImage], PublicIPv4: l[labelIPv4],
+		}
+		if t := l[labelTags]; t != "" {
+			ms[i].Tags = strings.Split(t, ",")
+		}
+		c := strings.TrimPrefix(in.Name, "/")
+		running := in.State.Running
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if running {
+				ms[i].Booted, _ = markerPresent(ctx, c)
+			}
+			ms[i].UserData, ms[i].SSHKeys, errs[i] = readSeed(ctx, c)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			b.logf("%s: reading its cloud-init seed: %v", strings.TrimPrefix(infos[i].Name, "/"), err)
+		}
+	}
+	return ms, nil
+}
+
+// readSeed reads user-data and the meta-data SSH keys back from container
+// c (running or not).
+func readSeed(ctx context.Context, c string) (userData string, keys []string, err error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", "cp", c+":"+seedDir, "-")
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", nil, fmt.Errorf("docker cp: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	tr := tar.NewReader(&out)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			return "", nil, err
+		}
+		switch hdr.Name[strings.LastIndex(hdr.Name, "/")+1:] {
+		case "user-data":
+			userData = string(data)
+		case "meta-data":
+			var md struct {
+				PublicKeys []string `yaml:"public-keys"`
+			}
+			if err := yaml.Unmarshal(data, &md); err != nil {
+				return "", nil, fmt.Errorf("meta-data: %w", err)
+			}
+			keys = md.PublicKeys
+		}
+	}
+	return userData, keys, nil
+}
+
+// containers are the names of droplet id's containers (of this instance).
+func (b *DockerBackend) containers(ctx context.Context, id int) ([]string, error) {
+	out, err := docker(ctx, nil, "ps", "--all", "--format", "{{.Names}}",
+		"--filter", "label="+labelInstance+"="+b.Instance, "--filter", "label="+labelID+"="+strconv.Itoa(id))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
+func (b *DockerBackend) isCgroupV2(ctx context.Context) bool {
+	b.cgroupOnce.Do(func() {
+		out, err := docker(ctx, nil, "info", "--format", "{{.CgroupVersion}}")
+		b.cgroupV2 = err == nil && strings.TrimSpace(out) == "2"
+	})
+	return b.cgroupV2
+}
+
+// checkAddress fails if ip's ports 22, 80 or 443 cannot be published: a
+// fleet container (of any instance) has the address, or a host process
+// listens on it or on all addresses.
+func (b *DockerBackend) checkAddress(ctx context.Context, ip string) error {
+	out, err := docker(ctx, nil, "ps", "--all", "--format", `{{.Names}} {{.Label "fleet.instance"}}`,
+		"--filter", "label="+labelIPv4+"="+ip)
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(out); len(f) > 0 {
+		inst := ""
+		if len(f) > 1 {
+			inst = f[1]
+		}
+		return fmt.Errorf("address %s is taken by droplet container %s (local cloud instance %q)", ip, f[0], inst)
+	}
+	want := net.ParseIP(ip)
+	listeners := hostListeners()
+	for _, port := range []int{22, 80, 443} {
+		for _, l := range listeners {
+			if l.port != port {
+				continue
+			}
+			switch {
+			case l.ip.Equal(net.IPv4zero):
+				if port == 22 {
+					return fmt.Errorf("port 22 on %s is taken: a host sshd listening on 0.0.0.0:22 collides with droplet addresses; make it listen on a specific address (ListenAddress) or stop it", ip)
+				}
+				return fmt.Errorf("port %d on %s is taken: a host process listening on 0.0.0.0:%d collides with droplet addresses; make it listen on a specific address or stop it", port, ip, port)
+			case l.ip.Equal(want):
+				return fmt.Errorf("port %d on %s is taken by a host process listening on %s:%d", port, ip, ip, port)
+			}
+		}
+		// A dual-stack listener on [::] shows as IPv6 only: try to bind.
+		if bindInUse(ip, port) {
+			return fmt.Errorf("port %d on %s is taken: a host process listening on all addresses ([::]:%d) collides with droplet addresses; make it listen on a specific address or stop it", port, ip, port)
+		}
+	}
+	return nil
+}
+
+type hostListener struct {
+	ip   net.IP
+	port int
+}
+
+// hostListeners are the listening TCP sockets of this network namespace
+// (from /proc/net/tcp and tcp6; none where they do not exist).
+func hostListeners() []hostListener {
+	var ls []hostListener
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 4 || fs[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			addr, portHex, ok := strings.Cut(fs[1], ":")
+			if !ok {
+				continue
+			}
+			port, err1 := strconv.ParseUint(portHex, 16, 16)
+			raw, err2 := hex.DecodeString(addr)
+			if err1 != nil || err2 != nil || (len(raw) != 4 && len(raw) != 16) {
+				continue
+			}
+			// Each 32-bit word is in host (little-endian) order.
+			for i := 0; i < len(raw); i += 4 {
+				raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+			}
+			ls = append(ls, hostListener{ip: net.IP(raw), port: int(port)})
+		}
+	}
+	return ls
+}
+
+// bindInUse says whether binding ip:port fails with "address in use" (a
+// failure for any other reason, such as no permission, says nothing).
+func bindInUse(ip string, port int) bool {
+	l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err == nil {
+		l.Close()
+		return false
+	}
+	return errors.Is(err, syscall.EADDRINUSE)
+}
+
+// dockerError is a failed docker command.
+type dockerError struct {
+	args     []string
+	exitCode int
+	stderr   string
+	err      error
+}
+
+func (e *dockerError) Error() string {
+	cmd := "docker"
+	if len(e.args) > 0 {
+		cmd += " " + e.args[0]
+	}
+	if e.stderr != "" {
+		return cmd + ": " + e.stderr
+	}
+	return cmd + ": " + e.err.Error()
+}
+
+func (e *dockerError) Unwrap() error { return e.err }
+
+// docker runs the docker CLI with args (and stdin, if not nil) and returns
+// its trimmed stdout.
+func docker(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		de := &dockerError{args: args, exitCode: -1, stderr: strings.TrimSpace(stderr.String()), err: err}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			de.exitCode = ee.ExitCode()
+		}
+		return "", de
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// isNoSuch says whether err is Docker's "no such container/volume".
+func isNoSuch(err error) bool {
+	var de *dockerError
+	return errors.As(err, &de) && strings.Contains(strings.ToLower(de.stderr), "no such")
+}

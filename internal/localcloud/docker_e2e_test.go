@@ -1,0 +1,445 @@
+//go:build e2e
+
+package localcloud
+
+// Docker backend tests: real containers, real cloud-init, sshd and Docker
+// in Docker. Run with
+//
+//	go test -tags e2e ./internal/localcloud/ -run Docker
+//	go test -tags e2e ./internal/localcloud/ -run '^$' -bench DropletBootToSSH -benchtime 3x
+//
+// They need a running dockerd, the docker and ssh clients, ssh-keygen, and
+// debian:trixie-slim (or a way to make it, see EnsureImage). Droplets use
+// 127.0.0.150-159, away from other tests' addresses.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testWriter sends lines to t.Logf.
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// newDockerTestBackend makes a backend with a unique instance label and
+// removes every container and volume of that instance at the end.
+func newDockerTestBackend(tb testing.TB) *DockerBackend {
+	tb.Helper()
+	var r [4]byte
+	rand.Read(r[:])
+	instance := "e2e-" + hex.EncodeToString(r[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	b, err := NewDockerBackend(ctx, DockerOptions{Instance: instance, Log: testWriter{tb}, BootTimeout: 2 * time.Minute})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("backend %s ready in %v (image %s)", instance, time.Since(start).Round(time.Millisecond), b.Image)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, _ := docker(ctx, nil, "ps", "-aq", "--filter", "label=fleet.instance="+instance); out != "" {
+			args := append([]string{"rm", "-f", "-v"}, strings.Fields(out)...)
+			if _, err := docker(ctx, nil, args...); err != nil {
+				tb.Errorf("cleanup: %v", err)
+			}
+		}
+		if out, _ := docker(ctx, nil, "volume", "ls", "-q", "--filter", "label=fleet.instance="+instance); out != "" {
+			args := append([]string{"volume", "rm", "-f"}, strings.Fields(out)...)
+			if _, err := docker(ctx, nil, args...); err != nil {
+				tb.Errorf("cleanup: %v", err)
+			}
+		}
+	})
+	return b
+}
+
+// e2eSSHKey makes an ed25519 key pair with ssh-keygen; it returns the private
+// key's path and the authorized_keys line.
+func e2eSSHKey(tb testing.TB) (string, string) {
+	tb.Helper()
+	key := filepath.Join(tb.TempDir(), "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet-e2e", "-f", key).CombinedOutput(); err != nil {
+		tb.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key, strings.TrimSpace(string(pub))
+}
+
+// sshRun runs command on root@ip with key through the system ssh client.
+func sshRun(ctx context.Context, key, ip, command string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-i", key, "root@"+ip, command)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// dexec runs a command in container c; it returns the output even when
+// the command fails.
+func dexec(tb testing.TB, c string, args ...string) (string, error) {
+	tb.Helper()
+	out, err := exec.Command("docker", append([]string{"exec", c}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// idleMiB is the memory use of container c as `docker stats` shows it.
+func idleMiB(tb testing.TB, c string) float64 {
+	tb.Helper()
+	out, err := exec.Command("docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", c).Output()
+	if err != nil {
+		tb.Fatalf("docker stats: %v", err)
+	}
+	used, _, _ := strings.Cut(strings.TrimSpace(string(out)), " / ")
+	for _, u := range []struct {
+		suffix string
+		mib    float64
+	}{{"GiB", 1024}, {"MiB", 1}, {"KiB", 1.0 / 1024}, {"kB", 1.0 / 1024}, {"B", 1.0 / 1024 / 1024}} {
+		if n, ok := strings.CutSuffix(used, u.suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil {
+				tb.Fatalf("docker stats: %q", out)
+			}
+			return f * u.mib
+		}
+	}
+	tb.Fatalf("docker stats: %q", out)
+	return 0
+}
+
+// hostCgroupHierarchies is /proc/cgroups's subsystem:hierarchy pairs.
+func hostCgroupHierarchies(tb testing.TB) string {
+	tb.Helper()
+	data, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pairs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+			pairs = append(pairs, f[0]+":"+f[1])
+		}
+	}
+	return strings.Join(pairs, " ")
+}
+
+// assertGone checks that droplet id of b has no container or volume left.
+func assertGone(t *testing.T, b *DockerBackend, id int) {
+	t.Helper()
+	ctx := context.Background()
+	if names, err := b.containers(ctx, id); err != nil || len(names) > 0 {
+		t.Errorf("containers of droplet %d after Destroy: %v %v", id, names, err)
+	}
+	if out, err := docker(ctx, nil, "volume", "ls", "-q", "--filter", "name="+b.volumeName(id)); err != nil || out != "" {
+		t.Errorf("volumes of droplet %d after Destroy: %q %v", id, out, err)
+	}
+}
+
+const e2eUserData = `#cloud-config
+write_files:
+  - path: /etc/fleet/e2e
+    permissions: "0644"
+    content: |
+      hello from user data
+runcmd:
+  - echo ran > /root/runcmd-ran
+  - docker version --format '{{.Server.Version}}' > /root/docker-version
+`
+
+func TestDockerBoot(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	key, pub := e2eSSHKey(t)
+	m := Machine{
+		ID: 700001, Name: "e2e-" + b.Instance + "-ok", Region: "nyc3", Size: "s-1vcpu-1gb",
+		Image: "debian-13-x64", UserData: e2eUserData, SSHKeys: []string{pub},
+		PublicIPv4: "127.0.0.150", Tags: []string{"fleet:e2e", "fleet-version:v1_0_0"},
+	}
+	c := b.ContainerName(m.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	cgroupsBefore := hostCgroupHierarchies(t)
+	start := time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	t.Logf("Boot took %v", time.Since(start).Round(time.Millisecond))
+
+	if out, err := dexec(t, c, "cloud-init", "status", "--long"); err != nil || !strings.Contains(out, "status: done") {
+		t.Errorf("cloud-init status: %v\n%s", err, out)
+	}
+	if out, err := dexec(t, c, "cat", "/etc/fleet/e2e"); err != nil || out != "hello from user data" {
+		t.Errorf("write_files: %q %v", out, err)
+	}
+	if out, err := dexec(t, c, "cat", "/root/runcmd-ran", "/root/docker-version"); err != nil || !strings.HasPrefix(out, "ran\n") {
+		t.Errorf("runcmd (with docker): %q %v", out, err)
+	}
+	if out, err := dexec(t, c, "cat", seedDir+"/user-data"); err != nil || out+"\n" != e2eUserData {
+		t.Errorf("seed user-data differs from the droplet's user data:\n%s", out)
+	}
+	if out, err := dexec(t, c, "stat", "-c", "%a %U", seedDir+"/user-data", seedDir+"/meta-data"); err != nil || out != "600 root\n600 root" {
+		t.Errorf("seed modes: %q %v", out, err)
+	}
+	if out, err := sshRun(ctx, key, m.PublicIPv4, "hostname && id -un"); err != nil || out != m.Name+"\nroot" {
+		t.Errorf("ssh root@%s: %v\n%s", m.PublicIPv4, err, out)
+	}
+	if out, err := dexec(t, c, "docker", "version", "--format", "{{.Server.Version}}"); err != nil || out == "" {
+		t.Errorf("docker in the droplet: %v\n%s", err, out)
+	} else {
+		t.Logf("dockerd in the droplet: %s", out)
+	}
+	// Idle: sshd, dockerd and containerd, nothing else running.
+	time.Sleep(3 * time.Second)
+	if mib := idleMiB(t, c); mib <= 0 {
+		t.Errorf("docker stats shows no memory use for %s", c)
+	} else {
+		t.Logf("idle memory of %s: %.1f MiB", c, mib)
+	}
+	// The droplet's dockerd runs containers (an image from the host, as
+	// Docker Hub may be out of reach).
+	save := exec.Command("sh", "-c", "docker save "+dropletBaseImage+" | docker exec -i "+c+" docker load")
+	if out, err := save.CombinedOutput(); err != nil {
+		t.Errorf("loading an image into the droplet: %v\n%s", err, out)
+	} else if out, err := dexec(t, c, "docker", "run", "--rm", dropletBaseImage, "echo", "nested"); err != nil || out != "nested" {
+		t.Errorf("docker run in the droplet: %v\n%s", err, out)
+	}
+
+	ms, err := b.List(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("List: %v %+v", err, ms)
+	}
+	got := ms[0]
+	if got.ID != m.ID || got.Name != m.Name || got.PublicIPv4 != m.PublicIPv4 || !got.Booted ||
+		got.Region != m.Region || got.Size != m.Size || got.Image != m.Image ||
+		strings.Join(got.Tags, " ") != strings.Join(m.Tags, " ") ||
+		got.UserData != m.UserData || len(got.SSHKeys) != 1 || got.SSHKeys[0] != pub {
+		t.Errorf("List: %+v\nwant %+v", got, m)
+	}
+
+	// Booting again (as after a server restart) finds the same container.
+	start = time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Errorf("second Boot: %v", err)
+	}
+	t.Logf("second Boot took %v", time.Since(start).Round(time.Millisecond))
+
+	// The droplet's dockerd must not mount cgroup hierarchies the host has
+	// not: that breaks the host's `docker stats`.
+	if after := hostCgroupHierarchies(t); after != cgroupsBefore {
+		t.Errorf("host cgroup hierarchies changed:\nbefore %s\nafter  %s", cgroupsBefore, after)
+	}
+
+	// A container restart is a reboot: everything comes back.
+	if out, err := exec.Command("docker", "restart", c).CombinedOutput(); err != nil {
+		t.Fatalf("docker restart: %v\n%s", err, out)
+	}
+	start = time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot after restart: %v", err)
+	}
+	t.Logf("boot after a restart took %v", time.Since(start).Round(time.Millisecond))
+	if out, err := dexec(t, c, "cloud-init", "status"); err != nil || !strings.Contains(out, "status: done") {
+		t.Errorf("cloud-init status after restart: %v\n%s", err, out)
+	}
+	if out, err := sshRun(ctx, key, m.PublicIPv4, "docker info --format '{{.ServerVersion}}' && cat /root/runcmd-ran"); err != nil {
+		t.Errorf("ssh and docker after restart: %v\n%s", err, out)
+	}
+
+	if err := b.Destroy(ctx, m.ID); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	assertGone(t, b, m.ID)
+	if err := b.Destroy(ctx, m.ID); err != nil {
+		t.Errorf("second Destroy: %v", err)
+	}
+	if ms, err := b.List(ctx); err != nil || len(ms) != 0 {
+		t.Errorf("List after Destroy: %+v %v", ms, err)
+	}
+}
+
+func TestDockerBootCloudInitFails(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	m := Machine{
+		ID: 700002, Name: "e2e-" + b.Instance + "-fail", PublicIPv4: "127.0.0.151",
+		UserData: "#cloud-config\nruncmd:\n  - echo about to fail\n  - exit 1\n",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v (a failing user data must still boot)", err)
+	}
+	out, err := dexec(t, b.ContainerName(m.Name), "cloud-init", "status")
+	if err == nil || !strings.Contains(out, "status: error") {
+		t.Errorf("cloud-init status: %v\n%s", err, out)
+	}
+	if err := b.Destroy(ctx, m.ID); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	assertGone(t, b, m.ID)
+}
+
+func TestDockerBootPortTaken(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	const ip = "127.0.0.153"
+	l, err := net.Listen("tcp4", ip+":80")
+	if err != nil {
+		t.Skipf("cannot hold %s:80 for the test: %v", ip, err)
+	}
+	defer l.Close()
+	m := Machine{ID: 700003, Name: "e2e-" + b.Instance + "-port", PublicIPv4: ip}
+	err = b.Boot(context.Background(), m)
+	if err == nil || !strings.Contains(err.Error(), "port 80 on "+ip+" is taken") {
+		t.Errorf("Boot with %s:80 taken: %v", ip, err)
+	}
+	assertGone(t, b, m.ID)
+}
+
+func TestDockerBootContainerDies(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	// An image whose init fails at once.
+	tag := "fleet-e2e-dying:" + b.Instance
+	build := exec.Command("docker", "build", "-q", "-t", tag, "-")
+	build.Stdin = strings.NewReader("FROM " + b.Image + "\nENTRYPOINT [\"sh\", \"-c\", \"echo fleet-e2e is dying; exit 3\"]\n")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", tag).Run() })
+	dying := &DockerBackend{Instance: b.Instance, Image: tag, Log: b.Log, BootTimeout: time.Minute}
+	m := Machine{ID: 700004, Name: "e2e-" + b.Instance + "-dies", PublicIPv4: "127.0.0.154"}
+	err := dying.Boot(context.Background(), m)
+	if err == nil || !strings.Contains(err.Error(), "stopped while booting") || !strings.Contains(err.Error(), "fleet-e2e is dying") {
+		t.Errorf("Boot of a dying container: %v", err)
+	} else {
+		t.Logf("Boot: %v", err)
+	}
+	if err := b.Destroy(context.Background(), m.ID); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	assertGone(t, b, m.ID)
+}
+
+func TestDockerHostListeners(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.155:0")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	for _, hl := range hostListeners() {
+		if hl.port == port && hl.ip.Equal(net.ParseIP("127.0.0.155")) {
+			return
+		}
+	}
+	t.Errorf("hostListeners does not list 127.0.0.155:%d", port)
+}
+
+func TestDockerDestroyUnknown(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	if err := b.Destroy(context.Background(), 123456789); err != nil {
+		t.Errorf("Destroy of a droplet that never was: %v", err)
+	}
+}
+
+func TestDockerRoute(t *testing.T) {
+	r := &recordingRouter{}
+	b := &DockerBackend{Router: r}
+	if err := b.Route(context.Background(), "127.0.0.200", "127.0.0.2"); err != nil || r.got != "127.0.0.200->127.0.0.2" {
+		t.Errorf("Route: %v, router got %q", err, r.got)
+	}
+	if err := (&DockerBackend{}).Route(context.Background(), "127.0.0.200", ""); err != nil {
+		t.Errorf("Route without a router: %v", err)
+	}
+}
+
+type recordingRouter struct{ got string }
+
+func (r *recordingRouter) Set(ip, target string) error {
+	r.got = ip + "->" + target
+	return nil
+}
+
+// BenchmarkDropletBootToSSH boots droplets from the cached image and
+// reports the seconds from Boot's start until root can log in with SSH
+// (ssh-s), until Boot returns (boot-s), and the droplet's idle memory.
+func BenchmarkDropletBootToSSH(b *testing.B) {
+	be := newDockerTestBackend(b)
+	key, pub := e2eSSHKey(b)
+	const ip = "127.0.0.152"
+	ctx := context.Background()
+	var sshTotal, bootTotal, memTotal float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := Machine{
+			ID: 710000 + i, Name: fmt.Sprintf("e2e-%s-bench-%d", be.Instance, i), PublicIPv4: ip,
+			SSHKeys: []string{pub}, UserData: e2eUserData,
+		}
+		start := time.Now()
+		booted := make(chan error, 1)
+		go func() { booted <- be.Boot(ctx, m) }()
+		var sshAt, bootAt time.Duration
+		for sshAt == 0 {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := sshRun(pctx, key, ip, "true")
+			cancel()
+			if err == nil {
+				sshAt = time.Since(start)
+				break
+			}
+			select {
+			case err := <-booted:
+				if err != nil {
+					b.Fatalf("Boot: %v", err)
+				}
+				bootAt = time.Since(start)
+				booted = nil
+			default:
+			}
+			if time.Since(start) > 3*time.Minute {
+				b.Fatal("no SSH within 3 minutes")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if booted != nil {
+			if err := <-booted; err != nil {
+				b.Fatalf("Boot: %v", err)
+			}
+			bootAt = time.Since(start)
+		}
+		b.StopTimer()
+		time.Sleep(5 * time.Second)
+		mem := idleMiB(b, be.ContainerName(m.Name))
+		b.Logf("boot %d: ssh %.2fs, booted %.2fs, idle %.1f MiB", i, sshAt.Seconds(), bootAt.Seconds(), mem)
+		sshTotal += sshAt.Seconds()
+		bootTotal += bootAt.Seconds()
+		memTotal += mem
+		if err := be.Destroy(ctx, m.ID); err != nil {
+			b.Fatalf("Destroy: %v", err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(sshTotal/float64(b.N), "ssh-s")
+	b.ReportMetric(bootTotal/float64(b.N), "boot-s")
+	b.ReportMetric(memTotal/float64(b.N), "idle-MiB")
+}
