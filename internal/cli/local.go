@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -131,8 +133,11 @@ func NewCmdLocalServe(f *Factory, runF func(context.Context, *LocalServeOptions)
 		Long: `Serve a DigitalOcean-compatible API (the endpoints fleet uses) until
 interrupted. Point fleet at it with FLEET_API_URL and DIGITALOCEAN_TOKEN.
 
-The memory backend keeps droplets in memory: they boot after --boot-delay
-and run nothing. Faults can be injected for tests (--faults or FLEET_FAULTS,
+The docker backend (the default) runs each droplet as a Debian 13 container
+with real cloud-init, OpenSSH and its own Docker engine, on a loopback
+address 127.0.0.N; reserved IPs (127.0.0.200 up) forward ports 80 and 443
+to the droplet they are assigned to. The memory backend keeps droplets in
+memory: they boot after --boot-delay and run nothing. Faults can be injected for tests (--faults or FLEET_FAULTS,
 or POST /_fleet/faults):
 ` + localcloud.FaultSyntax,
 		Example: `  fleet local serve --backend memory --listen 127.0.0.1:8510 --token secret
@@ -149,9 +154,7 @@ or POST /_fleet/faults):
 				opts.Faults = f.Getenv("FLEET_FAULTS")
 			}
 			switch opts.Backend {
-			case "memory":
-			case "docker":
-				return &UsageError{Msg: "--backend docker: not in this version of fleet yet; use --backend memory"}
+			case "memory", "docker":
 			default:
 				return &UsageError{Msg: fmt.Sprintf("--backend %q: must be memory or docker", opts.Backend)}
 			}
@@ -162,7 +165,7 @@ or POST /_fleet/faults):
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Backend, "backend", "memory", "where droplets live: memory")
+	fl.StringVar(&opts.Backend, "backend", "docker", "where droplets live: docker (real containers) or memory")
 	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8510", "address to listen on")
 	fl.StringVar(&opts.Token, "token", "", "bearer token clients must send (env FLEET_LOCAL_TOKEN)")
 	fl.DurationVar(&opts.BootDelay, "boot-delay", time.Second, "memory backend: time a droplet stays new")
@@ -185,6 +188,27 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	if opts.Verbose {
 		lo.Logf = func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }
+	if opts.Backend == "docker" {
+		// The reserved IPs answer on 80 and 443 through the forwarder;
+		// open connections get 30 s to finish after a switch.
+		fwd := localcloud.NewForwarder([]int{80, 443}, 30*time.Second)
+		fwd.Logf = logf
+		defer fwd.Close()
+		// One instance label per state file, so two local clouds (or a
+		// test run) never adopt each other's containers.
+		instance := "default"
+		if opts.State != "" {
+			sum := sha256.Sum256([]byte(opts.State))
+			instance = hex.EncodeToString(sum[:6])
+		}
+		fmt.Fprintln(opts.IO.ErrOut, "preparing the droplet image (the first time builds it, a few minutes)")
+		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: opts.IO.ErrOut, Router: fwd})
+		if err != nil {
+			return err
+		}
+		lo.Backend = be
 	}
 	srv, err := localcloud.NewServer(lo)
 	if err != nil {
