@@ -38,8 +38,8 @@ vet:
 test: vet
 	$(GO) test ./...
 
-e2e: build
-	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -v ./e2e/...
+e2e: host build
+	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -v ./e2e/... ./internal/localcloud/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
