@@ -14,7 +14,8 @@ help:
 	@echo "make build   build bin/fleet"
 	@echo "make test    unit tests and CLI scripts against the in-process API (fast)"
 	@echo "make e2e     end-to-end suites against a real 'fleet local serve' process"
-	@echo "make bench   API calls per up, polls per second per resource, status wall time"
+	@echo "make bench   API calls per up, polls/s per resource, status wall time, boot to SSH,"
+	@echo "             failed requests across a reserved IP switch, idle droplet memory"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
 
 # host installs what is missing and starts dockerd if it is not running.
@@ -41,8 +42,10 @@ test: vet
 e2e: host build
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -v ./e2e/... ./internal/localcloud/
 
-bench:
+bench: host
+	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
+	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 
 # The demo: a real droplet container on the local cloud, promoted to the
 # reserved IP, then what answers there.
