@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -66,38 +65,7 @@ func (b *routeLog) snapshot() ([]string, []int) {
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	p, err := contract.DefaultPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := contract.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.Token == "" {
-		opts.Token = testToken
-	}
-	var rl *routeLog
-	if opts.Backend == nil {
-		rl = &routeLog{MemoryBackend: MemoryBackend{BootDelay: opts.BootDelay}}
-		opts.Backend = rl
-	}
-	opts.Logf = t.Logf
-	srv, err := NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(v.Middleware(srv.Handler()))
-	e := &env{t: t, srv: srv, url: hs.URL, v: v, ctx: t.Context(), routes: rl}
-	e.do = e.client(opts.Token)
-	t.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-		for _, msg := range v.Violations() {
-			t.Errorf("contract violation: %s", msg)
-		}
-	})
-	return e
+	return startEnv(t, opts, nil)
 }
 
 // client returns a godo client for token whose requests are validated.

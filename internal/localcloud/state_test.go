@@ -45,18 +45,17 @@ func (l *logSink) has(sub string) bool {
 	return false
 }
 
-// startEnv is newEnv with the server's log going to logs (nil: t.Logf).
+// startEnv starts a server behind the contract validator, its log going
+// to logs (nil: t.Logf).
 func startEnv(t *testing.T, opts Options, logs *logSink) *env {
 	t.Helper()
-	p, err := contract.DefaultPath()
+	v, err := contract.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := contract.Load(p)
-	if err != nil {
-		t.Fatal(err)
+	if opts.Token == "" {
+		opts.Token = testToken
 	}
-	opts.Token = testToken
 	var rl *routeLog
 	if opts.Backend == nil {
 		rl = &routeLog{MemoryBackend: MemoryBackend{BootDelay: opts.BootDelay}}
