@@ -222,6 +222,21 @@ func TestForwardLifecycle(t *testing.T) {
 			t.Fatalf("Set(%s, %q): %v", rip, target, err)
 		}
 	}
+	// mustHold opens a connection through the reserved IP that stays open,
+	// and checks it first reaches want.
+	mustHold := func(t *testing.T, want string) *fwdClient {
+		t.Helper()
+		held, err := fwdDial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { held.c.Close() })
+		if got, err := held.ask(); got != want {
+			t.Fatalf("held: %q, %v; want %s", got, err, want)
+		}
+		return held
+	}
+
 	// waitClosed reads what is left on c until EOF or error.
 	waitClosed := func(t *testing.T, c *fwdClient, within time.Duration) string {
 		t.Helper()
@@ -259,14 +274,7 @@ func TestForwardLifecycle(t *testing.T) {
 			}
 		}},
 		{"switch: new connections reach B, an open one stays on A until drained", func(t *testing.T) {
-			held, err := fwdDial(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.c.Close()
-			if got, err := held.ask(); got != "A" {
-				t.Fatalf("held: %q, %v", got, err)
-			}
+			held := mustHold(t, "A")
 			start := time.Now()
 			mustSet(t, ipB)
 			mustAsk(t, "B")
@@ -286,14 +294,7 @@ func TestForwardLifecycle(t *testing.T) {
 			mustAsk(t, "B")
 		}},
 		{"switching back within the drain keeps the connection", func(t *testing.T) {
-			held, err := fwdDial(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.c.Close()
-			if got, err := held.ask(); got != "B" {
-				t.Fatalf("held: %q, %v", got, err)
-			}
+			held := mustHold(t, "B")
 			mustSet(t, ipA)
 			mustSet(t, ipB)
 			time.Sleep(drain + forwardDrainGrace/2)
@@ -302,14 +303,7 @@ func TestForwardLifecycle(t *testing.T) {
 			}
 		}},
 		{"unassign refuses and drains", func(t *testing.T) {
-			held, err := fwdDial(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.c.Close()
-			if got, err := held.ask(); got != "B" { // accepted before the unassign
-				t.Fatalf("held: %q, %v", got, err)
-			}
+			held := mustHold(t, "B") // accepted before the unassign
 			mustSet(t, "")
 			fwdWantRefused(t, addr)
 			if got, err := held.ask(); got != "B" {
@@ -345,14 +339,7 @@ func TestForwardLifecycle(t *testing.T) {
 			mustAsk(t, "A")
 		}},
 		{"remove stops listening and closes connections", func(t *testing.T) {
-			held, err := fwdDial(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.c.Close()
-			if got, err := held.ask(); got != "A" {
-				t.Fatalf("held: %q, %v", got, err)
-			}
+			held := mustHold(t, "A")
 			if err := f.Remove(rip); err != nil {
 				t.Fatal(err)
 			}
