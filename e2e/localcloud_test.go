@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"context"
 	"io"
 	"net"
@@ -33,9 +34,10 @@ func TestLocalCloud(t *testing.T) {
 	t.Cleanup(func() {
 		// Leave no droplet behind, even when the test failed half-way.
 		out, _, _ := r.run("status", "--json")
-		for _, f := range strings.Split(out, "\n") {
-			if name, ok := strings.CutPrefix(strings.TrimSpace(f), `"name": "`); ok {
-				r.run("destroy", "--yes", "--force", strings.TrimSuffix(name, `",`))
+		var s status
+		if json.Unmarshal([]byte(out), &s) == nil {
+			for _, d := range s.Droplets {
+				r.run("destroy", "--yes", "--force", d.Name)
 			}
 		}
 		r.run("local", "stop")

@@ -24,8 +24,19 @@ type Factory struct {
 	JSON     bool
 	Yes      bool
 
+	// Context is the running command's, so that building a client (which
+	// may start the local cloud) stops on Ctrl-C too.
+	Context context.Context
+
 	spec  *spec.Spec
 	cloud cloud.Cloud
+}
+
+func (f *Factory) context() context.Context {
+	if f.Context != nil {
+		return f.Context
+	}
+	return context.Background()
 }
 
 // NewFactory returns a Factory on the process's streams and environment.
@@ -64,7 +75,7 @@ func (f *Factory) Cloud() (cloud.Cloud, error) {
 	}
 	if s.Provider == "local" && apiURL == "" {
 		// The local cloud needs no configuration: find it, or start it.
-		lc, started, err := startLocal(context.Background(), f.Getenv, startOpts{backend: "docker", listen: "127.0.0.1:8510", wait: 15 * time.Minute})
+		lc, started, err := startLocal(f.context(), f.Getenv, startOpts{backend: defaultLocalBackend, listen: defaultLocalListen, wait: defaultLocalWait})
 		if err != nil {
 			return nil, &ConfigError{Msg: fmt.Sprintf("provider: local: the local cloud is not running and could not be started (%v); start it with `fleet local start`", err)}
 		}

@@ -46,9 +46,9 @@ fleet finds it by itself.`,
 			return printLocal(f, lc, started)
 		},
 	}
-	cmd.Flags().StringVar(&o.backend, "backend", "docker", "where droplets live: docker or memory")
-	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8510", "address of the API")
-	cmd.Flags().DurationVar(&o.wait, "wait", 15*time.Minute, "how long to wait for the API (the first start builds the droplet image)")
+	cmd.Flags().StringVar(&o.backend, "backend", defaultLocalBackend, "where droplets live: docker or memory")
+	cmd.Flags().StringVar(&o.listen, "listen", defaultLocalListen, "address of the API")
+	cmd.Flags().DurationVar(&o.wait, "wait", defaultLocalWait, "how long to wait for the API (the first start builds the droplet image)")
 	return cmd
 }
 
@@ -165,8 +165,8 @@ or POST /_fleet/faults):
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Backend, "backend", "docker", "where droplets live: docker (real containers) or memory")
-	fl.StringVar(&opts.Listen, "listen", "127.0.0.1:8510", "address to listen on")
+	fl.StringVar(&opts.Backend, "backend", defaultLocalBackend, "where droplets live: docker (real containers) or memory")
+	fl.StringVar(&opts.Listen, "listen", defaultLocalListen, "address to listen on")
 	fl.StringVar(&opts.Token, "token", "", "bearer token clients must send (env FLEET_LOCAL_TOKEN)")
 	fl.DurationVar(&opts.BootDelay, "boot-delay", time.Second, "memory backend: time a droplet stays new")
 	fl.DurationVar(&opts.ActionDelay, "action-delay", 300*time.Millisecond, "time a reserved IP action stays in progress")

@@ -110,6 +110,14 @@ func answers(ctx context.Context, url, token string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// Defaults of the local cloud, shared by `local start`, `local serve` and
+// the automatic start for provider: local.
+const (
+	defaultLocalBackend = "docker"
+	defaultLocalListen  = "127.0.0.1:8510"
+	defaultLocalWait    = 15 * time.Minute // the first start builds the droplet image
+)
+
 type startOpts struct {
 	backend, listen string
 	wait            time.Duration

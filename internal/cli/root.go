@@ -65,9 +65,10 @@ Environment:
   DIGITALOCEAN_TOKEN   API token (or DIGITALOCEAN_ACCESS_TOKEN)
   FLEET_API_URL        API base URL, e.g. a local cloud (same as --api-url)
 `,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Version:       f.Version,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) { f.Context = cmd.Context() },
+		SilenceUsage:     true,
+		SilenceErrors:    true,
+		Version:          f.Version,
 	}
 	cmd.SetOut(f.IOStreams.Out)
 	cmd.SetErr(f.IOStreams.ErrOut)
