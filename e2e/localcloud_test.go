@@ -3,8 +3,8 @@
 package e2e
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
