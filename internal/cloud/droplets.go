@@ -20,18 +20,19 @@ func (c *Client) EnsureSSHKeys(ctx context.Context, keys []SSHKey) ([]string, er
 	var fps []string
 	for _, k := range keys {
 		_, _, err := c.api.Keys.GetByFingerprint(ctx, k.Fingerprint)
+		err = wrap(err, "look up SSH key "+k.Fingerprint)
 		switch {
 		case err == nil:
-		case IsStatus(wrap(err, ""), http.StatusNotFound) && k.PublicKey != "":
+		case IsStatus(err, http.StatusNotFound) && k.PublicKey != "":
 			_, _, err = c.api.Keys.Create(ctx, &godo.KeyCreateRequest{Name: k.Name, PublicKey: k.PublicKey})
 			// A 422 here means a concurrent deploy added it first.
-			if err != nil && !IsStatus(wrap(err, ""), http.StatusUnprocessableEntity) {
-				return nil, wrap(err, "add SSH key "+k.Name)
+			if err = wrap(err, "add SSH key "+k.Name); err != nil && !IsStatus(err, http.StatusUnprocessableEntity) {
+				return nil, err
 			}
-		case IsStatus(wrap(err, ""), http.StatusNotFound):
+		case IsStatus(err, http.StatusNotFound):
 			return nil, fmt.Errorf("SSH key %s is not on the account: add it, or list its public key file in droplet.ssh_keys", k.Fingerprint)
 		default:
-			return nil, wrap(err, "look up SSH key "+k.Fingerprint)
+			return nil, err
 		}
 		fps = append(fps, k.Fingerprint)
 	}
