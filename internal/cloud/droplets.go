@@ -198,7 +198,7 @@ func (c *Client) ListByTag(ctx context.Context, tag string) ([]Droplet, error) {
 // DeleteDroplet destroys a droplet. One already gone counts as deleted.
 func (c *Client) DeleteDroplet(ctx context.Context, id int) error {
 	_, err := c.api.Droplets.Delete(ctx, id)
-	if err != nil && !IsStatus(wrap(err, ""), http.StatusNotFound) {
+	if err != nil && !IsStatus(err, http.StatusNotFound) {
 		return wrap(err, "delete droplet "+strconv.Itoa(id))
 	}
 	return nil
@@ -207,7 +207,7 @@ func (c *Client) DeleteDroplet(ctx context.Context, id int) error {
 // Tag adds tag to a droplet, creating the tag if needed.
 func (c *Client) Tag(ctx context.Context, dropletID int, tag string) error {
 	if _, _, err := c.api.Tags.Create(ctx, &godo.TagCreateRequest{Name: tag}); err != nil &&
-		!IsStatus(wrap(err, ""), http.StatusUnprocessableEntity) {
+		!IsStatus(err, http.StatusUnprocessableEntity) {
 		return wrap(err, "create tag "+tag)
 	}
 	_, err := c.api.Tags.TagResources(ctx, tag, &godo.TagResourcesRequest{
@@ -221,7 +221,7 @@ func (c *Client) Untag(ctx context.Context, dropletID int, tag string) error {
 	_, err := c.api.Tags.UntagResources(ctx, tag, &godo.UntagResourcesRequest{
 		Resources: []godo.Resource{{ID: strconv.Itoa(dropletID), Type: godo.DropletResourceType}},
 	})
-	if IsStatus(wrap(err, ""), http.StatusNotFound) {
+	if IsStatus(err, http.StatusNotFound) {
 		return nil
 	}
 	return wrap(err, "untag droplet "+strconv.Itoa(dropletID)+" "+tag)

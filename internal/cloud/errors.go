@@ -66,10 +66,15 @@ func (e *APIError) Is(target error) bool {
 	return target == ErrNotFound && e.Status == http.StatusNotFound
 }
 
-// IsStatus reports whether err is an API answer with that status.
+// IsStatus reports whether err is an API answer with that status, wrapped
+// (APIError) or straight from godo.
 func IsStatus(err error, status int) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == status
+	if errors.As(err, &ae) {
+		return ae.Status == status
+	}
+	var er *godo.ErrorResponse
+	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == status
 }
 
 func wrap(err error, op string) error {
