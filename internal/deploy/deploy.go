@@ -54,6 +54,9 @@ func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
 	if err := spec.ParseVersion(version); err != nil {
 		return nil, err
 	}
+	if d.Spec.Stack != nil {
+		return nil, &ConfigError{Msg: "stack: deploying a compose stack is not implemented in this build yet; remove stack: for a provision-only deploy"}
+	}
 	d.step("reading state of %s", d.Spec.Project)
 	st, err := d.State(ctx)
 	if err != nil {

@@ -117,8 +117,8 @@ func (l *loader) load() *Spec {
 	if n, ok := f.optional("timeouts"); ok {
 		s.Timeouts = l.timeouts(n)
 	}
-	if k, ok := f.keys["stack"]; ok {
-		l.errorf(k, "stack: stack deploys are not supported by this version of fleet yet; remove it for a provision-only deploy")
+	if n, ok := f.optional("stack"); ok {
+		s.Stack = l.stack(n)
 	}
 	if n, ok := f.required("droplet", "a mapping with region, size, image, ssh_keys and cloud_init"); ok {
 		s.Droplet = l.droplet(n, s.Project)

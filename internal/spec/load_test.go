@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -272,7 +273,17 @@ func TestLoadErrors(t *testing.T) {
 		{name: "duplicate key", old: "keep: 2", new: "keep: 2\nkeep: 3", want: []string{`13:1: keep: duplicate key; it is already set at line 12`}},
 		{name: "duplicate nested key", old: "size: s-1vcpu-1gb", new: "size: s-1vcpu-1gb\n  size: s-2vcpu-2gb", want: []string{`6:3: droplet.size: duplicate key; it is already set at line 5`}},
 		{name: "merge key", old: "keep: 2", new: "<<: {keep: 2}", want: []string{`12:1: merge keys (<<) are not supported`}},
-		{name: "stack", old: "keep: 2", new: "keep: 2\nstack: compose.yaml", want: []string{`13:1: stack: stack deploys are not supported by this version of fleet yet; remove it for a provision-only deploy`}},
+		{name: "stack not a mapping", old: "keep: 2", new: "keep: 2\nstack: compose.yaml", want: []string{`13:8: stack: expected a mapping of dir, compose, build, secrets, health, got "compose.yaml"`}},
+		{name: "stack without dir", old: "keep: 2", new: "keep: 2\nstack:\n  build: remote", want: []string{`14:3: stack: missing required key "dir" (the stack's directory in the repository, like stacks/hello)`}},
+		{name: "stack mistakes", old: "keep: 2", new: "keep: 2\nstack:\n  dir: ../elsewhere\n  compose: [a.yaml, a.yaml]\n  build: docker\n  secrets: {file: /etc/secrets.env}\n  health: {host: Bad_Host, paths: [healthz], timeout: 0s}", want: []string{
+			`14:8: stack.dir: "../elsewhere" must be a relative path inside the repository (no leading / or ..)`,
+			`15:21: stack.compose[1]: "a.yaml" is listed twice`,
+			`16:10: stack.build: "docker" is not a build mode (allowed: remote, local)`,
+			`17:19: stack.secrets.file: "/etc/secrets.env" must be a relative path inside the repository (no leading / or ..)`,
+			`18:18: stack.health.host: "Bad_Host" is not a host name (letters, digits, - and dots)`,
+			`18:36: stack.health.paths[0]: "healthz" must start with / and hold no spaces`,
+			`18:55: stack.health.timeout: 0s is out of range (allowed: more than 0, at most 1h)`,
+		}},
 		{name: "second document", old: "keep: 2", new: "keep: 2\n---\nproject: x", want: []string{`13:1: a second YAML document`}},
 		// yaml.v3 reports a line only, and for parser errors the line of
 		// the construct the problem is in (here the '[' on line 12 reads 11).
@@ -509,5 +520,29 @@ func TestErrorFormat(t *testing.T) {
 	errs := &Errors{{"a", 1, 1, "x"}, {"a", 2, 1, "y"}}
 	if got := errs.Error(); got != "a:1:1: x\na:2:1: y" {
 		t.Errorf("Errors = %q", got)
+	}
+}
+
+func TestLoadStack(t *testing.T) {
+	tests := []struct {
+		name, stack string
+		want        Stack
+	}{
+		{"defaults", "stack:\n  dir: stacks/hello\n", Stack{Dir: "stacks/hello", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout}}},
+		{"everything", "stack:\n  dir: ./stacks/blog/\n  compose: [docker-compose-common.yaml, docker-compose-production.yaml]\n  build: local\n  secrets: {file: .env.production}\n  health: {host: Blog.Example.com, paths: [/healthz, /], timeout: 90s}\n",
+			Stack{Dir: "stacks/blog", Compose: []string{"docker-compose-common.yaml", "docker-compose-production.yaml"}, Build: BuildLocal,
+				Secrets: Secrets{File: ".env.production"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setup(t, baseSpec+tt.stack, nil)
+			s, err := Load("droplets.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(*s.Stack, tt.want) {
+				t.Fatalf("stack = %+v\nwant    %+v", *s.Stack, tt.want)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ type Spec struct {
 	ReservedIP string // "auto" or a literal IPv4 address
 	Keep       int    // previous droplets kept for rollback
 	Timeouts   Timeouts
+	Stack      *Stack // nil: a provision-only deploy
 }
 
 // Droplet is the shape of every droplet the project creates.
