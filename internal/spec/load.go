@@ -328,14 +328,14 @@ func (l *loader) keep(n *yaml.Node) int {
 
 func (l *loader) timeouts(n *yaml.Node) Timeouts {
 	t := DefaultTimeouts
-	f := l.mapping("timeouts", n, "create", "active", "assign")
+	f := l.mapping("timeouts", n, "create", "active", "assign", "ssh")
 	if f == nil {
 		return t
 	}
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
-	}{{"create", &t.Create}, {"active", &t.Active}, {"assign", &t.Assign}} {
+	}{{"create", &t.Create}, {"active", &t.Active}, {"assign", &t.Assign}, {"ssh", &t.SSH}} {
 		if n, ok := f.optional(d.key); ok {
 			*d.dst = l.duration("timeouts."+d.key, n)
 		}

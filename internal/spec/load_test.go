@@ -108,7 +108,7 @@ func TestLoadValid(t *testing.T) {
 	if d.CloudInit != filepath.Join("cloud-init", "droplet.yaml") {
 		t.Errorf("cloud_init = %q", d.CloudInit)
 	}
-	if want := (Timeouts{Create: 90 * time.Second, Active: 5 * time.Minute, Assign: 2 * time.Minute}); s.Timeouts != want {
+	if want := (Timeouts{Create: 90 * time.Second, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute}); s.Timeouts != want {
 		t.Errorf("timeouts = %+v, want %+v", s.Timeouts, want)
 	}
 	if len(d.SSHKeys) != 1 {
@@ -264,8 +264,8 @@ func TestLoadErrors(t *testing.T) {
 		{name: "timeout not a duration", old: "create: 90s", new: "create: soon", want: []string{`14:11: timeouts.create: "soon" is not a duration like "90s" or "5m"`}},
 		{name: "timeout zero", old: "active: 5m", new: "active: 0s", want: []string{`15:11: timeouts.active: 0s is out of range (allowed: more than 0, at most 1h)`}},
 		{name: "timeout over an hour", old: "assign: 2m", new: "assign: 61m", want: []string{`16:11: timeouts.assign: 61m is out of range`}},
-		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign)`}},
-		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, got a list`}},
+		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign, ssh)`}},
+		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, ssh, got a list`}},
 		// strictness
 		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack)`}},
 		{name: "unknown droplet key", old: "region: nyc3", new: "region: nyc3\n  regoin: nyc1", want: []string{`5:3: droplet.regoin: unknown key; did you mean "region"?`}},

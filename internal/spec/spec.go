@@ -42,7 +42,8 @@ type Timeouts struct {
 	Create time.Duration // the create action completes
 	Active time.Duration // status becomes active and a public IPv4 appears
 	Assign time.Duration // a reserved IP assignment completes
+	SSH    time.Duration // sshd answers and cloud-init finishes (stack deploys)
 }
 
 // DefaultTimeouts apply where the spec leaves a timeout out.
-var DefaultTimeouts = Timeouts{Create: 5 * time.Minute, Active: 5 * time.Minute, Assign: 2 * time.Minute}
+var DefaultTimeouts = Timeouts{Create: 5 * time.Minute, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute}
