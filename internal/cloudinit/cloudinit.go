@@ -5,6 +5,10 @@
 // document: its first line is "#cloud-config" and the rest is a YAML mapping.
 // Templates see a Data value, e.g. {{.Project}} or {{.Version}}; a field that
 // does not exist is an error, never an empty string.
+//
+// With Data.HostKey set, Render also puts that SSH host key into the
+// cloud-config (cloud-init's ssh_keys:), so fleet knows the droplet's host
+// key before it first connects.
 package cloudinit
 
 import (
@@ -33,19 +37,31 @@ func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("%s: rendered user_data is %d bytes, over DigitalOcean's limit of %d bytes (64 KiB)", e.Path, e.Size, MaxUserData)
 }
 
-// Data is what a template sees. Later versions add fields (injected host
-// keys and such); templates only break if they use a field that is removed.
+// Data is what a template sees. Later versions add fields; templates only
+// break if they use a field that is removed.
 type Data struct {
 	Project     string // the spec's project slug
 	Version     string // the release version, as the operator wrote it (e.g. v1.2.0)
 	DropletName string // <project>-<name-safe version>-<suffix>
 	DeployID    string // unique per `fleet up`; the fleet-deploy:<id> tag
+
+	// HostKey, if set, is injected by Render as the droplet's only SSH
+	// host key (see Render). Templates need not mention it.
+	HostKey *HostKey
 }
 
 // Render executes the template at templatePath with d and checks the result:
 // it must start with a "#cloud-config" line, parse as a YAML mapping and be
 // at most MaxUserData bytes (else the error is a *TooLargeError). Every error
 // names templatePath.
+//
+// If d.HostKey is set, Render adds to the rendered mapping ssh_keys: (that
+// key's private and public halves), ssh_deletekeys: true and
+// ssh_genkeytypes: [ed25519], so cloud-init deletes any host keys of the
+// image and installs exactly this one, and ssh_publish_hostkeys: {enabled:
+// false}. fleet owns those keys: a template that sets any of them is an
+// error. The output is then re-encoded from the YAML node tree (comments
+// kept, formatting normalised) and checked again, size included.
 func Render(templatePath string, d Data) ([]byte, error) {
 	src, err := os.ReadFile(templatePath)
 	if err != nil {
@@ -66,6 +82,19 @@ func Render(templatePath string, d Data) ([]byte, error) {
 	}
 	if err := check(out); err != nil {
 		return nil, fmt.Errorf("%s: rendered user_data %w", templatePath, err)
+	}
+	if d.HostKey == nil {
+		return out, nil
+	}
+	out, err = injectHostKey(out, d.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", templatePath, err)
+	}
+	if len(out) > MaxUserData {
+		return nil, &TooLargeError{Path: templatePath, Size: len(out)}
+	}
+	if err := check(out); err != nil {
+		return nil, fmt.Errorf("%s: user_data with the host key %w", templatePath, err)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,7 +86,8 @@ func TestRenderMissingTemplate(t *testing.T) {
 }
 
 // The repository's example template renders to a cloud-config that writes
-// the release files and starts the responder.
+// the release files, starts the responder, makes the deploy layout, installs
+// Docker and postfix (preseeded as a satellite) and pins postfix's settings.
 func TestRepoTemplate(t *testing.T) {
 	path := filepath.Join("..", "..", "cloud-init", "droplet.yaml")
 	out, err := Render(path, data)
@@ -114,10 +116,54 @@ func TestRepoTemplate(t *testing.T) {
 	if !strings.Contains(files["/etc/systemd/system/fleet-http.service"], "ExecStart=/usr/bin/python3 -m http.server 80 --directory /var/www/fleet") {
 		t.Errorf("no systemd unit for the responder: %q", files)
 	}
+	if got, want := files["/etc/fleet/postfix.debconf"], "postfix postfix/main_mailer_type select Satellite system\npostfix postfix/mailname string blog-v1-2-0-a1b2\npostfix postfix/relayhost string [127.0.0.1]:2525\n"; got != want {
+		t.Errorf("postfix.debconf = %q, want %q", got, want)
+	}
+	if got := files["/etc/mailname"]; got != "blog-v1-2-0-a1b2\n" {
+		t.Errorf("mailname = %q", got)
+	}
+	if len(cfg.Runcmd) == 0 || cfg.Runcmd[0] != "set -e" {
+		t.Errorf("runcmd does not start with set -e: %q", cfg.Runcmd)
+	}
 	cmds := strings.Join(cfg.Runcmd, "\n")
-	for _, want := range []string{"[ -d /run/systemd/system ]", "systemctl enable --now fleet-http.service", "setsid nohup python3 -m http.server 80 --directory /var/www/fleet"} {
-		if !strings.Contains(cmds, want) {
+	last := -1
+	for _, want := range []string{
+		"[ -d /run/systemd/system ]", "systemctl enable --now fleet-http.service", "setsid nohup python3 -m http.server 80 --directory /var/www/fleet",
+		"install -d -m 0755 /srv/fleet/blog\n", "install -d -m 0700 -o root -g root /etc/fleet/blog/secrets\n",
+		"for p in docker.io docker-cli docker-compose postfix; do", "debconf-set-selections /etc/fleet/postfix.debconf", "install $missing",
+		"postconf -e myhostname=blog-v1-2-0-a1b2 myorigin=/etc/mailname mydestination= 'relayhost=[127.0.0.1]:2525' inet_interfaces=loopback-only\n",
+		"systemctl enable --now docker.service", "systemctl restart postfix.service", "service postfix restart",
+	} {
+		i := strings.Index(cmds, want)
+		if i < 0 {
 			t.Errorf("runcmd lacks %q:\n%s", want, cmds)
+		} else if i < last {
+			t.Errorf("runcmd has %q out of order:\n%s", want, cmds)
+		}
+		last = max(last, i)
+	}
+}
+
+// fleet's local droplet image has every package the template installs, so
+// a local boot needs no network.
+func TestRepoTemplatePackagesInImage(t *testing.T) {
+	tmpl, err := os.ReadFile(filepath.Join("..", "..", "cloud-init", "droplet.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join("..", "localcloud", "droplet-image", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(tmpl), "for p in ")
+	list, _, _ := strings.Cut(rest, ";")
+	if !ok || len(strings.Fields(list)) == 0 {
+		t.Fatal(`the template has no "for p in <packages>;" list`)
+	}
+	image := strings.Fields(strings.NewReplacer("\\", " ").Replace(string(dockerfile)))
+	for _, p := range strings.Fields(list) {
+		if !slices.Contains(image, p) {
+			t.Errorf("the droplet image does not install %s, which the template installs", p)
 		}
 	}
 }
