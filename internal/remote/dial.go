@@ -1,0 +1,261 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// Dialer connects to droplets, verifying each against its pinned host key.
+type Dialer struct {
+	KnownHosts KnownHosts
+	KeyFiles   []string // private key files (unencrypted; use the agent for encrypted keys)
+	Agent      bool     // also use the agent at $SSH_AUTH_SOCK, if set
+	User       string   // default root
+	Logf       func(string, ...any)
+}
+
+// Backoff between attempts while sshd boots, and the time one attempt
+// (TCP connect and SSH handshake) may take.
+const (
+	backoffStart = 250 * time.Millisecond
+	backoffMax   = 2 * time.Second
+	attemptMin   = 2 * time.Second
+	attemptMax   = 15 * time.Second
+)
+
+// AuthError is returned when the droplet rejects every key fleet offered.
+// It is never retried.
+type AuthError struct {
+	User string
+	Addr string
+	Keys []string // SHA256 fingerprints of the keys offered
+	Err  error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("ssh %s@%s: authentication failed: the server accepted none of the %d key(s) offered (%s): %v",
+		e.User, e.Addr, len(e.Keys), strings.Join(e.Keys, ", "), e.Err)
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// Dial connects to droplet at addr ("IP", meaning port 22, or "IP:port") as
+// d.User. While sshd is booting (connection refused or reset, EOF during the
+// handshake, timeouts) it retries with backoff until wait has passed or ctx
+// ends. A host key that is not the pinned one, a missing pin and an
+// authentication failure fail at once.
+func (d *Dialer) Dial(ctx context.Context, droplet, addr string, wait time.Duration) (*Client, error) {
+	hostport := withPort(addr)
+	hostKeyCallback, algos, err := d.KnownHosts.load(droplet)
+	if err != nil {
+		return nil, err
+	}
+	signers, closeAgent, err := d.signers()
+	if err != nil {
+		return nil, err
+	}
+	defer closeAgent()
+
+	user := d.User
+	if user == "" {
+		user = "root"
+	}
+	var fingerprints []string
+	for _, s := range signers {
+		fingerprints = append(fingerprints, ssh.FingerprintSHA256(s.PublicKey()))
+	}
+
+	deadline := time.Now().Add(wait)
+	backoff := backoffStart
+	for attempt := 1; ; attempt++ {
+		var hostKey ssh.PublicKey
+		var hostKeyErr error
+		cfg := &ssh.ClientConfig{
+			User: user,
+			Auth: []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+			HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+				if err := hostKeyCallback(hostname, remote, key); err != nil {
+					hostKeyErr = err
+					return err
+				}
+				hostKey = key
+				return nil
+			},
+			HostKeyAlgorithms: algos,
+		}
+		conn, err := dialOnce(ctx, hostport, cfg, deadline)
+		if err == nil {
+			return newClient(conn, droplet, hostport, hostKey, d.Logf), nil
+		}
+		if hostKeyErr != nil {
+			return nil, hostKeyErr
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ssh %s: %w (last error: %v)", hostport, ctx.Err(), err)
+		}
+		if isAuthFailure(err) {
+			return nil, &AuthError{User: user, Addr: hostport, Keys: fingerprints, Err: err}
+		}
+		if !retryable(err) {
+			return nil, fmt.Errorf("ssh %s: %w", hostport, err)
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return nil, fmt.Errorf("ssh %s: timed out after %s waiting for sshd (%d attempts); last error: %w",
+				hostport, wait, attempt, err)
+		}
+		sleep := min(backoff, remaining)
+		d.logf("ssh %s: not ready (%v); retrying in %s", hostport, err, sleep)
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("ssh %s: %w (last error: %v)", hostport, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+// dialOnce makes one TCP connection and SSH handshake. The attempt is
+// bounded by a deadline on the connection, so a stalled attempt fails with a
+// (retryable) timeout; cancelling ctx closes the connection.
+func dialOnce(ctx context.Context, hostport string, cfg *ssh.ClientConfig, deadline time.Time) (*ssh.Client, error) {
+	budget := min(max(time.Until(deadline), attemptMin), attemptMax)
+	var nd net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	conn, err := nd.DialContext(dctx, "tcp", hostport)
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.SetDeadline(time.Now().Add(budget)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	sconn, chans, reqs, err := ssh.NewClientConn(conn, hostport, cfg)
+	if !stop() {
+		// ctx ended during the handshake and closed the connection.
+		if err == nil {
+			sconn.Close()
+		}
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		sconn.Close()
+		return nil, err
+	}
+	return ssh.NewClient(sconn, chans, reqs), nil
+}
+
+// retryable reports whether err is what a droplet whose sshd is still
+// booting looks like.
+func retryable(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	for _, errno := range []syscall.Errno{
+		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EPIPE,
+	} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isAuthFailure recognises x/crypto/ssh's authentication errors, which have
+// no type of their own.
+func isAuthFailure(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "unable to authenticate") ||
+		strings.Contains(s, "Too many authentication failures")
+}
+
+// withPort adds port 22 to an address without one.
+func withPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
+}
+
+// signers loads the key files and, if asked for, the agent's keys. The
+// returned func closes the agent connection; agent keys sign through it, so
+// it must stay open until the handshake is over.
+func (d *Dialer) signers() ([]ssh.Signer, func(), error) {
+	var signers []ssh.Signer
+	seen := map[string]bool{}
+	add := func(s ssh.Signer) {
+		k := string(s.PublicKey().Marshal())
+		if !seen[k] {
+			seen[k] = true
+			signers = append(signers, s)
+		}
+	}
+	for _, f := range d.KeyFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read SSH private key: %w", err)
+		}
+		s, err := ssh.ParsePrivateKey(data)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, nil, fmt.Errorf("SSH private key %s is encrypted with a passphrase, and fleet does not prompt for passphrases: "+
+				"add it to ssh-agent (ssh-add %s) and use the agent instead", f, f)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("SSH private key %s: %w", f, err)
+		}
+		add(s)
+	}
+	closeAgent := func() {}
+	var agentErr error
+	if sock := os.Getenv("SSH_AUTH_SOCK"); d.Agent && sock != "" {
+		conn, err := net.Dial("unix", sock)
+		if err == nil {
+			closeAgent = func() { conn.Close() }
+			var as []ssh.Signer
+			as, err = agent.NewClient(conn).Signers()
+			for _, s := range as {
+				add(s)
+			}
+		}
+		if err != nil {
+			agentErr = fmt.Errorf("ssh-agent at %s: %w", sock, err)
+			d.logf("%v", agentErr)
+		}
+	}
+	if len(signers) == 0 {
+		closeAgent()
+		msg := "no SSH keys to authenticate with: configure a private key file or load a key into ssh-agent"
+		if agentErr != nil {
+			return nil, nil, fmt.Errorf("%s (%v)", msg, agentErr)
+		}
+		return nil, nil, errors.New(msg)
+	}
+	return signers, closeAgent, nil
+}
+
+func (d *Dialer) logf(format string, args ...any) {
+	if d.Logf != nil {
+		d.Logf(format, args...)
+	}
+}

@@ -1,0 +1,75 @@
+package remote
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func TestRotateHostKey(t *testing.T) {
+	newKey := newSigner(t).PublicKey()
+	for _, tc := range []struct {
+		name    string
+		output  func(f *fixture) string
+		wantErr string
+	}{
+		{name: "new ed25519 key", output: func(*fixture) string {
+			return string(ssh.MarshalAuthorizedKey(newKey))
+		}},
+		{name: "unchanged key", output: func(f *fixture) string {
+			return string(ssh.MarshalAuthorizedKey(f.srv.hostKey.PublicKey()))
+		}, wantErr: "did not change"},
+		{name: "not ed25519", output: func(f *fixture) string {
+			return string(ssh.MarshalAuthorizedKey(f.srv.otherKey.PublicKey()))
+		}, wantErr: "want ssh-ed25519"},
+		{name: "no key", output: func(*fixture) string { return "" }, wantErr: "no public key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.srv.rotatedKey = tc.output(f)
+			c := f.connect(t)
+			key, err := c.RotateHostKey(t.Context())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("RotateHostKey: %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RotateHostKey: %v", err)
+			}
+			if !bytes.Equal(key.Marshal(), newKey.Marshal()) {
+				t.Errorf("got key %s, want %s", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(newKey))
+			}
+			_, cmds, _ := f.srv.stats()
+			script := cmds[len(cmds)-1]
+			for _, s := range []string{
+				"rm -f '/etc/ssh/ssh_host_ed25519_key' '/etc/ssh/ssh_host_ed25519_key'.pub\n",
+				"ssh-keygen -q -t ed25519 -N '' -f '/etc/ssh/ssh_host_ed25519_key'\n",
+				"'/etc/ssh/ssh_host_rsa_key' '/etc/ssh/ssh_host_rsa_key'.pub",
+				"'/etc/ssh/ssh_host_ecdsa_key' '/etc/ssh/ssh_host_ecdsa_key'.pub",
+				"systemctl reload ssh || ",
+				`kill -HUP "$(cat /run/sshd.pid)"`,
+			} {
+				if !strings.Contains(script, s) {
+					t.Errorf("rotation script lacks %q:\n%s", s, script)
+				}
+			}
+		})
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/etc/ssh":    "'/etc/ssh'",
+		"it's":        `'it'\''s'`,
+		"$(rm -rf /)": "'$(rm -rf /)'",
+		"":            "''",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
