@@ -204,7 +204,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 			instance = hex.EncodeToString(sum[:6])
 		}
 		fmt.Fprintln(opts.IO.ErrOut, "preparing the droplet image (the first time builds it, a few minutes)")
-		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: opts.IO.ErrOut, Router: fwd})
+		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: opts.IO.ErrOut, Router: fwd, Preload: []string{"debian:trixie-slim"}})
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,11 @@ type DockerBackend struct {
 	// Router, if set, makes Route real (a Forwarder); nil: Route does
 	// nothing.
 	Router Router
+	// Preload lists host images copied into each droplet's own Docker
+	// engine before it is active. A DigitalOcean droplet pulls base images
+	// from Docker Hub; a local one may have no way to, so the local cloud
+	// hands it the ones the host has.
+	Preload []string
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
@@ -73,6 +78,7 @@ type DockerOptions struct {
 	Log         io.Writer     // image build output and container events
 	BootTimeout time.Duration // default 3 minutes
 	Router      Router
+	Preload     []string // host images to copy into each droplet's engine (those the host lacks are skipped)
 }
 
 // The labels of a droplet container.
@@ -104,7 +110,7 @@ var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 func NewDockerBackend(ctx context.Context, opts DockerOptions) (*DockerBackend, error) {
 	b := &DockerBackend{
 		Instance: opts.Instance, Image: opts.Image, Log: opts.Log,
-		BootTimeout: opts.BootTimeout, Router: opts.Router,
+		BootTimeout: opts.BootTimeout, Router: opts.Router, Preload: opts.Preload,
 	}
 	if b.Instance == "" {
 		b.Instance = "default"
@@ -189,7 +195,38 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if _, err := docker(ctx, nil, "start", c); err != nil {
 		return fmt.Errorf("starting droplet %q: %w", m.Name, err)
 	}
-	return b.waitBooted(ctx, c, m.Name)
+	if err := b.waitBooted(ctx, c, m.Name); err != nil {
+		return err
+	}
+	return b.preload(ctx, c)
+}
+
+// preload copies the Preload images the host has into the droplet's own
+// engine, skipping those it already holds (a Boot after a restart).
+func (b *DockerBackend) preload(ctx context.Context, c string) error {
+	for _, img := range b.Preload {
+		if _, err := docker(ctx, nil, "image", "inspect", img); err != nil {
+			continue // the host lacks it: the droplet pulls, as on DigitalOcean
+		}
+		if _, err := docker(ctx, nil, "exec", c, "docker", "image", "inspect", img); err == nil {
+			continue
+		}
+		save := exec.CommandContext(ctx, "docker", "save", img)
+		out, err := save.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := save.Start(); err != nil {
+			return err
+		}
+		_, loadErr := docker(ctx, out, "exec", "-i", c, "docker", "load", "-q")
+		saveErr := save.Wait()
+		if loadErr != nil || saveErr != nil {
+			return fmt.Errorf("preloading %s into %s: %w", img, c, errors.Join(loadErr, saveErr))
+		}
+		b.logf("%s: preloaded %s", c, img)
+	}
+	return nil
 }
 
 // create makes the volume and the container of m, and copies the seed in.
