@@ -44,6 +44,7 @@ type Data struct {
 	Version     string // the release version, as the operator wrote it (e.g. v1.2.0)
 	DropletName string // <project>-<name-safe version>-<suffix>
 	DeployID    string // unique per `fleet up`; the fleet-deploy:<id> tag
+	Stack       bool   // the droplet will run a compose stack (which owns ports 80 and 443)
 
 	// HostKey, if set, is injected by Render as the droplet's only SSH
 	// host key (see Render). Templates need not mention it.

@@ -167,3 +167,19 @@ func TestRepoTemplatePackagesInImage(t *testing.T) {
 		}
 	}
 }
+
+// With a stack the droplet's port 80 belongs to the stack, so the
+// example's responder must not start.
+func TestRepoTemplateResponderOnlyWithoutStack(t *testing.T) {
+	path := filepath.Join("..", "..", "cloud-init", "droplet.yaml")
+	for _, stack := range []bool{false, true} {
+		out, err := Render(path, Data{Project: "hello", Version: "v1.0.0", DropletName: "hello-v1-0-0-abc123", DeployID: "abc123", Stack: stack})
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts := strings.Contains(string(out), "enable --now fleet-http") || strings.Contains(string(out), "setsid nohup python3 -m http.server 80")
+		if starts == stack {
+			t.Errorf("stack=%v: the responder starts=%v, want %v", stack, starts, !stack)
+		}
+	}
+}

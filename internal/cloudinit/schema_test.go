@@ -41,12 +41,16 @@ func TestRepoTemplateSchema(t *testing.T) {
 	samples := []Data{
 		data,
 		{Project: "shop-2", Version: "10.0.0-rc.1", DropletName: "shop-2-10-0-0-rc-1-zz99", DeployID: "d-7f3a9c"},
+		{Project: "blog", Version: "v1.3.0", DropletName: "blog-v1-3-0-ab12cd", DeployID: "ab12cd", Stack: true},
 	}
 	for _, sample := range samples {
 		for _, key := range []*HostKey{nil, k} {
 			d := sample
 			d.HostKey = key
 			name := d.Project + "/" + d.Version
+			if d.Stack {
+				name += "/stack"
+			}
 			if key != nil {
 				name += "/host-key"
 			}
