@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -34,11 +33,8 @@ func TestLocalCloud(t *testing.T) {
 	t.Cleanup(func() {
 		// Leave no droplet behind, even when the test failed half-way.
 		out, _, _ := r.run("status", "--json")
-		var s status
-		if json.Unmarshal([]byte(out), &s) == nil {
-			for _, d := range s.Droplets {
-				r.run("destroy", "--yes", "--force", d.Name)
-			}
+		for _, name := range namesIn(out) {
+			r.run("destroy", "--yes", "--force", name)
 		}
 		r.run("local", "stop")
 	})

@@ -3,7 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/fleetdeploy/fleet/internal/remote"
+	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
@@ -122,5 +126,45 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.Deployer{Cloud: c, Spec: s, Step: step}, nil
+	r, err := f.Remote()
+	if err != nil {
+		return nil, err
+	}
+	return &deploy.Deployer{Cloud: c, Spec: s, Step: step, Remote: r}, nil
+}
+
+// Remote is how fleet reaches droplets over SSH: host keys pinned under
+// $FLEET_HOME/known_hosts, the spec's key files (their private halves)
+// and ssh-agent.
+func (f *Factory) Remote() (*deploy.Remote, error) {
+	s, err := f.Spec()
+	if err != nil {
+		return nil, err
+	}
+	home, err := fleetHome(f.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	kh := remote.KnownHosts{Dir: filepath.Join(home, "known_hosts")}
+	var keys []string
+	for _, k := range s.Droplet.SSHKeys {
+		if priv, ok := strings.CutSuffix(k.File, ".pub"); ok {
+			if _, err := os.Stat(priv); err == nil {
+				keys = append(keys, priv)
+			}
+		}
+	}
+	// On a terminal the phases show progress; piped (CI), the commands'
+	// own output is streamed, redacted.
+	var logTo io.Writer
+	if !f.IOStreams.StderrTTY {
+		logTo = f.IOStreams.ErrOut
+	}
+	return &deploy.Remote{
+		Dialer:     &remote.Dialer{KnownHosts: kh, KeyFiles: keys, Agent: true, User: "root"},
+		KnownHosts: kh,
+		SSHWait:    s.Timeouts.SSH,
+		Getenv:     f.Getenv,
+		Log:        logTo,
+	}, nil
 }

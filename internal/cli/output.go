@@ -20,6 +20,7 @@ type dropletJSON struct {
 	Status     string `json:"status"`
 	PublicIPv4 string `json:"public_ipv4"`
 	CreatedAt  string `json:"created_at"`
+	Health     string `json:"health,omitempty"` // stack deploys: healthy or unhealthy
 }
 
 func toJSON(m *deploy.Member) *dropletJSON {
@@ -29,7 +30,20 @@ func toJSON(m *deploy.Member) *dropletJSON {
 	return &dropletJSON{
 		ID: m.ID, Name: m.Name, Version: m.Version, Role: string(m.Role), Status: m.Status,
 		PublicIPv4: m.PublicIPv4, CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339),
+		Health: health(m),
 	}
+}
+
+// health is what the health gate said of a droplet; "" before any gate
+// ran (a provision-only deploy, or one still in progress).
+func health(m *deploy.Member) string {
+	switch {
+	case m.HasTag(deploy.TagHealthy):
+		return "healthy"
+	case m.HasTag(deploy.TagFailed):
+		return "unhealthy"
+	}
+	return ""
 }
 
 func toJSONs(ms []deploy.Member) []*dropletJSON {

@@ -12,20 +12,23 @@ import (
 type PromoteOptions struct {
 	IO       *IOStreams
 	JSON     bool
+	Force    bool
 	Deployer func(step func(string)) (*deploy.Deployer, error)
 }
 
 // NewCmdPromote builds `fleet promote`.
 func NewCmdPromote(f *Factory, runF func(context.Context, *PromoteOptions) error) *cobra.Command {
 	opts := &PromoteOptions{IO: f.IOStreams}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "promote",
 		Short: "Move the reserved IP to the candidate",
 		Long: `Move the reserved IP to the candidate droplet. The candidate becomes live and
 the droplet that was live becomes previous, ready for fleet rollback. Then
 previous droplets beyond spec.keep are destroyed.
 
-With reserved_ip: auto and no reserved IP yet, the first promote reserves one.`,
+With reserved_ip: auto and no reserved IP yet, the first promote reserves one.
+With a stack, a candidate that did not pass the health gate is refused
+unless --force is given.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON, opts.Deployer = f.JSON, f.Deployer
@@ -35,6 +38,8 @@ With reserved_ip: auto and no reserved IP yet, the first promote reserves one.`,
 			return promoteRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "promote a candidate that has not passed the health gate")
+	return cmd
 }
 
 func promoteRun(ctx context.Context, opts *PromoteOptions) error {
@@ -43,7 +48,7 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Promote(ctx)
+	res, err := d.Promote(ctx, opts.Force)
 	p.Stop(err == nil)
 	if err != nil {
 		return err

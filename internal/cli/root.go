@@ -89,6 +89,9 @@ Environment:
 		NewCmdStatus(f, nil),
 		NewCmdDestroy(f, nil),
 		NewCmdPrune(f, nil),
+		NewCmdSSH(f),
+		NewCmdLogs(f),
+		NewCmdExec(f),
 		NewCmdLocal(f),
 		NewCmdVersion(f),
 	)

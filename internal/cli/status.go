@@ -72,9 +72,10 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 			return nil
 		}
 	}
-	t := &table{tty: opts.IO.StdoutTTY, header: []string{"NAME", "VERSION", "ROLE", "STATUS", "IPV4", "AGE"}}
-	for _, m := range st.Members {
-		t.add(m.Name, dash(m.Version), string(m.Role), m.Status, dash(m.PublicIPv4), age(m.CreatedAt))
+	t := &table{tty: opts.IO.StdoutTTY, header: []string{"NAME", "VERSION", "ROLE", "STATUS", "IPV4", "AGE", "HEALTH"}}
+	for i := range st.Members {
+		m := &st.Members[i]
+		t.add(m.Name, dash(m.Version), string(m.Role), m.Status, dash(m.PublicIPv4), age(m.CreatedAt), dash(health(m)))
 	}
 	return t.print(opts.IO.Out)
 }

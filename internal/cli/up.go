@@ -14,22 +14,28 @@ type UpOptions struct {
 	IO       *IOStreams
 	JSON     bool
 	Version  string
+	Worktree bool
 	Deployer func(step func(string)) (*deploy.Deployer, error)
 }
 
 // NewCmdUp builds `fleet up VERSION`.
 func NewCmdUp(f *Factory, runF func(context.Context, *UpOptions) error) *cobra.Command {
 	opts := &UpOptions{IO: f.IOStreams}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "up VERSION",
 		Short: "Create a candidate droplet for VERSION",
 		Long: `Create a candidate droplet for VERSION, with the spec's cloud-init, and wait
 until it is active with a public IPv4. The live droplet and the reserved IP
 are never touched: run fleet promote to move traffic.
 
-A failed deploy keeps the candidate, tagged failed, for inspection; fleet
-rollback or fleet destroy removes it. Running up again for the same version
-resumes an interrupted deploy.`,
+With a stack: in droplets.yaml, the stack comes from git tag VERSION (or the
+working tree with --from-worktree), its secrets are checked before anything
+is created, and the candidate must pass the health gate: every compose
+healthcheck healthy and every health path answering 2xx.
+
+A failed deploy keeps the candidate, tagged failed, for fleet logs and fleet
+ssh; fleet rollback or fleet destroy removes it. Running up again for the
+same version resumes an interrupted deploy.`,
 		Example: "  fleet up v1.2.0\n  fleet up v1.2.0 --json",
 		Args:    exactArgs(1, "one VERSION, like v1.2.0"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,6 +50,8 @@ resumes an interrupted deploy.`,
 			return upRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Worktree, "from-worktree", false, "deploy the working tree instead of git tag VERSION (tags the droplet "+deploy.TagWorktree+")")
+	return cmd
 }
 
 func upRun(ctx context.Context, opts *UpOptions) error {
@@ -52,7 +60,7 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Up(ctx, opts.Version)
+	res, err := d.Up(ctx, opts.Version, deploy.UpOptions{FromWorktree: opts.Worktree})
 	p.Stop(err == nil)
 	if err != nil {
 		return err

@@ -21,6 +21,8 @@ type Deployer struct {
 	Step func(phase string)
 	// NewID makes deploy IDs; nil uses 6 random hex digits.
 	NewID func() string
+	// Remote reaches droplets over SSH, for stack deploys.
+	Remote *Remote
 }
 
 func (d *Deployer) step(format string, args ...any) {
@@ -48,14 +50,26 @@ type UpResult struct {
 	Resumed bool // an interrupted up of the same version was picked up
 }
 
-// Up creates a candidate droplet for version. It never touches the live
-// droplet or the reserved IP. A failed candidate is kept, tagged failed.
-func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
+// UpOptions tune `fleet up`.
+type UpOptions struct {
+	FromWorktree bool // deploy the working tree instead of the git tag
+}
+
+// Up creates a candidate droplet for version and, with a stack, deploys
+// it and gates it on health. It never touches the live droplet or the
+// reserved IP. A failed candidate is kept, tagged failed.
+func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpResult, error) {
 	if err := spec.ParseVersion(version); err != nil {
 		return nil, err
 	}
+	// Every input is checked before anything is created.
+	var stk *prepared
 	if d.Spec.Stack != nil {
-		return nil, &ConfigError{Msg: "stack: deploying a compose stack is not implemented in this build yet; remove stack: for a provision-only deploy"}
+		var err error
+		if stk, err = d.prepareStack(ctx, version, opt.FromWorktree); err != nil {
+			return nil, err
+		}
+		defer stk.bundle.Close()
 	}
 	d.step("reading state of %s", d.Spec.Project)
 	st, err := d.State(ctx)
@@ -69,6 +83,9 @@ func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
 		// Same version: an earlier up was interrupted. Finish it.
 		d.step("resuming %s", c.Name)
 		ready, err := d.Cloud.WaitReady(ctx, &c.Droplet, 0, d.timeouts())
+		if err == nil && stk != nil {
+			err = d.deployStack(ctx, ready, version, stk)
+		}
 		if err != nil {
 			return nil, d.fail(ctx, &c.Droplet, err)
 		}
@@ -80,9 +97,15 @@ func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
 		id = d.NewID()
 	}
 	name := spec.DropletName(d.Spec.Project, version, id)
-	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, cloudinit.Data{
-		Project: d.Spec.Project, Version: version, DropletName: name, DeployID: id,
-	})
+	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: name, DeployID: id, Stack: stk != nil}
+	if stk != nil {
+		// A host key of fleet's making means even the first SSH connection
+		// is verified.
+		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+			return nil, err
+		}
+	}
+	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
 		return nil, &ConfigError{Msg: err.Error()}
 	}
@@ -96,6 +119,9 @@ func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
 		return nil, err
 	}
 	tags := append([]string{ProjectTag(d.Spec.Project), VersionTag(version)}, d.Spec.Droplet.Tags...)
+	if opt.FromWorktree {
+		tags = append(tags, TagWorktree)
+	}
 	req := cloud.CreateRequest{
 		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: d.Spec.Droplet.Image,
 		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
@@ -108,6 +134,11 @@ func (d *Deployer) Up(ctx context.Context, version string) (*UpResult, error) {
 	}
 	d.step("waiting for %s to boot", name)
 	ready, err := d.Cloud.WaitReady(ctx, dr, actionID, d.timeouts())
+	if err == nil && stk != nil {
+		if err = d.Remote.KnownHosts.Pin(name, ready.PublicIPv4, data.HostKey.Public); err == nil {
+			err = d.deployStack(ctx, ready, version, stk)
+		}
+	}
 	if err != nil {
 		return nil, d.fail(ctx, dr, err)
 	}
@@ -156,17 +187,26 @@ type PromoteResult struct {
 
 // Promote moves the reserved IP to the candidate: it becomes live and the
 // droplet that was live becomes previous.
-func (d *Deployer) Promote(ctx context.Context) (*PromoteResult, error) {
+func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, error) {
 	st, err := d.State(ctx)
 	if err != nil {
 		return nil, err
 	}
 	cand := st.Candidate()
+	if cand == nil && force && d.Spec.Stack != nil {
+		// --force may promote a candidate whose health gate failed.
+		if len(st.Members) > 0 && st.Members[0].Role == RoleFailed && !st.Members[0].promoted() {
+			cand = &st.Members[0]
+		}
+	}
 	if cand == nil {
 		return nil, &ConflictError{Msg: "no candidate to promote: run `fleet up VERSION` first"}
 	}
 	if cand.Status != "active" || cand.PublicIPv4 == "" {
 		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s is %s and not ready: wait for `fleet up` to finish, or discard it with `fleet rollback`", cand.Name, cand.Status)}
+	}
+	if d.Spec.Stack != nil && !cand.HasTag(TagHealthy) && !force {
+		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s has not passed the health gate: see `fleet logs --droplet %s`, or pass --force to promote it anyway", cand.Name, cand.Name)}
 	}
 	res := &PromoteResult{Live: *cand}
 	old := st.Live()

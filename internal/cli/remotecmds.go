@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/spf13/cobra"
+)
+
+// pickDroplet returns the named droplet, or by default the live one, or
+// else the newest (a failed candidate is what an operator wants to see).
+func pickDroplet(ctx context.Context, f *Factory, name string) (*deploy.Member, *deploy.Remote, error) {
+	d, err := f.Deployer(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := d.State(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m *deploy.Member
+	switch {
+	case name != "":
+		if m = st.Find(name); m == nil {
+			return nil, nil, &deploy.ConflictError{Msg: fmt.Sprintf("no droplet %q in project %s (droplets: %v)", name, st.Project, st.Names())}
+		}
+	case st.Live() != nil:
+		m = st.Live()
+	case len(st.Members) > 0:
+		m = &st.Members[0]
+	default:
+		return nil, nil, &deploy.ConflictError{Msg: "project " + st.Project + " has no droplets: run `fleet up VERSION`"}
+	}
+	if m.PublicIPv4 == "" {
+		return nil, nil, &deploy.ConflictError{Msg: m.Name + " has no public IPv4 yet"}
+	}
+	return m, d.Remote, nil
+}
+
+// NewCmdSSH builds `fleet ssh [DROPLET] [-- COMMAND]`.
+func NewCmdSSH(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh [DROPLET] [-- COMMAND...]",
+		Short: "Log in to a droplet with the system ssh and its pinned host key",
+		Long: `Run the system ssh as root on a droplet (default: the live one, else the
+newest), with StrictHostKeyChecking=yes and the host key fleet pinned
+under $FLEET_HOME/known_hosts.`,
+		ValidArgsFunction: completeDroplets(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := ""
+			if n := cmd.ArgsLenAtDash(); n != 0 && len(args) > 0 {
+				name, args = args[0], args[1:]
+			}
+			m, r, err := pickDroplet(cmd.Context(), f, name)
+			if err != nil {
+				return err
+			}
+			sshArgs := []string{"ssh", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.KnownHosts.Path(m.Name)}
+			for _, k := range r.Dialer.KeyFiles {
+				sshArgs = append(sshArgs, "-i", k)
+			}
+			sshArgs = append(sshArgs, "root@"+m.PublicIPv4)
+			sshArgs = append(sshArgs, args...)
+			bin, err := exec.LookPath("ssh")
+			if err != nil {
+				return &ConfigError{Msg: "the system ssh client is missing: apt-get install openssh-client"}
+			}
+			if _, err := os.Stat(r.KnownHosts.Path(m.Name)); err != nil {
+				return &ConfigError{Msg: fmt.Sprintf("no host key is pinned for %s (%s): fleet pins it during `fleet up` of a stack", m.Name, r.KnownHosts.Path(m.Name))}
+			}
+			return syscall.Exec(bin, sshArgs, os.Environ())
+		},
+	}
+}
+
+// NewCmdLogs builds `fleet logs [SERVICE] [-f]`.
+func NewCmdLogs(f *Factory) *cobra.Command {
+	var follow bool
+	var droplet string
+	cmd := &cobra.Command{
+		Use:   "logs [SERVICE]",
+		Short: "Show the stack's container logs on a droplet",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := f.Spec()
+			if err != nil {
+				return err
+			}
+			c := deploy.ComposeCmd(s.Project) + " logs --no-color"
+			if follow {
+				c += " --follow"
+			}
+			if len(args) == 1 {
+				c += " " + shellQuote(args[0])
+			}
+			return runRemote(cmd.Context(), f, droplet, c, false)
+		},
+	}
+	// -f is the global --file, so follow has no shorthand.
+	cmd.Flags().BoolVar(&follow, "follow", false, "keep streaming new lines")
+	cmd.Flags().StringVar(&droplet, "droplet", "", "droplet to read (default: the live one, else the newest)")
+	return cmd
+}
+
+// NewCmdExec builds `fleet exec SERVICE -- CMD...`.
+func NewCmdExec(f *Factory) *cobra.Command {
+	var droplet string
+	cmd := &cobra.Command{
+		Use:   "exec SERVICE -- COMMAND...",
+		Short: "Run a command in one of the stack's containers",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
+				return &UsageError{Msg: "usage: fleet exec SERVICE -- COMMAND... (e.g. fleet exec app -- python3 manage.py migrate)"}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := f.Spec()
+			if err != nil {
+				return err
+			}
+			quoted := make([]string, len(args)-1)
+			for i, a := range args[1:] {
+				quoted[i] = shellQuote(a)
+			}
+			c := deploy.ComposeCmd(s.Project) + " exec -T " + shellQuote(args[0]) + " " + strings.Join(quoted, " ")
+			return runRemote(cmd.Context(), f, droplet, c, true)
+		},
+	}
+	cmd.Flags().StringVar(&droplet, "droplet", "", "droplet to run on (default: the live one, else the newest)")
+	return cmd
+}
+
+func runRemote(ctx context.Context, f *Factory, droplet, command string, stdin bool) error {
+	m, r, err := pickDroplet(ctx, f, droplet)
+	if err != nil {
+		return err
+	}
+	c, err := r.Dialer.Dial(ctx, m.Name, m.PublicIPv4, r.SSHWait)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var in = f.IOStreams.In
+	if !stdin {
+		in = nil
+	}
+	return c.Run(ctx, command, in, f.IOStreams.Out, f.IOStreams.ErrOut)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

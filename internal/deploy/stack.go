@@ -1,0 +1,220 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/remote"
+	"github.com/fleetdeploy/fleet/internal/stack"
+)
+
+// TagHealthy marks a candidate whose stack passed the health gate.
+const TagHealthy = "fleet-healthy"
+
+// TagWorktree marks a droplet deployed from a working tree, not a tag.
+const TagWorktree = "fleet-worktree"
+
+// Remote is what a stack deploy needs to reach droplets; nil means the
+// deployer can only provision.
+type Remote struct {
+	Dialer     *remote.Dialer
+	KnownHosts remote.KnownHosts
+	SSHWait    time.Duration // sshd boot plus cloud-init
+	Getenv     func(string) string
+	Log        io.Writer // streamed command output (redacted); may be nil
+}
+
+// Paths on the droplet.
+func releaseDir(project, version string) string {
+	return "/srv/fleet/" + project + "/releases/" + version
+}
+func composeFile(project string) string { return "/srv/fleet/" + project + "/compose.yaml" }
+func secretsDir(project string) string  { return "/etc/fleet/" + project + "/secrets" }
+
+// ComposeCmd is the docker compose invocation for a project's resolved file.
+func ComposeCmd(project string) string {
+	return "docker compose -p " + project + " -f " + composeFile(project)
+}
+
+// prepared is what a stack deploy settles before any droplet exists.
+type prepared struct {
+	bundle  *stack.Bundle
+	secrets map[string]string
+}
+
+// prepareStack takes the stack from git and checks its secrets: every
+// input problem surfaces before anything is created.
+func (d *Deployer) prepareStack(ctx context.Context, version string, fromWorktree bool) (*prepared, error) {
+	if d.Remote == nil {
+		return nil, &ConfigError{Msg: "a stack deploy needs SSH; this fleet was built without it"}
+	}
+	if d.Spec.Stack.Build == "local" {
+		return nil, &ConfigError{Msg: "stack.build: local is not implemented in this build yet; use build: remote"}
+	}
+	d.step("taking the stack from %s", map[bool]string{false: "git tag " + version, true: "the working tree"}[fromWorktree])
+	b, err := stack.Prepare(ctx, d.Spec.Dir, d.Spec.Stack, version, fromWorktree)
+	if err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	secrets, err := stack.LoadSecrets(d.Spec.Stack, d.Spec.Dir, b.Secrets, d.Remote.Getenv)
+	if err != nil {
+		b.Close()
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	return &prepared{bundle: b, secrets: secrets}, nil
+}
+
+func (p *prepared) values() []string {
+	var v []string
+	for _, s := range p.secrets {
+		v = append(v, s)
+	}
+	return v
+}
+
+// deployStack turns a booted droplet into a healthy running stack.
+func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared) error {
+	r := d.Remote
+	proj := d.Spec.Project
+	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
+	c, err := r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait)
+	if err != nil {
+		return err
+	}
+	defer func() { c.Close() }()
+
+	d.step("waiting for cloud-init on %s", dr.Name)
+	ci, err := c.WaitCloudInit(ctx, r.SSHWait)
+	if err != nil {
+		return err
+	}
+	if ci.Recoverable {
+		d.warn("cloud-init finished with recoverable errors on %s:\n  %s", dr.Name, strings.Join(append(ci.Errors, ci.Warnings...), "\n  "))
+	}
+
+	// user_data, and so the injected host key, stays readable from the
+	// metadata service: replace it now that the session is verified.
+	d.step("rotating the host key of %s", dr.Name)
+	key, err := c.RotateHostKey(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
+		return err
+	}
+	c.Close()
+	if c, err = r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait); err != nil {
+		return fmt.Errorf("reconnecting with the rotated host key: %w", err)
+	}
+
+	out := remote.NewRedactor(d.log(), p.values())
+	defer out.Flush()
+
+	d.step("shipping the stack (%d compose files, %d build contexts)", len(p.bundle.Compose), len(p.bundle.Contexts))
+	rel := releaseDir(proj, version)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(p.bundle.Tar(pw)) }()
+	if err := c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out, out); err != nil {
+		return fmt.Errorf("shipping the stack: %w", err)
+	}
+
+	d.step("delivering %d secrets", len(p.secrets))
+	names := make([]string, 0, len(p.secrets))
+	for n := range p.secrets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if err := c.Run(ctx, "install -d -m 0700 "+secretsDir(proj), nil, out, out); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := c.WriteFile(ctx, path.Join(secretsDir(proj), n), 0o600, strings.NewReader(p.secrets[n])); err != nil {
+			return fmt.Errorf("delivering secret %s: %w", n, err)
+		}
+	}
+
+	env := "FLEET_VERSION=" + version + " FLEET_PROJECT=" + proj + " FLEET_SECRETS_DIR=" + secretsDir(proj)
+	files := ""
+	for _, f := range p.bundle.Compose {
+		files += " -f " + f
+	}
+	d.step("resolving the compose files")
+	if err := c.Run(ctx, "cd "+rel+" && "+env+" docker compose -p "+proj+files+" config > "+composeFile(proj)+".new && mv "+composeFile(proj)+".new "+composeFile(proj), nil, out, out); err != nil {
+		return fmt.Errorf("docker compose config: %w", err)
+	}
+	if d.Spec.Stack.Build == "remote" {
+		d.step("building images on %s", dr.Name)
+		if err := c.Run(ctx, ComposeCmd(proj)+" build", nil, out, out); err != nil {
+			return fmt.Errorf("docker compose build: %w", err)
+		}
+	}
+	timeout := d.Spec.Stack.Health.Timeout
+	d.step("starting the stack")
+	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d", ComposeCmd(proj), int(timeout.Seconds())), nil, out, out); err != nil {
+		return fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
+	}
+	d.step("checking health over HTTP")
+	if err := d.checkHTTP(ctx, dr.PublicIPv4, timeout); err != nil {
+		return err
+	}
+	return d.Cloud.Tag(ctx, dr.ID, TagHealthy)
+}
+
+// checkHTTP asks every health path through the droplet's public address
+// with the site's Host header until all answer 2xx or timeout passes.
+func (d *Deployer) checkHTTP(ctx context.Context, ip string, timeout time.Duration) error {
+	h := d.Spec.Stack.Health
+	if len(h.Paths) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var last string
+	for wait := 500 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		last = ""
+		for _, p := range h.Paths {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ip+p, nil)
+			if h.Host != "" {
+				req.Host = h.Host
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				last = fmt.Sprintf("GET %s: %v", p, err)
+				break
+			}
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			if resp.StatusCode < 200 || resp.StatusCode > 299 {
+				last = fmt.Sprintf("GET %s (Host %s) answered %s", p, h.Host, resp.Status)
+				break
+			}
+		}
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return &cloud.TimeoutError{What: "the health paths to answer 2xx on " + ip, After: timeout, Last: last}
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (d *Deployer) log() io.Writer {
+	if d.Remote != nil && d.Remote.Log != nil {
+		return d.Remote.Log
+	}
+	return io.Discard
+}
+
+func (d *Deployer) warn(format string, args ...any) {
+	fmt.Fprintf(d.log(), "warning: "+format+"\n", args...)
+}
