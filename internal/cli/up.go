@@ -66,7 +66,15 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		return err
 	}
 	if opts.JSON {
-		return printJSON(opts.IO.Out, map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed})
+		type phase struct {
+			Name    string  `json:"phase"`
+			Seconds float64 `json:"seconds"`
+		}
+		phases := make([]phase, len(res.Phases))
+		for i, p := range res.Phases {
+			phases[i] = phase{p.Name, p.Duration.Seconds()}
+		}
+		return printJSON(opts.IO.Out, map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phases})
 	}
 	fmt.Fprintf(opts.IO.Out, "candidate %s (%s) is up at %s\n", res.Droplet.Name, opts.Version, res.Droplet.PublicIPv4)
 	if opts.IO.StdoutTTY {

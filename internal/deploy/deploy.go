@@ -23,12 +23,36 @@ type Deployer struct {
 	NewID func() string
 	// Remote reaches droplets over SSH, for stack deploys.
 	Remote *Remote
+
+	phases     []Phase
+	phaseStart time.Time
 }
 
 func (d *Deployer) step(format string, args ...any) {
-	if d.Step != nil {
-		d.Step(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	now := time.Now()
+	if n := len(d.phases); n > 0 && d.phases[n-1].Duration == 0 {
+		d.phases[n-1].Duration = now.Sub(d.phaseStart)
 	}
+	d.phases = append(d.phases, Phase{Name: msg})
+	d.phaseStart = now
+	if d.Step != nil {
+		d.Step(msg)
+	}
+}
+
+// Phase is one step of a command and how long it took.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// finishPhases closes the last phase and returns them all.
+func (d *Deployer) finishPhases() []Phase {
+	if n := len(d.phases); n > 0 && d.phases[n-1].Duration == 0 {
+		d.phases[n-1].Duration = time.Since(d.phaseStart)
+	}
+	return d.phases
 }
 
 func (d *Deployer) timeouts() cloud.Timeouts {
@@ -47,7 +71,8 @@ func newID() string {
 // UpResult is what `fleet up` made.
 type UpResult struct {
 	Droplet Member
-	Resumed bool // an interrupted up of the same version was picked up
+	Resumed bool    // an interrupted up of the same version was picked up
+	Phases  []Phase // what took how long
 }
 
 // UpOptions tune `fleet up`.
@@ -89,7 +114,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 		if err != nil {
 			return nil, d.fail(ctx, &c.Droplet, err)
 		}
-		return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Resumed: true}, nil
+		return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Resumed: true, Phases: d.finishPhases()}, nil
 	}
 
 	id := newID()
@@ -142,7 +167,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if err != nil {
 		return nil, d.fail(ctx, dr, err)
 	}
-	return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}}, nil
+	return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Phases: d.finishPhases()}, nil
 }
 
 // detached outlives an interrupted command just long enough to record
