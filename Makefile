@@ -15,7 +15,8 @@ help:
 	@echo "make test    unit tests and CLI scripts against the in-process API (fast)"
 	@echo "make e2e     end-to-end suites against a real 'fleet local serve' process"
 	@echo "make bench   API calls per up, polls/s per resource, status wall time, boot to SSH,"
-	@echo "             failed requests across a reserved IP switch, idle droplet memory"
+	@echo "             failed requests across a reserved IP switch, idle droplet memory,"
+	@echo "             a stack's fleet up phase by phase"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
 
 # host installs what is missing and starts dockerd if it is not running.
@@ -46,6 +47,8 @@ bench: host
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
+	$(GO) build -o $(BIN) ./cmd/fleet
+	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench StackUp -benchtime 1x -count 1 ./e2e/ | tee -a bin/bench.txt
 
 # The demo: a real droplet container on the local cloud, promoted to the
 # reserved IP, then what answers there.

@@ -22,7 +22,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/localcloud/contract"
 )
 
-func fleetBin(t *testing.T) string {
+func fleetBin(t testing.TB) string {
 	if b := os.Getenv("FLEET_BIN"); b != "" {
 		return b
 	}
@@ -84,7 +84,7 @@ func serve(t *testing.T, bin, token string, args ...string) string {
 }
 
 // project writes a spec, its cloud-init and a fresh key into a directory.
-func project(t *testing.T) string {
+func project(t testing.TB) string {
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func project(t *testing.T) string {
 }
 
 type runner struct {
-	t   *testing.T
+	t   testing.TB
 	bin string
 	dir string
 	env []string

@@ -20,7 +20,7 @@ import (
 
 // gitRepo makes a throwaway repository holding stacks/hello and a spec
 // for the local cloud, with the secrets file ignored by git.
-func gitRepo(t *testing.T) string {
+func gitRepo(t testing.TB) string {
 	t.Helper()
 	dir := project(t)
 	git := func(args ...string) {
@@ -56,7 +56,7 @@ func gitRepo(t *testing.T) string {
 	return dir
 }
 
-func canary(t *testing.T) string {
+func canary(t testing.TB) string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return "canary-" + hex.EncodeToString(b)

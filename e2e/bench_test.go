@@ -1,0 +1,84 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type upJSON struct {
+	Phases []struct {
+		Phase   string  `json:"phase"`
+		Seconds float64 `json:"seconds"`
+	} `json:"phases"`
+}
+
+// BenchmarkStackUp prints `fleet up` of the hello stack on the local cloud
+// phase by phase: the project's first up, and the next one after a
+// promote. Every droplet is new, so the droplet side is always cold; what
+// warms is the local cloud (droplet image built, base images at hand).
+func BenchmarkStackUp(b *testing.B) {
+	bin := fleetBin(b)
+	dir := gitRepo(b)
+	os.WriteFile(filepath.Join(dir, ".env.secrets"), []byte("HELLO_TOKEN="+canary(b)+"\n"), 0o600)
+	r := &runner{t: b, bin: bin, dir: dir, env: []string{"FLEET_HOME=" + b.TempDir(), "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
+	start := time.Now()
+	r.ok("local", "start", "--listen", "127.0.0.1:18512")
+	b.Logf("local cloud start (droplet image cached or built): %s", time.Since(start).Round(100*time.Millisecond))
+	b.Cleanup(func() {
+		out, _, _ := r.run("status", "--json")
+		for _, name := range namesIn(out) {
+			r.run("destroy", "--yes", "--force", name)
+		}
+		r.run("local", "stop")
+	})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		first, u1 := benchUp(b, r, "v1.0.0")
+		r.ok("promote")
+		second, u2 := benchUp(b, r, "v1.1.0")
+		b.StopTimer()
+		b.Logf("first fleet up: %s\n%s", first.Round(100*time.Millisecond), phaseTable(u1))
+		b.Logf("second fleet up: %s\n%s", second.Round(100*time.Millisecond), phaseTable(u2))
+		b.ReportMetric(first.Seconds(), "first-up-s")
+		b.ReportMetric(second.Seconds(), "second-up-s")
+		r.ok("rollback") // discard v1.1.0's candidate
+		out, _, _ := r.run("status", "--json")
+		for _, name := range namesIn(out) {
+			r.run("destroy", "--yes", "--force", name)
+		}
+		b.StartTimer()
+	}
+}
+
+func benchUp(b *testing.B, r *runner, version string) (time.Duration, upJSON) {
+	start := time.Now()
+	out, errOut, code := r.run("up", version, "--json")
+	wall := time.Since(start)
+	if code != 0 {
+		b.Fatalf("up %s: exit %d\n%s%s", version, code, out, errOut)
+	}
+	var u upJSON
+	if err := json.Unmarshal([]byte(out), &u); err != nil {
+		b.Fatal(err)
+	}
+	return wall, u
+}
+
+func phaseTable(u upJSON) string {
+	var sb strings.Builder
+	for _, p := range u.Phases {
+		name := p.Phase
+		if i := strings.Index(name, " hello-"); i > 0 {
+			name = name[:i] // droplet names differ run to run
+		}
+		fmt.Fprintf(&sb, "    %6.2fs  %s\n", p.Seconds, name)
+	}
+	return sb.String()
+}
