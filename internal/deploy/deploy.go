@@ -195,6 +195,9 @@ func (d *Deployer) fail(ctx context.Context, dr *cloud.Droplet, cause error) err
 	tctx, cancel := detached(ctx)
 	defer cancel()
 	hint := fmt.Sprintf("the live droplet and the reserved IP are untouched; %s is kept, marked failed: remove it with `fleet rollback` or `fleet destroy %s`", dr.Name, dr.Name)
+	if d.Spec.Stack != nil {
+		hint += fmt.Sprintf("; inspect it with `fleet logs --droplet %s` or `fleet ssh %s`", dr.Name, dr.Name)
+	}
 	if err := d.Cloud.Tag(tctx, dr.ID, TagFailed); err != nil {
 		hint = fmt.Sprintf("the live droplet and the reserved IP are untouched; marking %s failed also failed (%v): remove it with `fleet destroy %s`", dr.Name, err, dr.Name)
 	}

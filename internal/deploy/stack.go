@@ -58,7 +58,11 @@ func (d *Deployer) prepareStack(ctx context.Context, version string, fromWorktre
 	if d.Spec.Stack.Build == "local" {
 		return nil, &ConfigError{Msg: "stack.build: local is not implemented in this build yet; use build: remote"}
 	}
-	d.step("taking the stack from %s", map[bool]string{false: "git tag " + version, true: "the working tree"}[fromWorktree])
+	from := "git tag " + version
+	if fromWorktree {
+		from = "the working tree"
+	}
+	d.step("taking the stack from %s", from)
 	b, err := stack.Prepare(ctx, d.Spec.Dir, d.Spec.Stack, version, fromWorktree)
 	if err != nil {
 		return nil, &ConfigError{Msg: err.Error()}
@@ -121,7 +125,9 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	rel := releaseDir(proj, version)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(p.bundle.Tar(pw)) }()
-	if err := c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out, out); err != nil {
+	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out, out)
+	pr.Close() // unblocks Tar if the remote side stopped reading early
+	if err != nil {
 		return fmt.Errorf("shipping the stack: %w", err)
 	}
 
