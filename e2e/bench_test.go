@@ -44,8 +44,8 @@ func BenchmarkStackUp(b *testing.B) {
 		r.ok("promote")
 		second, u2 := benchUp(b, r, "v1.1.0")
 		b.StopTimer()
-		b.Logf("first fleet up: %s\n%s", first.Round(100*time.Millisecond), phaseTable(u1))
-		b.Logf("second fleet up: %s\n%s", second.Round(100*time.Millisecond), phaseTable(u2))
+		b.Logf("first fleet up: %s: %s", first.Round(100*time.Millisecond), phaseTable(u1))
+		b.Logf("second fleet up: %s: %s", second.Round(100*time.Millisecond), phaseTable(u2))
 		b.ReportMetric(first.Seconds(), "first-up-s")
 		b.ReportMetric(second.Seconds(), "second-up-s")
 		r.ok("rollback") // discard v1.1.0's candidate
@@ -71,14 +71,16 @@ func benchUp(b *testing.B, r *runner, version string) (time.Duration, upJSON) {
 	return wall, u
 }
 
+// phaseTable is one line (go test cuts long benchmark logs): each phase
+// with its seconds.
 func phaseTable(u upJSON) string {
-	var sb strings.Builder
+	var parts []string
 	for _, p := range u.Phases {
 		name := p.Phase
 		if i := strings.Index(name, " hello-"); i > 0 {
 			name = name[:i] // droplet names differ run to run
 		}
-		fmt.Fprintf(&sb, "    %6.2fs  %s\n", p.Seconds, name)
+		parts = append(parts, fmt.Sprintf("%s %.2fs", name, p.Seconds))
 	}
-	return sb.String()
+	return strings.Join(parts, " | ")
 }
