@@ -126,11 +126,13 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := f.Remote()
-	if err != nil {
-		return nil, err
+	d := &deploy.Deployer{Cloud: c, Spec: s, Step: step}
+	if s.Stack != nil { // only stack deploys reach droplets over SSH
+		if d.Remote, err = f.Remote(); err != nil {
+			return nil, err
+		}
 	}
-	return &deploy.Deployer{Cloud: c, Spec: s, Step: step, Remote: r}, nil
+	return d, nil
 }
 
 // Remote is how fleet reaches droplets over SSH: host keys pinned under

@@ -39,7 +39,11 @@ func pickDroplet(ctx context.Context, f *Factory, name string) (*deploy.Member, 
 	if m.PublicIPv4 == "" {
 		return nil, nil, &deploy.ConflictError{Msg: m.Name + " has no public IPv4 yet"}
 	}
-	return m, d.Remote, nil
+	r, err := f.Remote()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, r, nil
 }
 
 // NewCmdSSH builds `fleet ssh [DROPLET] [-- COMMAND]`.

@@ -122,7 +122,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.PollInterval = time.Second
 	}
 	if cfg.MaxPoll <= 0 {
-		cfg.MaxPoll = 10 * time.Second
+		cfg.MaxPoll = 5 * time.Second
 	}
 	if cfg.MaxPoll < cfg.PollInterval {
 		cfg.MaxPoll = cfg.PollInterval

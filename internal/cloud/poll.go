@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// backoff yields growing waits: first, then ×1.5 up to max.
+// backoff yields gently growing waits: first, then ×1.2 up to max. A
+// droplet boots in seconds, so a steep curve would mostly add latency.
 type backoff struct {
 	next, max time.Duration
 }
@@ -14,7 +15,7 @@ func (c *Client) backoff() *backoff { return &backoff{next: c.cfg.PollInterval, 
 
 func (b *backoff) wait() time.Duration {
 	d := b.next
-	b.next = time.Duration(float64(b.next) * 1.5)
+	b.next = time.Duration(float64(b.next) * 1.2)
 	if b.next > b.max {
 		b.next = b.max
 	}
