@@ -41,6 +41,13 @@ type Lister interface {
 	List(ctx context.Context) ([]Machine, error)
 }
 
+// AddressChecker is implemented by backends whose addresses are shared
+// with whatever else runs on the machine (Docker: another local cloud, a
+// host service). The server skips addresses it reports taken.
+type AddressChecker interface {
+	AddressTaken(ip string) bool
+}
+
 // MemoryBackend boots nothing: Boot just waits BootDelay.
 type MemoryBackend struct {
 	BootDelay time.Duration

@@ -201,6 +201,16 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	return b.preload(ctx, c)
 }
 
+// AddressTaken reports whether a container of any local cloud on this
+// engine was given ip. (A host service on 0.0.0.0:22 is not checked here:
+// it takes every address, and Boot says so clearly.)
+func (b *DockerBackend) AddressTaken(ip string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := docker(ctx, nil, "ps", "-a", "-q", "--filter", "label="+labelIPv4+"="+ip)
+	return err == nil && out != ""
+}
+
 // preload copies the Preload images the host has into the droplet's own
 // engine, skipping those it already holds (a Boot after a restart).
 func (b *DockerBackend) preload(ctx context.Context, c string) error {

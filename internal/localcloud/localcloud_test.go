@@ -755,3 +755,27 @@ func TestRateWindow(t *testing.T) {
 		t.Errorf("after the window: %v", err)
 	}
 }
+
+// takenBackend says some addresses belong to someone else.
+type takenBackend struct {
+	MemoryBackend
+	taken map[string]bool
+}
+
+func (b takenBackend) AddressTaken(ip string) bool { return b.taken[ip] }
+
+func TestAllocationSkipsTakenAddresses(t *testing.T) {
+	e := newEnv(t, Options{Backend: takenBackend{taken: map[string]bool{"127.0.0.2": true, "127.0.0.3": true}}})
+	d, _ := e.create("web-1")
+	got, _, err := e.do.Droplets.Get(e.ctx, d.ID)
+	for err == nil && got.Status != "active" {
+		time.Sleep(10 * time.Millisecond)
+		got, _, err = e.do.Droplets.Get(e.ctx, d.ID)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip, _ := got.PublicIPv4(); ip != "127.0.0.4" {
+		t.Fatalf("droplet got %s, want 127.0.0.4 (the first address nobody else holds)", ip)
+	}
+}

@@ -314,6 +314,13 @@ func ipToInt(ip string) int {
 	return int(binary.BigEndian.Uint32(p))
 }
 
+// addressTaken asks the backend whether something outside this server
+// holds ip (another local cloud on the same machine, say).
+func (s *Server) addressTaken(ip string) bool {
+	ac, ok := s.opts.Backend.(AddressChecker)
+	return ok && ac.AddressTaken(ip)
+}
+
 // allocDropletIP returns the lowest free public droplet address, or "".
 func (s *Server) allocDropletIP() string {
 	used := map[string]bool{}
@@ -322,7 +329,7 @@ func (s *Server) allocDropletIP() string {
 	}
 	for i := dropletIPFirst; i <= dropletIPLast; i++ {
 		ip := ipv4(0x7f000000 | uint32(i))
-		if !used[ip] {
+		if !used[ip] && !s.addressTaken(ip) {
 			return ip
 		}
 	}
@@ -336,7 +343,7 @@ func (s *Server) allocReservedIP() string {
 	}
 	for i := uint32(reservedIPFirst); ; i++ {
 		ip := ipv4(0x7f000000 | i)
-		if s.rips[ip] == nil {
+		if s.rips[ip] == nil && !s.addressTaken(ip) {
 			return ip
 		}
 	}
