@@ -84,3 +84,41 @@ func phaseTable(u upJSON) string {
 	}
 	return strings.Join(parts, " | ")
 }
+
+// BenchmarkLocalBuildShipping prints what stack.build: local ships for a
+// release that changes one small file of the app's last layer: the bytes
+// sent from the build against the changed layer's size. The previous
+// release's layers come from the live droplet.
+func BenchmarkLocalBuildShipping(b *testing.B) {
+	bin := fleetBin(b)
+	dir := localBuildRepo(b)
+	r := &runner{t: b, bin: bin, dir: dir, env: []string{"FLEET_HOME=" + b.TempDir(), "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
+	r.ok("local", "start", "--listen", "127.0.0.1:18514")
+	b.Cleanup(func() {
+		out, _, _ := r.run("status", "--json")
+		for _, name := range namesIn(out) {
+			r.run("destroy", "--yes", "--force", name)
+		}
+		r.run("local", "stop")
+	})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		u1 := upLocal(b, r, "v1.0.0")
+		r.ok("promote")
+		u2 := upLocal(b, r, "v1.1.0")
+		b.StopTimer()
+		_, size := changedLayer(b, "hello-app:v1.0.0", "hello-app:v1.1.0")
+		ratio := float64(u2.ShippedBytes) / float64(size)
+		b.Logf("first up shipped %d bytes; second up shipped %d bytes for a changed layer of %d bytes: ratio %.2f; %d layers from the live droplet",
+			u1.ShippedBytes, u2.ShippedBytes, size, ratio, u2.ReusedLayers)
+		b.ReportMetric(float64(u2.ShippedBytes), "shipped-B")
+		b.ReportMetric(float64(size), "changed-layer-B")
+		b.ReportMetric(ratio, "ratio")
+		r.ok("rollback") // discard v1.1.0's candidate
+		out, _, _ := r.run("status", "--json")
+		for _, name := range namesIn(out) {
+			r.run("destroy", "--yes", "--force", name)
+		}
+		b.StartTimer()
+	}
+}

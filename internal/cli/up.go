@@ -74,7 +74,9 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		for i, p := range res.Phases {
 			phases[i] = phase{p.Name, p.Duration.Seconds()}
 		}
-		return printJSON(opts.IO.Out, map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phases})
+		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phases}
+		m["shipped_bytes"], m["reused_layers"] = res.ShippedBytes, res.ReusedLayers
+		return printJSON(opts.IO.Out, m)
 	}
 	fmt.Fprintf(opts.IO.Out, "candidate %s (%s) is up at %s\n", res.Droplet.Name, opts.Version, res.Droplet.PublicIPv4)
 	if opts.IO.StdoutTTY {

@@ -26,6 +26,7 @@ type Deployer struct {
 
 	phases     []Phase
 	phaseStart time.Time
+	shipped    *ShipStats // what a local build shipped (stack.build: local)
 }
 
 func (d *Deployer) step(format string, args ...any) {
@@ -73,6 +74,10 @@ type UpResult struct {
 	Droplet Member
 	Resumed bool    // an interrupted up of the same version was picked up
 	Phases  []Phase // what took how long
+	// With stack.build: local: compressed bytes of image layers sent from
+	// this machine, and layers relayed from the live droplet instead.
+	ShippedBytes int64
+	ReusedLayers int
 }
 
 // UpOptions tune `fleet up`.
@@ -114,7 +119,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 		if err != nil {
 			return nil, d.fail(ctx, &c.Droplet, err)
 		}
-		return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Resumed: true, Phases: d.finishPhases()}, nil
+		return d.upResult(&UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Resumed: true, Phases: d.finishPhases()}), nil
 	}
 
 	id := newID()
@@ -167,7 +172,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if err != nil {
 		return nil, d.fail(ctx, dr, err)
 	}
-	return &UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Phases: d.finishPhases()}, nil
+	return d.upResult(&UpResult{Droplet: Member{Droplet: *ready, Version: version, Role: RoleCandidate}, Phases: d.finishPhases()}), nil
 }
 
 // detached outlives an interrupted command just long enough to record

@@ -55,9 +55,6 @@ func (d *Deployer) prepareStack(ctx context.Context, version string, fromWorktre
 	if d.Remote == nil {
 		return nil, &ConfigError{Msg: "a stack deploy needs SSH; this fleet was built without it"}
 	}
-	if d.Spec.Stack.Build == "local" {
-		return nil, &ConfigError{Msg: "stack.build: local is not implemented in this build yet; use build: remote"}
-	}
 	from := "git tag " + version
 	if fromWorktree {
 		from = "the working tree"
@@ -121,10 +118,17 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	out := remote.NewRedactor(d.log(), p.values())
 	defer out.Flush()
 
-	d.step("shipping the stack (%d compose files, %d build contexts)", len(p.bundle.Compose), len(p.bundle.Contexts))
+	ship := p.bundle
+	if d.Spec.Stack.Build == "local" {
+		// The images are built here: only the compose files travel.
+		b := *p.bundle
+		b.Contexts = nil
+		ship = &b
+	}
+	d.step("shipping the stack (%d compose files, %d build contexts)", len(ship.Compose), len(ship.Contexts))
 	rel := releaseDir(proj, version)
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(p.bundle.Tar(pw)) }()
+	go func() { pw.CloseWithError(ship.Tar(pw)) }()
 	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out, out)
 	pr.Close() // unblocks Tar if the remote side stopped reading early
 	if err != nil {
@@ -161,9 +165,16 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 			return fmt.Errorf("docker compose build: %w", err)
 		}
 	}
+	noBuild := ""
+	if d.Spec.Stack.Build == "local" {
+		if d.shipped, err = d.shipLocalBuild(ctx, c, dr.ID, version, p, out); err != nil {
+			return err
+		}
+		noBuild = " --no-build"
+	}
 	timeout := d.Spec.Stack.Health.Timeout
 	d.step("starting the stack")
-	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d", ComposeCmd(proj), int(timeout.Seconds())), nil, out, out); err != nil {
+	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(timeout.Seconds()), noBuild), nil, out, out); err != nil {
 		return fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
 	}
 	d.step("checking health over HTTP")
