@@ -50,15 +50,24 @@ bench: host
 	$(GO) build -o $(BIN) ./cmd/fleet
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench StackUp -benchtime 1x -count 1 ./e2e/ | tee -a bin/bench.txt
 
-# The demo: a real droplet container on the local cloud, promoted to the
-# reserved IP, then what answers there.
+# The demo: the hello stack from a throwaway git repository in bin/demo,
+# deployed to a real droplet container on the local cloud and promoted to the
+# reserved IP; each run tags and ships the next release (v1.0.0, v1.1.0, ...).
 demo: host build
-	@mkdir -p $(DEMO)/keys && cp -r cloud-init $(DEMO)/
-	@test -f $(DEMO)/keys/deploy || ssh-keygen -q -t ed25519 -N '' -C fleet-demo -f $(DEMO)/keys/deploy
-	@sed 's/^provider: .*/provider: local/' droplets.yaml > $(DEMO)/droplets.yaml
+	@set -e; if [ ! -d $(DEMO)/.git ]; then \
+	  rm -rf $(DEMO) && mkdir -p $(DEMO)/keys && cp -r cloud-init stacks $(DEMO)/; \
+	  ssh-keygen -q -t ed25519 -N '' -C fleet-demo -f $(DEMO)/keys/deploy; \
+	  sed 's/^provider: .*/provider: local/' droplets.yaml > $(DEMO)/droplets.yaml; \
+	  printf '\nstack:\n  dir: stacks/hello\n  secrets: {file: .env.secrets}\n  health: {host: hello.example.com, paths: [/healthz, /]}\n' >> $(DEMO)/droplets.yaml; \
+	  printf '.env.secrets\nkeys/deploy\n' > $(DEMO)/.gitignore; \
+	  printf 'HELLO_TOKEN=%s\n' "$$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" > $(DEMO)/.env.secrets; \
+	  chmod 600 $(DEMO)/.env.secrets; \
+	  git -C $(DEMO) init -q -b main && git -C $(DEMO) add -A && \
+	  git -C $(DEMO) -c user.name=demo -c user.email=demo@example.com commit -q -m "hello stack"; fi
 	@set -e; F=$(CURDIR)/$(BIN); cd $(DEMO); \
+	v=v1.$$(git tag | wc -l).0; \
+	git -c user.name=demo -c user.email=demo@example.com commit -q --allow-empty -m "release $$v"; git tag $$v; \
 	echo '$$ fleet local start'; $$F local start >/dev/null; \
-	v=v1.0.0; if $$F status | grep -q "	v1.0.0	live	"; then v=v1.1.0; fi; \
 	echo "$$ fleet up $$v"; $$F up $$v; \
 	echo '$$ fleet promote';   $$F promote; \
 	echo '$$ fleet status';    $$F status; \
