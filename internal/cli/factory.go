@@ -164,7 +164,6 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 	}
 	return &deploy.Remote{
 		Dialer:     &remote.Dialer{KnownHosts: kh, KeyFiles: keys, Agent: true, User: "root"},
-		KnownHosts: kh,
 		SSHWait:    s.Timeouts.SSH,
 		Getenv:     f.Getenv,
 		Log:        logTo,

@@ -37,11 +37,11 @@ func toJSON(m *deploy.Member) *dropletJSON {
 // health is what the health gate said of a droplet; "" before any gate
 // ran (a provision-only deploy, or one still in progress).
 func health(m *deploy.Member) string {
-	switch {
-	case m.HasTag(deploy.TagHealthy):
-		return "healthy"
+	switch { // failed wins: a droplet rolled back from was healthy once
 	case m.HasTag(deploy.TagFailed):
 		return "unhealthy"
+	case m.HasTag(deploy.TagHealthy):
+		return "healthy"
 	}
 	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/spf13/cobra"
 )
 
@@ -64,7 +65,10 @@ under $FLEET_HOME/known_hosts.`,
 			if err != nil {
 				return err
 			}
-			sshArgs := []string{"ssh", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.KnownHosts.Path(m.Name)}
+			// Only fleet's pin counts: no system-wide known_hosts, and the
+			// pinned key's type only.
+			sshArgs := []string{"ssh", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.Dialer.KnownHosts.Path(m.Name),
+				"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlgorithms=ssh-ed25519"}
 			for _, k := range r.Dialer.KeyFiles {
 				sshArgs = append(sshArgs, "-i", k)
 			}
@@ -74,8 +78,8 @@ under $FLEET_HOME/known_hosts.`,
 			if err != nil {
 				return &ConfigError{Msg: "the system ssh client is missing: apt-get install openssh-client"}
 			}
-			if _, err := os.Stat(r.KnownHosts.Path(m.Name)); err != nil {
-				return &ConfigError{Msg: fmt.Sprintf("no host key is pinned for %s (%s): fleet pins it during `fleet up` of a stack", m.Name, r.KnownHosts.Path(m.Name))}
+			if _, err := os.Stat(r.Dialer.KnownHosts.Path(m.Name)); err != nil {
+				return &ConfigError{Msg: fmt.Sprintf("no host key is pinned for %s (%s): fleet pins it during `fleet up` of a stack", m.Name, r.Dialer.KnownHosts.Path(m.Name))}
 			}
 			return syscall.Exec(bin, sshArgs, os.Environ())
 		},
@@ -100,7 +104,7 @@ func NewCmdLogs(f *Factory) *cobra.Command {
 				c += " --follow"
 			}
 			if len(args) == 1 {
-				c += " " + shellQuote(args[0])
+				c += " " + remote.ShellQuote(args[0])
 			}
 			return runRemote(cmd.Context(), f, droplet, c, false)
 		},
@@ -130,9 +134,9 @@ func NewCmdExec(f *Factory) *cobra.Command {
 			}
 			quoted := make([]string, len(args)-1)
 			for i, a := range args[1:] {
-				quoted[i] = shellQuote(a)
+				quoted[i] = remote.ShellQuote(a)
 			}
-			c := deploy.ComposeCmd(s.Project) + " exec -T " + shellQuote(args[0]) + " " + strings.Join(quoted, " ")
+			c := deploy.ComposeCmd(s.Project) + " exec -T " + remote.ShellQuote(args[0]) + " " + strings.Join(quoted, " ")
 			return runRemote(cmd.Context(), f, droplet, c, true)
 		},
 	}
@@ -155,12 +159,4 @@ func runRemote(ctx context.Context, f *Factory, droplet, command string, stdin b
 		in = nil
 	}
 	return c.Run(ctx, command, in, f.IOStreams.Out, f.IOStreams.ErrOut)
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -165,7 +165,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	d.step("waiting for %s to boot", name)
 	ready, err := d.Cloud.WaitReady(ctx, dr, actionID, d.timeouts())
 	if err == nil && stk != nil {
-		if err = d.Remote.KnownHosts.Pin(name, ready.PublicIPv4, data.HostKey.Public); err == nil {
+		if err = d.Remote.Dialer.KnownHosts.Pin(name, ready.PublicIPv4, data.HostKey.Public); err == nil {
 			err = d.deployStack(ctx, ready, version, stk)
 		}
 	}
@@ -319,6 +319,7 @@ func (d *Deployer) Rollback(ctx context.Context) (*RollbackResult, error) {
 		if err := d.Cloud.DeleteDroplet(ctx, newest.ID); err != nil {
 			return nil, err
 		}
+		d.forget(newest.Name)
 		return &RollbackResult{Destroyed: &newest}, nil
 	}
 	prev := st.Previous()
@@ -389,9 +390,18 @@ func (d *Deployer) prune(ctx context.Context, st *State, keep int) ([]Member, er
 		if err := d.Cloud.DeleteDroplet(ctx, m.ID); err != nil {
 			return done, err
 		}
+		d.forget(m.Name)
 		done = append(done, m)
 	}
 	return done, nil
+}
+
+// forget drops a destroyed droplet's pinned host key; the name is never
+// reused, so a leftover pin is only clutter.
+func (d *Deployer) forget(name string) {
+	if d.Remote != nil && d.Remote.Dialer != nil {
+		_ = d.Remote.Dialer.KnownHosts.Forget(name)
+	}
 }
 
 // isNewest reports whether m is the newest droplet: a failed candidate
@@ -424,6 +434,7 @@ func (d *Deployer) Destroy(ctx context.Context, names []string, force bool) ([]M
 		if err := d.Cloud.DeleteDroplet(ctx, m.ID); err != nil {
 			return done, err
 		}
+		d.forget(m.Name)
 		done = append(done, m)
 	}
 	return done, nil

@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -477,7 +478,7 @@ func addLayer(tw *tar.Writer, diffID, file string) error {
 
 // shipLocalBuild builds the resolved compose file's images here and loads
 // them into the candidate c, sending only the layers it lacks.
-func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candidateID int, version string, p *prepared, out io.Writer) (*ShipStats, error) {
+func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candidateID int, version string, p *prepared, out outputs) (*ShipStats, error) {
 	proj := d.Spec.Project
 	resolved, err := c.Output(ctx, "cat "+composeFile(proj))
 	if err != nil {
@@ -514,13 +515,13 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 		}
 		cmd := exec.CommandContext(ctx, "docker", append(args, im.Context)...)
 		cmd.Env = append(os.Environ(), buildkit)
-		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("docker build of %s: %w", im.Ref, err)
 		}
 		var o bytes.Buffer
 		cmd = exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{.Id}} {{json .RootFS.Layers}}", im.Ref)
-		cmd.Stdout, cmd.Stderr = &o, out
+		cmd.Stdout, cmd.Stderr = &o, out.stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("docker image inspect %s: %w", im.Ref, err)
 		}
@@ -571,7 +572,7 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 		refs[i] = im.Ref
 	}
 	save := exec.CommandContext(ctx, "docker", append([]string{"save"}, refs...)...)
-	save.Stderr = out
+	save.Stderr = out.stderr
 	so, err := save.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -600,13 +601,16 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 
 	d.step("shipping %d layers (%d relayed from the live droplet) to the candidate", len(need), len(relayed))
 	pr, pw := io.Pipe()
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		var err error
 		st.RelayedBytes, st.ShippedBytes, err = writeLoadArchive(pw, load, relayed, sc.Layers)
 		pw.CloseWithError(err)
 	}()
-	err = c.Run(ctx, "gunzip | docker load", pr, out, out)
-	pr.Close()
+	err = c.Run(ctx, "gunzip | docker load", pr, out.stdout, out.stderr)
+	pr.Close() // stops the writer if the remote side quit early
+	<-written  // the byte counts are final only once it returned
 	if err != nil {
 		return nil, fmt.Errorf("docker load on the candidate: %w", err)
 	}
@@ -617,7 +621,9 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 // relayFromLive fetches from the live droplet, if any, the layers of need
 // it holds, spooled into dir (diffID → file). Any failure only means the
 // build ships them instead.
-func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []string, dir string, out io.Writer) map[string]string {
+var imageIDRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []string, dir string, out outputs) map[string]string {
 	got := map[string]string{}
 	state, err := d.State(ctx)
 	if err != nil {
@@ -664,7 +670,9 @@ func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []st
 				covered[l], adds = true, true
 			}
 		}
-		if adds {
+		// IDs come from the live droplet and go into a shell command there:
+		// take only what an image ID looks like.
+		if adds && imageIDRE.MatchString(im.ID) {
 			ids = append(ids, im.ID)
 		}
 	}
@@ -672,7 +680,7 @@ func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []st
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := lc.Run(ctx, "docker save "+strings.Join(ids, " "), nil, pw, out)
+		err := lc.Run(ctx, "docker save "+strings.Join(ids, " "), nil, pw, out.stderr)
 		pw.CloseWithError(err)
 		done <- err
 	}()

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
@@ -24,11 +26,10 @@ const TagWorktree = "fleet-worktree"
 // Remote is what a stack deploy needs to reach droplets; nil means the
 // deployer can only provision.
 type Remote struct {
-	Dialer     *remote.Dialer
-	KnownHosts remote.KnownHosts
-	SSHWait    time.Duration // sshd boot plus cloud-init
-	Getenv     func(string) string
-	Log        io.Writer // streamed command output (redacted); may be nil
+	Dialer  *remote.Dialer // its KnownHosts is where pins live
+	SSHWait time.Duration  // sshd boot plus cloud-init
+	Getenv  func(string) string
+	Log     io.Writer // streamed command output (redacted); may be nil
 }
 
 // Paths on the droplet.
@@ -89,7 +90,11 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	if err != nil {
 		return err
 	}
-	defer func() { c.Close() }()
+	defer func() {
+		if c != nil { // nil after a failed reconnect
+			c.Close()
+		}
+	}()
 
 	d.step("waiting for cloud-init on %s", dr.Name)
 	ci, err := c.WaitCloudInit(ctx, r.SSHWait)
@@ -107,7 +112,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	if err != nil {
 		return err
 	}
-	if err := r.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
+	if err := r.Dialer.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
 		return err
 	}
 	c.Close()
@@ -115,8 +120,8 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 		return fmt.Errorf("reconnecting with the rotated host key: %w", err)
 	}
 
-	out := remote.NewRedactor(d.log(), p.values())
-	defer out.Flush()
+	out := d.outputs(p)
+	defer out.flush()
 
 	ship := p.bundle
 	if d.Spec.Stack.Build == "local" {
@@ -129,7 +134,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	rel := releaseDir(proj, version)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(ship.Tar(pw)) }()
-	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out, out)
+	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out.stdout, out.stderr)
 	pr.Close() // unblocks Tar if the remote side stopped reading early
 	if err != nil {
 		return fmt.Errorf("shipping the stack: %w", err)
@@ -141,7 +146,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if err := c.Run(ctx, "install -d -m 0700 "+secretsDir(proj), nil, out, out); err != nil {
+	if err := c.Run(ctx, "install -d -m 0700 "+secretsDir(proj), nil, out.stdout, out.stderr); err != nil {
 		return err
 	}
 	for _, n := range names {
@@ -153,15 +158,15 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	env := "FLEET_VERSION=" + version + " FLEET_PROJECT=" + proj + " FLEET_SECRETS_DIR=" + secretsDir(proj)
 	files := ""
 	for _, f := range p.bundle.Compose {
-		files += " -f " + f
+		files += " -f " + remote.ShellQuote(f)
 	}
 	d.step("resolving the compose files")
-	if err := c.Run(ctx, "cd "+rel+" && "+env+" docker compose -p "+proj+files+" config > "+composeFile(proj)+".new && mv "+composeFile(proj)+".new "+composeFile(proj), nil, out, out); err != nil {
+	if err := c.Run(ctx, "cd "+rel+" && "+env+" docker compose -p "+proj+files+" config > "+composeFile(proj)+".new && mv "+composeFile(proj)+".new "+composeFile(proj), nil, out.stdout, out.stderr); err != nil {
 		return fmt.Errorf("docker compose config: %w", err)
 	}
 	if d.Spec.Stack.Build == "remote" {
 		d.step("building images on %s", dr.Name)
-		if err := c.Run(ctx, ComposeCmd(proj)+" build", nil, out, out); err != nil {
+		if err := c.Run(ctx, ComposeCmd(proj)+" build", nil, out.stdout, out.stderr); err != nil {
 			return fmt.Errorf("docker compose build: %w", err)
 		}
 	}
@@ -174,7 +179,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	}
 	timeout := d.Spec.Stack.Health.Timeout
 	d.step("starting the stack")
-	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(timeout.Seconds()), noBuild), nil, out, out); err != nil {
+	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(math.Ceil(timeout.Seconds())), noBuild), nil, out.stdout, out.stderr); err != nil {
 		return fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
 	}
 	d.step("checking health over HTTP")
@@ -223,6 +228,34 @@ func (d *Deployer) checkHTTP(ctx context.Context, ip string, timeout time.Durati
 		case <-time.After(wait):
 		}
 	}
+}
+
+// outputs streams remote commands' output to the log with secrets
+// redacted. stdout and stderr are copied by separate goroutines, so each
+// gets its own redactor: one shared redactor could release the held-back
+// start of a secret when the other stream writes.
+type outputs struct{ stdout, stderr remote.Redactor }
+
+func (d *Deployer) outputs(p *prepared) outputs {
+	w := &lockedWriter{w: d.log()}
+	return outputs{remote.NewRedactor(w, p.values()), remote.NewRedactor(w, p.values())}
+}
+
+func (o outputs) flush() {
+	o.stdout.Flush()
+	o.stderr.Flush()
+}
+
+// lockedWriter serializes writes from the two streams.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func (d *Deployer) log() io.Writer {

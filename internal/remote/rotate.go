@@ -48,10 +48,10 @@ func (c *Client) RotateHostKey(ctx context.Context) (ssh.PublicKey, error) {
 // overwrite a key without asking, hence the rm first; sshd keeps serving the
 // keys it loaded until the reload.
 func rotateScript(dir, reload string) string {
-	key := shellQuote(dir + "/ssh_host_ed25519_key")
+	key := ShellQuote(dir + "/ssh_host_ed25519_key")
 	var others []string
 	for _, t := range []string{"rsa", "ecdsa", "dsa"} {
-		k := shellQuote(dir + "/ssh_host_" + t + "_key")
+		k := ShellQuote(dir + "/ssh_host_" + t + "_key")
 		others = append(others, k, k+".pub")
 	}
 	return fmt.Sprintf(`set -e
@@ -64,6 +64,7 @@ cat %[1]s.pub
 }
 
 // shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
+// ShellQuote quotes s as one word for a POSIX shell.
+func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -78,8 +78,12 @@ func Prepare(ctx context.Context, repoDir string, st *spec.Stack, version string
 	}
 	defer root.Close()
 
+	if b.secretsFile, err = secretsInStack(repoDir, st); err != nil {
+		return nil, err
+	}
 	if fromWorktree {
-		err = copyWorktree(ctx, top, stackDir, root)
+		// The secrets file never lands in the temp copy, even briefly.
+		err = copyWorktree(ctx, top, stackDir, root, b.secretsFile)
 	} else {
 		err = extractTag(ctx, top, stackDir, version, root)
 	}
@@ -87,9 +91,6 @@ func Prepare(ctx context.Context, repoDir string, st *spec.Stack, version string
 		return nil, err
 	}
 	if err := checkSymlinks(tmp, root); err != nil {
-		return nil, err
-	}
-	if b.secretsFile, err = secretsInStack(repoDir, st); err != nil {
 		return nil, err
 	}
 	if err := b.parse(root, st.Compose); err != nil {
@@ -241,7 +242,8 @@ func extract(tr *tar.Reader, prefix string, root *os.Root) error {
 
 // copyWorktree copies the files git knows about (tracked, and untracked
 // but not ignored) under stackDir of the work tree at top into root.
-func copyWorktree(ctx context.Context, top, stackDir string, root *os.Root) error {
+// skip (relative to stackDir) is left out: the secrets file.
+func copyWorktree(ctx context.Context, top, stackDir string, root *os.Root, skip string) error {
 	out, err := git(ctx, top, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", stackDir)
 	if err != nil {
 		return fmt.Errorf("listing %s in the work tree: %w", stackDir, err)
@@ -263,6 +265,9 @@ func copyWorktree(ctx context.Context, top, stackDir string, root *os.Root) erro
 		rel, err := cleanRel(name)
 		if err != nil {
 			return err
+		}
+		if skip != "" && rel == skip {
+			continue
 		}
 		src := filepath.Join(top, filepath.FromSlash(p))
 		fi, err := os.Lstat(src)
