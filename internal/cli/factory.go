@@ -163,9 +163,9 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 		logTo = f.IOStreams.ErrOut
 	}
 	return &deploy.Remote{
-		Dialer:     &remote.Dialer{KnownHosts: kh, KeyFiles: keys, Agent: true, User: "root"},
-		SSHWait:    s.Timeouts.SSH,
-		Getenv:     f.Getenv,
-		Log:        logTo,
+		Dialer:  &remote.Dialer{KnownHosts: kh, KeyFiles: keys, Agent: true, User: "root"},
+		SSHWait: s.Timeouts.SSH,
+		Getenv:  f.Getenv,
+		Log:     logTo,
 	}, nil
 }
