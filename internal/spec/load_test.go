@@ -273,7 +273,17 @@ func TestLoadErrors(t *testing.T) {
 		{name: "duplicate key", old: "keep: 2", new: "keep: 2\nkeep: 3", want: []string{`13:1: keep: duplicate key; it is already set at line 12`}},
 		{name: "duplicate nested key", old: "size: s-1vcpu-1gb", new: "size: s-1vcpu-1gb\n  size: s-2vcpu-2gb", want: []string{`6:3: droplet.size: duplicate key; it is already set at line 5`}},
 		{name: "merge key", old: "keep: 2", new: "<<: {keep: 2}", want: []string{`12:1: merge keys (<<) are not supported`}},
-		{name: "stack not a mapping", old: "keep: 2", new: "keep: 2\nstack: compose.yaml", want: []string{`13:8: stack: expected a mapping of dir, compose, build, secrets, health, got "compose.yaml"`}},
+		{name: "stack not a mapping", old: "keep: 2", new: "keep: 2\nstack: compose.yaml", want: []string{`13:8: stack: expected a mapping of dir, compose, build, secrets, health, env, data, after_promote, got "compose.yaml"`}},
+		{name: "data mistakes", old: "keep: 2", new: "keep: 2\nstack:\n  dir: stacks/blog\n  env: {FLEET_X: a, 1BAD: b, OK: [1]}\n  data:\n    service: App\n    backup: \"\"\n    freeze: a\n    restor: b", want: []string{
+			`15:9: stack.env.FLEET_X: FLEET_ variables are fleet's own (FLEET_VERSION, FLEET_PROJECT, FLEET_SECRETS_DIR)`,
+			`15:21: stack.env: "1BAD" is not a variable name (letters, digits and _, not starting with a digit)`,
+			`15:34: stack.env.OK: expected a string, got a list`,
+			`17:5: stack.data: missing required key "restore" (a command that reads an archive on stdin)`,
+			`17:14: stack.data.service: "App" is not a compose service name (a-z 0-9 _ . -)`,
+			`18:13: stack.data.backup: is empty; expected a shell command`,
+			`19:13: stack.data: freeze needs unfreeze too (or a frozen site would stay read-only)`,
+			`20:5: stack.data.restor: unknown key; did you mean "restore"?`,
+		}},
 		{name: "stack without dir", old: "keep: 2", new: "keep: 2\nstack:\n  build: remote", want: []string{`14:3: stack: missing required key "dir" (the stack's directory in the repository, like stacks/hello)`}},
 		{name: "stack mistakes", old: "keep: 2", new: "keep: 2\nstack:\n  dir: ../elsewhere\n  compose: [a.yaml, a.yaml]\n  build: docker\n  secrets: {file: /etc/secrets.env}\n  health: {host: Bad_Host, paths: [healthz], timeout: 0s}", want: []string{
 			`14:8: stack.dir: "../elsewhere" must be a relative path inside the repository (no leading / or ..)`,
@@ -532,6 +542,11 @@ func TestLoadStack(t *testing.T) {
 		{"everything", "stack:\n  dir: ./stacks/blog/\n  compose: [docker-compose-common.yaml, docker-compose-production.yaml]\n  build: local\n  secrets: {file: .env.production}\n  health: {host: Blog.Example.com, paths: [/healthz, /], timeout: 90s}\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"docker-compose-common.yaml", "docker-compose-production.yaml"}, Build: BuildLocal,
 				Secrets: Secrets{File: ".env.production"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
+		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n  after_promote: x ensure\n",
+			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
+				Env:  []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
+				Data: &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify"},
+				AfterPromote: "x ensure"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

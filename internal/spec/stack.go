@@ -19,6 +19,31 @@ type Stack struct {
 	Build   string   // "remote": docker compose build on the droplet; "local": build here, ship the layers
 	Secrets Secrets
 	Health  Health
+	// Env holds non-secret settings for compose's interpolation (site name,
+	// ACME server, smarthost), passed to `docker compose config`.
+	Env []EnvVar
+	// Data is how the stack's data moves between droplets; nil = it has none.
+	Data *Data
+	// AfterPromote runs on the new live droplet once it holds the reserved
+	// IP (a first certificate needs the address); "" = nothing.
+	AfterPromote string
+}
+
+// EnvVar is one stack.env entry, in file order.
+type EnvVar struct{ Name, Value string }
+
+// Data is the stack's data contract. fleet knows nothing of the
+// application: each field is a shell command run on the droplet in the
+// release directory, with COMPOSE_PROJECT_NAME and COMPOSE_FILE set so a
+// bare `docker compose exec -T ...` reaches the stack.
+type Data struct {
+	Service  string // the compose service that holds the data (its image runs Verify)
+	Backup   string // writes an archive of the live data to stdout
+	Restore  string // reads an archive on stdin and replaces the data; exit 3 = this release cannot read it
+	Freeze   string // makes the site read-only; returns once in-flight writes are done
+	Unfreeze string // makes it writable again
+	Writes   string // prints the number of writes since $FLEET_SINCE (unix seconds); "" = unknown
+	Verify   string // run in a fresh container of Service's image, no volumes or network: checks an archive on stdin
 }
 
 // Secrets says where secret values come from. Values never enter git,
@@ -54,7 +79,7 @@ var (
 
 func (l *loader) stack(n *yaml.Node) *Stack {
 	st := &Stack{Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout}}
-	f := l.mapping("stack", n, "dir", "compose", "build", "secrets", "health")
+	f := l.mapping("stack", n, "dir", "compose", "build", "secrets", "health", "env", "data", "after_promote")
 	if f == nil {
 		return st
 	}
@@ -88,7 +113,111 @@ func (l *loader) stack(n *yaml.Node) *Stack {
 	if n, ok := f.optional("health"); ok {
 		st.Health = l.health(n)
 	}
+	if n, ok := f.optional("env"); ok {
+		st.Env = l.env(n)
+	}
+	if n, ok := f.optional("data"); ok {
+		st.Data = l.data(n)
+	}
+	if n, ok := f.optional("after_promote"); ok {
+		st.AfterPromote = l.command("stack.after_promote", n)
+	}
 	return st
+}
+
+var (
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	serviceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+)
+
+func (l *loader) env(n *yaml.Node) []EnvVar {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(n, "stack.env: expected a mapping of NAME: value, got %s", describe(n))
+		return nil
+	}
+	var out []EnvVar
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		name := k.Value
+		switch {
+		case k.Kind != yaml.ScalarNode || !envNameRE.MatchString(name):
+			l.errorf(k, "stack.env: %q is not a variable name (letters, digits and _, not starting with a digit)", name)
+			continue
+		case strings.HasPrefix(strings.ToUpper(name), "FLEET_"):
+			l.errorf(k, "stack.env.%s: FLEET_ variables are fleet's own (FLEET_VERSION, FLEET_PROJECT, FLEET_SECRETS_DIR)", name)
+			continue
+		case seen[name] > 0:
+			l.errorf(k, "stack.env.%s: duplicate key; it is already set at line %d", name, seen[name])
+			continue
+		case v.Kind != yaml.ScalarNode:
+			l.errorf(v, "stack.env.%s: expected a string, got %s", name, describe(v))
+			continue
+		case strings.ContainsAny(v.Value, "\n\x00"):
+			l.errorf(v, "stack.env.%s: must be one line", name)
+			continue
+		}
+		seen[name] = k.Line
+		val := v.Value
+		if v.Tag == "!!null" {
+			val = ""
+		}
+		out = append(out, EnvVar{Name: name, Value: val})
+	}
+	return out
+}
+
+func (l *loader) data(n *yaml.Node) *Data {
+	d := &Data{}
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify")
+	if f == nil {
+		return d
+	}
+	if n, ok := f.required("service", "the compose service that holds the data, like app"); ok {
+		d.Service = l.str("stack.data.service", n, "a compose service name")
+		if d.Service != "" && !serviceNameRE.MatchString(d.Service) {
+			l.errorf(n, "stack.data.service: %q is not a compose service name (a-z 0-9 _ . -)", d.Service)
+		}
+	}
+	if n, ok := f.required("backup", "a command that writes an archive to stdout"); ok {
+		d.Backup = l.command("stack.data.backup", n)
+	}
+	if n, ok := f.required("restore", "a command that reads an archive on stdin"); ok {
+		d.Restore = l.command("stack.data.restore", n)
+	}
+	fr, hasFr := f.optional("freeze")
+	un, hasUn := f.optional("unfreeze")
+	if hasFr {
+		d.Freeze = l.command("stack.data.freeze", fr)
+	}
+	if hasUn {
+		d.Unfreeze = l.command("stack.data.unfreeze", un)
+	}
+	switch {
+	case hasFr && !hasUn:
+		l.errorf(fr, "stack.data: freeze needs unfreeze too (or a frozen site would stay read-only)")
+	case hasUn && !hasFr:
+		l.errorf(un, "stack.data: unfreeze needs freeze too")
+	case !hasFr && !hasUn:
+		l.errorf(n, "stack.data: freeze and unfreeze are required: promote freezes writes on the live droplet for its final backup, or writes made during the copy would be lost")
+	}
+	if n, ok := f.optional("writes"); ok {
+		d.Writes = l.command("stack.data.writes", n)
+	}
+	if n, ok := f.optional("verify"); ok {
+		d.Verify = l.command("stack.data.verify", n)
+	}
+	return d
+}
+
+// command is a one-line shell command.
+func (l *loader) command(where string, n *yaml.Node) string {
+	v := l.str(where, n, "a shell command")
+	if strings.ContainsAny(v, "\n\r\x00") {
+		l.errorf(n, "%s: must be one line (write a script into the image for anything longer)", where)
+		return ""
+	}
+	return strings.TrimSpace(v)
 }
 
 func (l *loader) health(n *yaml.Node) Health {
