@@ -27,6 +27,15 @@ the droplet that was live becomes previous, ready for fleet rollback. Then
 previous droplets beyond spec.keep are destroyed.
 
 With reserved_ip: auto and no reserved IP yet, the first promote reserves one.
+
+With stack.data: the live droplet is frozen (read-only: reads go on, writes
+get 503 with Retry-After), its final backup is restored onto the candidate
+(which migrates it), the candidate is checked again and made writable, and
+then the IP moves. The old droplet stays read-only as previous. The freeze
+lasts from the freeze until the IP has moved; promote prints it. Any failure
+before the move unfreezes the live droplet and leaves the IP where it was.
+Then stack.after_promote runs on the new live droplet (the first
+certificate needs the reserved IP); its failure is reported, not undone.
 With a stack, a candidate that did not pass the health gate is refused
 unless --force is given.`,
 		Args: noArgs,
@@ -57,11 +66,21 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 		return printJSON(opts.IO.Out, map[string]any{
 			"reserved_ip": res.ReservedIP, "live": toJSON(&res.Live), "previous": toJSON(res.Previous),
 			"reserved_ip_created": res.Created, "pruned": toJSONs(res.Pruned),
+			"data": res.Data, "freeze_seconds": res.Freeze.Seconds(), "after_promote_error": res.AfterPromoteError,
 		})
 	}
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
 	if res.Previous != nil {
 		fmt.Fprintf(opts.IO.Out, "%s (%s) is previous: fleet rollback moves the IP back\n", res.Previous.Name, res.Previous.Version)
+	}
+	if res.Data != nil {
+		fmt.Fprintf(opts.IO.Out, "final backup carried: %s, sha256 %.12s\n", humanBytes(res.Data.Bytes), res.Data.SHA256)
+	}
+	if res.Freeze > 0 {
+		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
+	}
+	if res.AfterPromoteError != "" {
+		fmt.Fprintf(opts.IO.ErrOut, "warning: after_promote failed; the promote stands:\n%s\n", res.AfterPromoteError)
 	}
 	for _, m := range res.Pruned {
 		fmt.Fprintf(opts.IO.Out, "destroyed %s (%s, beyond keep)\n", m.Name, m.Role)

@@ -12,20 +12,29 @@ import (
 type RollbackOptions struct {
 	IO       *IOStreams
 	JSON     bool
-	Deployer func(step func(string)) (*deploy.Deployer, error)
+	// DiscardWrites rolls back even when writes made since the promote
+	// cannot be carried back.
+	DiscardWrites bool
+	Deployer      func(step func(string)) (*deploy.Deployer, error)
 }
 
 // NewCmdRollback builds `fleet rollback`.
 func NewCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) error) *cobra.Command {
 	opts := &RollbackOptions{IO: f.IOStreams}
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Undo the last step: discard the candidate, or move the IP back",
 		Long: `Undo the last step.
   - After fleet up (the newest droplet was never promoted, failed or not):
     destroy that candidate.
   - After fleet promote: move the reserved IP back to the newest previous
-    droplet, and mark the droplet it leaves failed.`,
+    droplet, and mark the droplet it leaves failed.
+
+With stack.data, the live droplet is frozen (read-only) first and the writes
+it took since its promote are counted. They are carried back (its backup
+restored onto the previous droplet, which migrates it); when the previous
+release cannot read that data, rollback refuses, says how many writes would
+be lost, and leaves everything as it was, unless --discard-writes is given.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON, opts.Deployer = f.JSON, f.Deployer
@@ -35,6 +44,8 @@ func NewCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) err
 			return rollbackRun(cmd.Context(), opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.DiscardWrites, "discard-writes", false, "roll back even if writes made since the promote cannot be carried back (they are lost)")
+	return cmd
 }
 
 func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
@@ -43,7 +54,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Rollback(ctx)
+	res, err := d.Rollback(ctx, deploy.RollbackOptions{DiscardWrites: opts.DiscardWrites})
 	p.Stop(err == nil)
 	if err != nil {
 		return err
@@ -52,6 +63,8 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 		return printJSON(opts.IO.Out, map[string]any{
 			"destroyed": toJSON(res.Destroyed), "reserved_ip": res.ReservedIP,
 			"live": toJSON(res.Live), "failed": toJSON(res.Failed),
+			"writes": res.Writes, "writes_discarded": res.Discarded, "data": res.Data,
+			"freeze_seconds": res.Freeze.Seconds(),
 		})
 	}
 	if res.Destroyed != nil {
@@ -61,6 +74,15 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live again on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
 	if res.Failed != nil {
 		fmt.Fprintf(opts.IO.Out, "%s (%s) is marked failed\n", res.Failed.Name, res.Failed.Version)
+	}
+	switch {
+	case res.Discarded:
+		fmt.Fprintf(opts.IO.Out, "discarded %s made since the promote\n", countNoun(res.Writes, "write"))
+	case res.Data != nil:
+		fmt.Fprintf(opts.IO.Out, "carried %s back (%s archive, sha256 %.12s)\n", countNoun(res.Writes, "write"), humanBytes(res.Data.Bytes), res.Data.SHA256)
+	}
+	if res.Freeze > 0 {
+		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
 	}
 	return nil
 }

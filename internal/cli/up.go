@@ -76,9 +76,13 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		}
 		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phases}
 		m["shipped_bytes"], m["reused_layers"] = res.ShippedBytes, res.ReusedLayers
+		m["data"] = res.Data
 		return printJSON(opts.IO.Out, m)
 	}
 	fmt.Fprintf(opts.IO.Out, "candidate %s (%s) is up at %s\n", res.Droplet.Name, opts.Version, res.Droplet.PublicIPv4)
+	if res.Data != nil {
+		fmt.Fprintf(opts.IO.Out, "data carried from %s: %s, sha256 %.12s\n", res.Data.From, humanBytes(res.Data.Bytes), res.Data.SHA256)
+	}
 	if opts.IO.StdoutTTY {
 		fmt.Fprintln(opts.IO.Out, "next: fleet promote")
 	}

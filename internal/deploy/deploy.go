@@ -27,6 +27,7 @@ type Deployer struct {
 	phases     []Phase
 	phaseStart time.Time
 	shipped    *ShipStats // what a local build shipped (stack.build: local)
+	carried    *Transfer  // the live data restored onto the candidate
 }
 
 func (d *Deployer) step(format string, args ...any) {
@@ -78,6 +79,8 @@ type UpResult struct {
 	// this machine, and layers relayed from the live droplet instead.
 	ShippedBytes int64
 	ReusedLayers int
+	// The live droplet's data restored onto the candidate, if any.
+	Data *Transfer
 }
 
 // UpOptions tune `fleet up`.
@@ -114,7 +117,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 		d.step("resuming %s", c.Name)
 		ready, err := d.Cloud.WaitReady(ctx, &c.Droplet, 0, d.timeouts())
 		if err == nil && stk != nil {
-			err = d.deployStack(ctx, ready, version, stk)
+			err = d.deployStack(ctx, ready, version, stk, st.Live())
 		}
 		if err != nil {
 			return nil, d.fail(ctx, &c.Droplet, err)
@@ -166,7 +169,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	ready, err := d.Cloud.WaitReady(ctx, dr, actionID, d.timeouts())
 	if err == nil && stk != nil {
 		if err = d.Remote.Dialer.KnownHosts.Pin(name, ready.PublicIPv4, data.HostKey.Public); err == nil {
-			err = d.deployStack(ctx, ready, version, stk)
+			err = d.deployStack(ctx, ready, version, stk, st.Live())
 		}
 	}
 	if err != nil {
@@ -216,6 +219,12 @@ type PromoteResult struct {
 	Previous   *Member  // the droplet that was live, if any
 	Created    bool     // the reserved IP was reserved by this promote
 	Pruned     []Member // previous droplets destroyed beyond keep
+	// With stack.data: the final backup carried from the old live droplet,
+	// and how long writes were frozen (freeze until the IP moved).
+	Data   *Transfer
+	Freeze time.Duration
+	// AfterPromoteError: stack.after_promote failed (the promote stands).
+	AfterPromoteError string
 }
 
 // Promote moves the reserved IP to the candidate: it becomes live and the
@@ -243,6 +252,16 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	}
 	res := &PromoteResult{Live: *cand}
 	old := st.Live()
+	// With a stack: freeze writes on the live droplet, carry its final
+	// data over, and check the candidate again, before the IP moves.
+	var sw *switchover
+	if d.Spec.Stack != nil && (d.Spec.Stack.Data != nil || d.Spec.Stack.AfterPromote != "") {
+		if sw, err = d.prepareSwitch(ctx, old, cand); err != nil {
+			return nil, err
+		}
+		defer sw.close()
+		res.Data = sw.transfer
+	}
 	if old != nil {
 		res.Previous = old
 		// Mark the old live droplet before the move, so it reads as
@@ -257,15 +276,24 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 		res.ReservedIP = st.ReservedIP.IP
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
 		if err := d.Cloud.Assign(ctx, res.ReservedIP, cand.ID, d.timeouts()); err != nil {
-			return nil, err
+			return nil, sw.abort(ctx, err)
 		}
 	} else {
 		d.step("reserving an IP for %s", cand.Name)
 		r, err := d.Cloud.CreateReservedIP(ctx, cand.ID, d.timeouts())
 		if err != nil {
-			return nil, err
+			return nil, sw.abort(ctx, err)
 		}
 		res.ReservedIP, res.Created = r.IP, true
+	}
+	res.Freeze = sw.moved()
+	if sw != nil && d.Spec.Stack.AfterPromote != "" {
+		d.step("running after_promote on %s", cand.Name)
+		if err := d.runData(ctx, sw.to, "after_promote", d.Spec.Stack.AfterPromote, sw.out); err != nil {
+			// The site is live on the new droplet: report, don't undo.
+			res.AfterPromoteError = err.Error()
+			d.warn("%v", err)
+		}
 	}
 	if err := d.Cloud.Tag(ctx, cand.ID, TagPromoted); err != nil {
 		return nil, fmt.Errorf("%s is live, but tagging it %s failed: %w", cand.Name, TagPromoted, err)
@@ -301,12 +329,26 @@ type RollbackResult struct {
 	ReservedIP string
 	Live       *Member // the droplet live again
 	Failed     *Member // the droplet rolled back from
+	// With stack.data: writes made since the promote (-1 unknown), the
+	// archive that carried them back (nil when none needed to go), whether
+	// they were discarded, and how long writes were frozen.
+	Writes    int
+	Data      *Transfer
+	Discarded bool
+	Freeze    time.Duration
 }
 
 // Rollback undoes the last step. After an up (the newest droplet was never
 // promoted) it destroys that candidate; after a promote it moves the IP
 // back to the newest previous droplet and marks the one it left failed.
-func (d *Deployer) Rollback(ctx context.Context) (*RollbackResult, error) {
+// RollbackOptions tune a rollback after a promote.
+type RollbackOptions struct {
+	// DiscardWrites rolls back even when the writes made since the
+	// promote cannot be carried back to the previous droplet.
+	DiscardWrites bool
+}
+
+func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*RollbackResult, error) {
 	st, err := d.State(ctx)
 	if err != nil {
 		return nil, err
@@ -330,12 +372,21 @@ func (d *Deployer) Rollback(ctx context.Context) (*RollbackResult, error) {
 		return nil, &ConflictError{Msg: "no reserved IP is assigned to a droplet of " + st.Project}
 	}
 	live := st.Live()
-	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev}
+	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev, Writes: -1}
+	var sw *switchover
+	if live != nil && d.Spec.Stack != nil && d.Spec.Stack.Data != nil {
+		if sw, res.Writes, err = d.prepareRollback(ctx, live, prev, opt.DiscardWrites); err != nil {
+			return nil, err
+		}
+		defer sw.close()
+		res.Data = sw.transfer
+		res.Discarded = opt.DiscardWrites && res.Writes != 0
+	}
 	if live != nil {
 		// Failed first: if the move then fails, the IP still says live,
 		// and the droplet is never again taken as a rollback target.
 		if err := d.Cloud.Tag(ctx, live.ID, TagFailed); err != nil {
-			return nil, err
+			return nil, sw.abort(ctx, err)
 		}
 		res.Failed = live
 	}
@@ -348,8 +399,9 @@ func (d *Deployer) Rollback(ctx context.Context) (*RollbackResult, error) {
 				err = errors.Join(err, fmt.Errorf("also could not clear %s on %s: %w", TagFailed, live.Name, uerr))
 			}
 		}
-		return nil, err
+		return nil, sw.abort(ctx, err)
 	}
+	res.Freeze = sw.moved()
 	prev.Role = RoleLive
 	if live != nil {
 		live.Role = RoleFailed

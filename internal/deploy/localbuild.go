@@ -703,5 +703,6 @@ func (d *Deployer) upResult(r *UpResult) *UpResult {
 	if d.shipped != nil {
 		r.ShippedBytes, r.ReusedLayers = d.shipped.ShippedBytes, d.shipped.ReusedLayers
 	}
+	r.Data = d.carried
 	return r
 }

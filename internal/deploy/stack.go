@@ -74,6 +74,9 @@ func (d *Deployer) prepareStack(ctx context.Context, version string, fromWorktre
 }
 
 func (p *prepared) values() []string {
+	if p == nil {
+		return nil
+	}
 	var v []string
 	for _, s := range p.secrets {
 		v = append(v, s)
@@ -82,7 +85,9 @@ func (p *prepared) values() []string {
 }
 
 // deployStack turns a booted droplet into a healthy running stack.
-func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared) error {
+// With a data contract and a live droplet, the live data is carried over
+// (backup streamed into the candidate's restore) before the health gate.
+func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared, live *Member) error {
 	r := d.Remote
 	proj := d.Spec.Project
 	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
@@ -156,6 +161,9 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	}
 
 	env := "FLEET_VERSION=" + version + " FLEET_PROJECT=" + proj + " FLEET_SECRETS_DIR=" + secretsDir(proj)
+	for _, e := range d.Spec.Stack.Env {
+		env += " " + e.Name + "=" + remote.ShellQuote(e.Value)
+	}
 	files := ""
 	for _, f := range p.bundle.Compose {
 		files += " -f " + remote.ShellQuote(f)
@@ -182,11 +190,35 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(math.Ceil(timeout.Seconds())), noBuild), nil, out.stdout, out.stderr); err != nil {
 		return fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
 	}
+	if data := d.Spec.Stack.Data; data != nil && live != nil && live.ID != dr.ID {
+		if err := d.carryData(ctx, live, c, dr.Name, out); err != nil {
+			return err
+		}
+	}
 	d.step("checking health over HTTP")
 	if err := d.checkHTTP(ctx, dr.PublicIPv4, timeout); err != nil {
 		return err
 	}
 	return d.Cloud.Tag(ctx, dr.ID, TagHealthy)
+}
+
+// carryData restores the live droplet's current backup onto the
+// candidate. The live site keeps taking writes: promote's final sync
+// carries those.
+func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Client, candName string, out outputs) error {
+	d.step("connecting to live %s", live.Name)
+	lc, err := d.Remote.Dialer.Dial(ctx, live.Name, live.PublicIPv4, time.Minute)
+	if err != nil {
+		return fmt.Errorf("the live droplet's data: %w", err)
+	}
+	defer lc.Close()
+	d.step("carrying the data over from %s (backup → restore, checksummed)", live.Name)
+	t, err := d.transfer(ctx, lc, live.Name, cand, candName, out)
+	if err != nil {
+		return err
+	}
+	d.carried = t
+	return nil
 }
 
 // checkHTTP asks every health path through the droplet's public address

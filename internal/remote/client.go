@@ -87,6 +87,9 @@ func (c *Client) printf(format string, args ...any) {
 	}
 }
 
+// Droplet is the name of the droplet c is connected to.
+func (c *Client) Droplet() string { return c.droplet }
+
 // HostKey is the (pinned) host key the droplet presented.
 func (c *Client) HostKey() ssh.PublicKey { return c.hostKey }
 

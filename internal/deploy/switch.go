@@ -1,0 +1,224 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/remote"
+)
+
+// switchover is the data side of moving the reserved IP between two
+// droplets of a stack: the droplet giving up the IP is frozen (read-only)
+// before its final backup, and the one taking it gets that data and is
+// writable again before the IP arrives. Until the move, only the frozen
+// droplet serves the site: no write can land on the wrong side.
+type switchover struct {
+	d         *Deployer
+	from, to  *remote.Client // from is nil on a first promote
+	fromName  string
+	out       outputs
+	frozenAt  time.Time
+	fromFroze bool
+	toFroze   bool
+	transfer  *Transfer
+}
+
+func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
+	if d.Remote == nil {
+		return nil, &ConfigError{Msg: "a stack's data needs SSH; this fleet was built without it"}
+	}
+	d.step("connecting to %s", m.Name)
+	return d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, time.Minute)
+}
+
+// prepareSwitch readies cand to take the IP from old (nil on a first
+// promote): freeze old, carry its final backup to cand, check cand's
+// health, and make cand writable.
+func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *switchover, err error) {
+	sw = &switchover{d: d, out: d.outputs(nil)}
+	defer func() {
+		if err != nil {
+			err = sw.abort(ctx, err)
+			sw.close()
+			sw = nil
+		}
+	}()
+	if sw.to, err = d.dialMember(ctx, cand); err != nil {
+		return sw, err
+	}
+	data := d.Spec.Stack.Data
+	if data == nil {
+		return sw, nil // after_promote only
+	}
+	if old != nil {
+		sw.fromName = old.Name
+		if sw.from, err = d.dialMember(ctx, old); err != nil {
+			return sw, err
+		}
+		d.step("freezing writes on %s", old.Name)
+		sw.frozenAt = time.Now()
+		sw.fromFroze = true // a freeze that failed halfway is undone too
+		if err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out); err != nil {
+			return sw, err
+		}
+		d.step("freezing %s until its data is final", cand.Name)
+		sw.toFroze = true
+		if err = d.runData(ctx, sw.to, "freeze", data.Freeze, sw.out); err != nil {
+			return sw, err
+		}
+		d.step("final backup of %s onto %s", old.Name, cand.Name)
+		if sw.transfer, err = d.transfer(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
+			return sw, err
+		}
+		d.step("checking health of %s", cand.Name)
+		if err = d.checkHTTP(ctx, cand.PublicIPv4, d.Spec.Stack.Health.Timeout); err != nil {
+			return sw, err
+		}
+	}
+	// Writable before the move: until the IP arrives only its own address
+	// reaches it, and new connections to the IP must find it writable.
+	if err = d.markPromoted(ctx, sw.to); err != nil {
+		return sw, fmt.Errorf("recording the promote time on %s: %w", cand.Name, err)
+	}
+	d.step("unfreezing %s", cand.Name)
+	if err = d.runData(ctx, sw.to, "unfreeze", data.Unfreeze, sw.out); err != nil {
+		return sw, err
+	}
+	sw.toFroze = false
+	return sw, nil
+}
+
+// abort undoes the freeze of the droplet that keeps the IP: the switch
+// did not happen, so it must take writes again. The other side is left
+// frozen (it is not live).
+func (sw *switchover) abort(ctx context.Context, cause error) error {
+	if sw == nil || !sw.fromFroze || sw.from == nil {
+		return cause
+	}
+	uctx, cancel := detached(ctx)
+	defer cancel()
+	data := sw.d.Spec.Stack.Data
+	if sw.to != nil && !sw.toFroze {
+		// It was made writable for the move that did not happen.
+		_ = sw.d.runData(uctx, sw.to, "freeze", data.Freeze, sw.out)
+	}
+	if err := sw.d.runData(uctx, sw.from, "unfreeze", data.Unfreeze, sw.out); err != nil {
+		return fmt.Errorf("%w\nthe reserved IP did not move, but %s is still frozen (read-only): unfreezing it failed: %v; run `fleet exec --droplet %s -- %s`", cause, sw.fromName, err, sw.fromName, data.Unfreeze)
+	}
+	sw.fromFroze = false
+	return fmt.Errorf("%w\nthe reserved IP did not move: %s is live and writable again", cause, sw.fromName)
+}
+
+// moved is how long writes were frozen: from the freeze until the IP
+// moved (0 without a freeze).
+func (sw *switchover) moved() time.Duration {
+	if sw == nil || sw.frozenAt.IsZero() {
+		return 0
+	}
+	return time.Since(sw.frozenAt)
+}
+
+func (sw *switchover) close() {
+	if sw == nil {
+		return
+	}
+	for _, c := range []*remote.Client{sw.from, sw.to} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// WritesAtRiskError is a rollback refused because writes made since the
+// promote cannot be carried back.
+type WritesAtRiskError struct {
+	Writes int // -1: unknown
+	From   string
+	To     string
+	Reason error
+}
+
+func (e *WritesAtRiskError) Error() string {
+	n := fmt.Sprintf("%d writes", e.Writes)
+	if e.Writes == 1 {
+		n = "1 write"
+	}
+	if e.Writes < 0 {
+		n = "an unknown number of writes"
+	}
+	return fmt.Sprintf("rollback refused: %s made on %s since it was promoted would be lost: %v\nto roll back anyway, losing them, run `fleet rollback --discard-writes`", n, e.From, e.Reason)
+}
+
+func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
+
+// prepareRollback readies prev to take the IP back from live: freeze
+// live, count the writes it took since its promote, carry them back
+// (prev's restore migrates them) unless discard, and make prev writable.
+func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, discard bool) (sw *switchover, writes int, err error) {
+	data := d.Spec.Stack.Data
+	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name}
+	writes = -1
+	defer func() {
+		if err != nil {
+			err = sw.abort(ctx, err)
+			sw.close()
+			sw = nil
+		}
+	}()
+	if sw.from, err = d.dialMember(ctx, live); err != nil {
+		return sw, writes, err
+	}
+	if sw.to, err = d.dialMember(ctx, prev); err != nil {
+		return sw, writes, err
+	}
+	d.step("freezing writes on %s", live.Name)
+	sw.frozenAt = time.Now()
+	sw.fromFroze = true
+	sw.toFroze = true // previous droplets stay frozen
+	if err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out); err != nil {
+		return sw, writes, err
+	}
+	if writes, err = d.writesSince(ctx, sw.from, sw.out); err != nil {
+		return sw, writes, err
+	}
+	switch {
+	case writes == 0:
+		d.step("no writes on %s since its promote", live.Name)
+	case discard:
+		d.step("discarding %s on %s", plural(writes, "write"), live.Name)
+	default:
+		d.step("carrying %s back from %s to %s", plural(writes, "write"), live.Name, prev.Name)
+		if sw.transfer, err = d.transfer(ctx, sw.from, live.Name, sw.to, prev.Name, sw.out); err != nil {
+			var inc *IncompatibleDataError
+			if errors.As(err, &inc) {
+				return sw, writes, &WritesAtRiskError{Writes: writes, From: live.Name, To: prev.Name, Reason: err}
+			}
+			return sw, writes, err
+		}
+		d.step("checking health of %s", prev.Name)
+		if err = d.checkHTTP(ctx, prev.PublicIPv4, d.Spec.Stack.Health.Timeout); err != nil {
+			return sw, writes, err
+		}
+	}
+	if err = d.markPromoted(ctx, sw.to); err != nil {
+		return sw, writes, fmt.Errorf("recording the rollback time on %s: %w", prev.Name, err)
+	}
+	d.step("unfreezing %s", prev.Name)
+	if err = d.runData(ctx, sw.to, "unfreeze", data.Unfreeze, sw.out); err != nil {
+		return sw, writes, err
+	}
+	sw.toFroze = false
+	return sw, writes, nil
+}
+
+func plural(n int, noun string) string {
+	if n < 0 {
+		return "an unknown number of " + noun + "s"
+	}
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
