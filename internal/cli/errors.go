@@ -30,7 +30,8 @@ const exitCodesHelp = `Exit codes:
   2    bad flags or arguments
   3    droplets.yaml is invalid
   4    missing token, bad credentials or account set-up
-  5    refused in this state (or --yes is needed)
+  5    refused in this state (or --yes is needed; a rollback that would
+       lose writes made since the promote)
   6    a wait timed out
   7    the API answered an error
   8    a deploy failed; the candidate is kept, marked failed
@@ -59,6 +60,7 @@ func exitCode(err error) int {
 		de  *deploy.DeployError
 		te  *cloud.TimeoutError
 		ae  *cloud.APIError
+		wr  *deploy.WritesAtRiskError
 	)
 	switch {
 	case err == nil:
@@ -71,7 +73,7 @@ func exitCode(err error) int {
 		return ExitSpec
 	case errors.As(err, &ce), errors.As(err, &dce):
 		return ExitConfig
-	case errors.As(err, &cf), errors.As(err, &re):
+	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr):
 		return ExitRefused
 	case errors.As(err, &de):
 		return ExitDeploy

@@ -10,8 +10,8 @@ import (
 
 // RollbackOptions are the inputs of `fleet rollback`.
 type RollbackOptions struct {
-	IO       *IOStreams
-	JSON     bool
+	IO   *IOStreams
+	JSON bool
 	// DiscardWrites rolls back even when writes made since the promote
 	// cannot be carried back.
 	DiscardWrites bool

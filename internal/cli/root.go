@@ -89,6 +89,8 @@ Environment:
 		NewCmdStatus(f, nil),
 		NewCmdDestroy(f, nil),
 		NewCmdPrune(f, nil),
+		NewCmdBackup(f, nil),
+		NewCmdRestore(f, nil),
 		NewCmdSSH(f),
 		NewCmdLogs(f),
 		NewCmdExec(f),

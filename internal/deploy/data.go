@@ -29,7 +29,7 @@ func promotedAtFile(project string) string { return "/etc/fleet/" + project + "/
 // `docker compose exec` reaches the stack.
 func dataCmd(project, cmd string, env ...string) string {
 	e := append([]string{"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_FILE=" + composeFile(project)}, env...)
-	return "cd /srv/fleet/" + project + " && " + strings.Join(e, " ") + " sh -c " + remote.ShellQuote(cmd)
+	return "cd " + projectDir(project) + " && " + strings.Join(e, " ") + " sh -c " + remote.ShellQuote(cmd)
 }
 
 // sumMarker prefixes the line on stderr where the droplet reports the
@@ -289,4 +289,3 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-

@@ -34,10 +34,16 @@ type Remote struct {
 
 // Paths on the droplet.
 func releaseDir(project, version string) string {
-	return "/srv/fleet/" + project + "/releases/" + version
+	return projectDir(project) + "/releases/" + version
 }
-func composeFile(project string) string { return "/srv/fleet/" + project + "/compose.yaml" }
-func secretsDir(project string) string  { return "/etc/fleet/" + project + "/secrets" }
+func composeFile(project string) string { return projectDir(project) + "/compose.yaml" }
+
+// srvRoot is where releases live on a droplet (a variable for tests that
+// run the droplet-side scripts here).
+var srvRoot = "/srv/fleet"
+
+func projectDir(project string) string { return srvRoot + "/" + project }
+func secretsDir(project string) string { return "/etc/fleet/" + project + "/secrets" }
 
 // ComposeCmd is the docker compose invocation for a project's resolved file.
 func ComposeCmd(project string) string {

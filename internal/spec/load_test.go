@@ -544,8 +544,8 @@ func TestLoadStack(t *testing.T) {
 				Secrets: Secrets{File: ".env.production"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
 		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n  after_promote: x ensure\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
-				Env:  []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
-				Data: &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify"},
+				Env:          []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
+				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify"},
 				AfterPromote: "x ensure"}},
 	}
 	for _, tt := range tests {
