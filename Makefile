@@ -41,7 +41,7 @@ test: vet
 	$(GO) test ./...
 
 e2e: host build
-	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -v ./e2e/... ./internal/localcloud/ ./internal/cloudinit/ ./internal/remote/
+	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -timeout 60m -v ./e2e/... ./internal/localcloud/ ./internal/cloudinit/ ./internal/remote/
 
 bench: host
 	@mkdir -p bin

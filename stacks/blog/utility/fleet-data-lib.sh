@@ -1,0 +1,43 @@
+# fleet-data-lib.sh: sourced by fleet-data and fleet-cron.
+
+FLAGS=/run/fleet-flags
+READONLY=$FLAGS/readonly
+BACKUPS=/var/backups/blog
+
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# self_id: this container's id. Under compose the hostname is the short
+# id (unless the service sets hostname:); /proc/self/mountinfo names the
+# full id in the path of the bind-mounted /etc/hostname.
+self_id() {
+	id=$(sed -n 's|.*/containers/\([0-9a-f]\{64\}\)/hostname .*|\1|p' /proc/self/mountinfo | head -n 1)
+	echo "${id:-$(hostname)}"
+}
+
+# project: this container's compose project, from its labels; else
+# $COMPOSE_PROJECT_NAME.
+project() {
+	p=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$(self_id)" 2>/dev/null) || p=
+	[ -n "$p" ] || p=${COMPOSE_PROJECT_NAME:-}
+	[ -n "$p" ] || die "cannot tell this container's compose project (no Docker socket at /var/run/docker.sock, or not started by compose; set COMPOSE_PROJECT_NAME)"
+	echo "$p"
+}
+
+# container SERVICE: the id of the running container of SERVICE in this
+# project (not one-off `compose run` containers).
+container() {
+	p=$(project) || exit 1
+	c=$(docker ps -q --no-trunc \
+		--filter "label=com.docker.compose.project=$p" \
+		--filter "label=com.docker.compose.service=$1" \
+		--filter "label=com.docker.compose.oneoff=False" \
+		--filter status=running | head -n 1)
+	[ -n "$c" ] || die "no running $1 container in compose project $p"
+	echo "$c"
+}
+
+frozen() { [ -e "$READONLY" ]; }
