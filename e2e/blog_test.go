@@ -1,0 +1,598 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/e2e/blogkit"
+)
+
+const blogHost = "blog.test"
+
+// blogEnv is everything the blog suite runs against: the local cloud
+// with a reserved IP made up front (so DNS can point at it before the
+// first promote), Pebble, mailpit and the fake Akismet.
+type blogEnv struct {
+	t        testing.TB
+	r        *runner
+	dir      string
+	home     string
+	ip       string // the reserved IP
+	pebble   *blogkit.Pebble
+	mail     *blogkit.Mailpit
+	akismet  *blogkit.Akismet
+	roots    *x509.CertPool // Pebble's issuing root
+	adminPwd string
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newBlogEnv builds the release repository (v1.0.0–v1.3.0 from the
+// overlays, plus extra patch tags), starts the local cloud on port and
+// the test servers, and writes droplets.yaml and the secrets file.
+func newBlogEnv(t testing.TB, port int, extraTags ...string) *blogEnv {
+	t.Helper()
+	ctx := context.Background()
+	e := &blogEnv{t: t, home: keptDir(t), adminPwd: "admin-" + randomHex(8)}
+	e.dir = filepath.Join(keptDir(t), "repo")
+	keys := project(t) // a key pair and cloud-init in a scratch dir
+	setup := func(dir string) error {
+		if out, err := exec.Command("cp", "-r", filepath.Join(keys, "keys"), filepath.Join(keys, "cloud-init"), dir+"/").CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return os.WriteFile(filepath.Join(dir, ".gitignore"), []byte(".env.secrets\nkeys/deploy\nbackups/\n"), 0o644)
+	}
+	blogkit.ReleaseRepo(t, "..", e.dir, setup, "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
+	for _, tag := range extraTags { // patch releases: the same tree, a new tag
+		git(t, e.dir, "commit", "-q", "--allow-empty", "-m", "release "+tag)
+		git(t, e.dir, "tag", tag)
+	}
+
+	e.r = &runner{t: t, bin: fleetBin(t), dir: e.dir, env: []string{"FLEET_HOME=" + e.home, "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	e.writeSpec("auto", nil) // local start reads the spec's provider
+	e.r.ok("local", "start", "--listen", listen)
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("FLEET_E2E_KEEP") != "" {
+			t.Logf("kept for inspection: FLEET_HOME=%s, repo %s", e.home, e.dir)
+			return
+		}
+		out, _, _ := e.r.run("status", "--json")
+		for _, name := range namesIn(out) {
+			e.r.run("destroy", "--yes", "--force", name)
+		}
+		e.r.run("local", "stop")
+	})
+	e.ip = e.reserveIP("http://" + listen)
+
+	gw, err := blogkit.Gateway(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := blogkit.NewCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pebble = blogkit.StartPebble(t, blogkit.PebbleOptions{Dir: t.TempDir(), ListenIP: gw, Names: []string{blogHost}, ResolveTo: e.ip, CA: ca})
+	e.mail = blogkit.StartMailpit(t, blogkit.MailpitOptions{Dir: t.TempDir(), ListenIP: gw, Username: "relay-" + randomHex(4), Password: randomHex(12), CA: ca})
+	e.akismet = blogkit.StartAkismet(t, gw+":0")
+	if e.roots, err = e.pebble.RootPool(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	e.writeSpec(e.ip, map[string]string{
+		"SITE_DOMAIN":        blogHost,
+		"ADMIN_EMAIL":        "editor@example.com",
+		"ACME_SERVER":        e.pebble.DirectoryURL,
+		"ACME_CA_BUNDLE_B64": e.pebble.ACMECABundleB64(),
+		"SMTP_RELAY_HOST":    e.mail.RelayHost(),
+		"SMTP_TLS_LEVEL":     "encrypt", // mailpit's certificate is for an IP; postfix matches names
+		"AKISMET_URL":        e.akismet.URL,
+	})
+	secrets := strings.Join([]string{
+		"django_secret_key=" + randomHex(32),
+		"admin_password=" + e.adminPwd,
+		"smtp_username=" + e.mail.Username,
+		"smtp_password=" + e.mail.Password,
+		"akismet_key=" + blogkit.AkismetTestKey,
+	}, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(e.dir, ".env.secrets"), []byte(secrets), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// keptDir is t.TempDir, or with FLEET_E2E_KEEP set a directory that
+// outlives the test, so a failed run's droplets can be inspected.
+func keptDir(t testing.TB) string {
+	if os.Getenv("FLEET_E2E_KEEP") == "" {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp("", "fleet-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func git(t testing.TB, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// writeSpec writes the working tree's droplets.yaml (fleet reads the spec
+// from the tree and the stack from the tag).
+func (e *blogEnv) writeSpec(reservedIP string, env map[string]string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `project: blog
+provider: local
+droplet:
+  region: nyc3
+  size: s-1vcpu-1gb
+  image: debian-13-x64
+  ssh_keys: [keys/deploy.pub]
+  cloud_init: cloud-init/droplet.yaml
+reserved_ip: %s
+keep: 2
+timeouts: {create: 5m, active: 5m, assign: 2m, ssh: 5m}
+stack:
+  dir: stacks/blog
+  compose: [docker-compose-common.yaml, docker-compose-production.yaml]
+  build: local
+  secrets: {file: .env.secrets}
+  health: {host: %s, paths: [/healthz], timeout: 4m}
+  data:
+    service: app
+    backup: docker compose exec -T utility fleet-data backup
+    restore: docker compose exec -T utility fleet-data restore
+    freeze: docker compose exec -T utility fleet-data freeze
+    unfreeze: docker compose exec -T utility fleet-data unfreeze
+    writes: docker compose exec -T -e FLEET_SINCE utility fleet-data writes
+    verify: blog-verify
+  after_promote: docker compose exec -T certbot certbot-ensure
+`, reservedIP, blogHost)
+	if len(env) > 0 {
+		b.WriteString("  env:\n")
+		for _, k := range sortedKeys(env) {
+			fmt.Fprintf(&b, "    %s: %q\n", k, env[k])
+		}
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "droplets.yaml"), []byte(b.String()), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	for i := range ks {
+		for j := i + 1; j < len(ks); j++ {
+			if ks[j] < ks[i] {
+				ks[i], ks[j] = ks[j], ks[i]
+			}
+		}
+	}
+	return ks
+}
+
+// reserveIP reserves an address in the region through the local API, the
+// way an operator reserves one in DigitalOcean's console.
+func (e *blogEnv) reserveIP(api string) string {
+	token, err := os.ReadFile(filepath.Join(e.home, "local", "token"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, api+"/v2/reserved_ips", strings.NewReader(`{"region":"nyc3"}`))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		ReservedIP struct {
+			IP string `json:"ip"`
+		} `json:"reserved_ip"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.ReservedIP.IP == "" {
+		e.t.Fatalf("reserving an IP: %d %v", resp.StatusCode, err)
+	}
+	return r.ReservedIP.IP
+}
+
+func (e *blogEnv) site(keepAlive bool) *site { return newSite(blogHost, e.ip, e.roots, keepAlive) }
+
+// up runs fleet up --json and returns its data transfer, if any.
+func (e *blogEnv) up(version string) map[string]any {
+	e.t.Helper()
+	start := time.Now()
+	out := e.r.ok("up", version, "--json")
+	var res map[string]any
+	json.Unmarshal([]byte(out), &res)
+	e.t.Logf("up %s: %.1fs, data %v", version, time.Since(start).Seconds(), res["data"])
+	return res
+}
+
+func (e *blogEnv) promote() map[string]any {
+	e.t.Helper()
+	start := time.Now()
+	out := e.r.ok("promote", "--json")
+	var res map[string]any
+	json.Unmarshal([]byte(out), &res)
+	e.t.Logf("promote: %.1fs, freeze %vs, after_promote error %q", time.Since(start).Seconds(), res["freeze_seconds"], res["after_promote_error"])
+	return res
+}
+
+// servedCert is the certificate the reserved IP presents for the site,
+// verified against Pebble's root.
+func (e *blogEnv) servedCert() *x509.Certificate {
+	e.t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ip+":443", &tls.Config{ServerName: blogHost, RootCAs: e.roots})
+	if err != nil {
+		e.t.Fatalf("TLS to %s as %s, verified against Pebble's root: %v", e.ip, blogHost, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// waitCert waits until the site serves a certificate Pebble issued.
+func (e *blogEnv) waitCert(timeout time.Duration) *x509.Certificate {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ip+":443", &tls.Config{ServerName: blogHost, RootCAs: e.roots})
+		if err == nil {
+			c := conn.ConnectionState().PeerCertificates[0]
+			conn.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no certificate from Pebble served on %s after %s: %v", e.ip, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func pngOf(w, h int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for x := 0; x < w; x++ {
+		for y := 0; y < h; y++ {
+			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 160, 255})
+		}
+	}
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return b.Bytes()
+}
+
+func artifactsDir(t testing.TB) string {
+	d := os.Getenv("FLEET_E2E_ARTIFACTS")
+	if d == "" {
+		d = filepath.Join("..", "bin", "e2e-artifacts")
+	}
+	d, _ = filepath.Abs(filepath.Join(d, t.Name()))
+	os.MkdirAll(d, 0o755)
+	return d
+}
+
+func (e *blogEnv) health(s *site) healthJSON {
+	e.t.Helper()
+	var h healthJSON
+	if err := s.getJSON("/healthz", &h); err != nil {
+		e.t.Fatalf("/healthz: %v", err)
+	}
+	return h
+}
+
+func (e *blogEnv) posts(s *site) postsJSON {
+	e.t.Helper()
+	var p postsJSON
+	if err := s.getJSON("/api/posts.json", &p); err != nil {
+		e.t.Fatalf("/api/posts.json: %v", err)
+	}
+	return p
+}
+
+func (e *blogEnv) comments(s *site, slug string) commentsJSON {
+	e.t.Helper()
+	var c commentsJSON
+	if err := s.getJSON("/posts/"+slug+"/comments.json", &c); err != nil {
+		e.t.Fatalf("comments of %s: %v", slug, err)
+	}
+	return c
+}
+
+// waitPendingComments waits until the worker has checked every comment.
+func (e *blogEnv) waitPendingComments(s *site, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		h := e.health(s)
+		if h.PendingComments == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d comments still pending after %s", h.PendingComments, timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (e *blogEnv) live() string {
+	for _, d := range e.r.status().Droplets {
+		if d.Role == "live" {
+			return d.Name
+		}
+	}
+	e.t.Fatal("no live droplet")
+	return ""
+}
+
+// TestBlog: the reference stack's four releases through up and promote on
+// the local cloud, with TLS from Pebble, mail through mailpit, the spam
+// check against a fake Akismet; then writes during a promote, rollbacks
+// that carry writes back or refuse with a count, and a real browser.
+func TestBlog(t *testing.T) {
+	ctx := context.Background()
+	e := newBlogEnv(t, 18513, "v1.3.1")
+	var s *site
+	slugs := []string{"hello-fleet", "cattle-not-pets", "boring-deploys"}
+
+	// v1.0.0: up, promote; the certificate is issued after the promote,
+	// when HTTP-01 can reach the site through the reserved IP.
+	e.up("v1.0.0")
+	if n := e.pebble.Issuances(); n != 0 {
+		t.Fatalf("Pebble issued %d certificates before the first promote", n)
+	}
+	res := e.promote()
+	if res["after_promote_error"] != "" {
+		t.Fatalf("after_promote failed: %v", res["after_promote_error"])
+	}
+	cert := e.waitCert(time.Minute)
+	if n := e.pebble.Issuances(); n != 1 {
+		t.Fatalf("Pebble issued %d certificates, want 1", n)
+	}
+	t.Logf("v1.0.0 serves certificate serial %x issued by %s", cert.SerialNumber, cert.Issuer.CommonName)
+	s = e.site(true)
+	// HTTPS is mandatory and HSTS is on.
+	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.ip+"/", nil)
+	req.Host = blogHost
+	if resp, err := plain.Do(req); err != nil || resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://"+blogHost) {
+		t.Fatalf("http:// is not redirected to https: %v %v", resp, err)
+	}
+	hreq, _ := http.NewRequest(http.MethodGet, s.url("/"), nil)
+	if code, hdr, _, err := s.do(hreq); err != nil || code != 200 || !strings.Contains(hdr.Get("Strict-Transport-Security"), "max-age=") {
+		t.Fatalf("GET / over HTTPS: %d %v, HSTS %q", code, err, hdr.Get("Strict-Transport-Security"))
+	}
+	if err := s.login("admin", e.adminPwd); err != nil {
+		t.Fatal(err)
+	}
+	for i, slug := range slugs {
+		if err := s.addPost(fmt.Sprintf("Post %d: %s", i+1, slug), slug, "Body of "+slug+".\n\nSecond paragraph.", "fleet, ops", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(e.posts(s).Posts); got != 3 {
+		t.Fatalf("%d posts after creating 3", got)
+	}
+
+	// v1.1.0: a code-only release; the posts and the certificate carry
+	// over, and Pebble issues nothing.
+	e.up("v1.1.0")
+	e.promote()
+	s = e.site(true)
+	if c := e.servedCert(); c.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		t.Fatalf("v1.1.0 serves serial %x, want the carried %x", c.SerialNumber, cert.SerialNumber)
+	}
+	if n := e.pebble.Issuances(); n != 1 {
+		t.Fatalf("Pebble issued %d certificates after v1.1.0, want still 1", n)
+	}
+	if got := len(e.posts(s).Posts); got != 3 {
+		t.Fatalf("v1.1.0 has %d posts, want 3", got)
+	}
+	if code, body, err := s.get("/tags/ops/"); err != nil || code != 200 || !strings.Contains(body, "hello-fleet") {
+		t.Fatalf("tag page /tags/ops/: %d %v", code, err)
+	}
+
+	// v1.2.0: a migration and an nginx change: uploads served by nginx.
+	e.up("v1.2.0")
+	e.promote()
+	s = e.site(true)
+	if h := e.health(s); h.PendingMigrations != 0 || !h.OK {
+		t.Fatalf("v1.2.0 health %+v", h)
+	}
+	if err := s.login("admin", e.adminPwd); err != nil {
+		t.Fatal(err)
+	}
+	pic := pngOf(64, 48)
+	if err := s.addPost("With a picture", "with-a-picture", "A post with an image.", "media", map[string]fileUpload{"image": {"fleet.png", pic}}); err != nil {
+		t.Fatal(err)
+	}
+	var imgURL string
+	for _, p := range e.posts(s).Posts {
+		if p.Slug == "with-a-picture" && p.Image != nil {
+			imgURL = *p.Image
+		}
+	}
+	if imgURL == "" {
+		t.Fatal("the uploaded image is not in /api/posts.json")
+	}
+	ireq, _ := http.NewRequest(http.MethodGet, s.url(imgURL), nil)
+	code, hdr, body, err := s.do(ireq)
+	if err != nil || code != 200 || body != string(pic) || hdr.Get("Content-Type") != "image/png" {
+		t.Fatalf("GET %s: %d %v, %d bytes (want %d), type %q", imgURL, code, err, len(body), len(pic), hdr.Get("Content-Type"))
+	}
+	if h := hdr.Get("Server"); !strings.Contains(h, "nginx") {
+		t.Errorf("media not served by nginx (Server: %q)", h)
+	}
+
+	// v1.3.0: comments checked by the background worker.
+	e.up("v1.3.0")
+	e.promote()
+	s = e.site(true)
+	if got := len(e.posts(s).Posts); got != 4 {
+		t.Fatalf("v1.3.0 has %d posts, want 4", got)
+	}
+	liveName := e.live()
+	cronMark := "cron-canary-" + randomHex(6)
+	e.r.ok("ssh", liveName, "--", "sh", "-c", fmt.Sprintf("'echo \"* * * * * root echo %s\" > /etc/cron.d/fleet-e2e'", cronMark))
+	if code, _, err := s.comment("hello-fleet", "Ada", "ada@example.com", "Nice post!"); err != nil || code != http.StatusCreated {
+		t.Fatalf("posting a comment: %d %v", code, err)
+	}
+	if code, _, err := s.comment("hello-fleet", blogkit.AkismetSpamAuthor, "spam@example.com", "Buy now"); err != nil || code != http.StatusCreated {
+		t.Fatalf("posting a spam comment: %d %v", code, err)
+	}
+	e.waitPendingComments(s, time.Minute)
+	cs := e.comments(s, "hello-fleet")
+	if len(cs.Comments) != 1 || cs.Comments[0].Author != "Ada" {
+		t.Fatalf("published comments = %+v, want Ada's only (the spam held)", cs.Comments)
+	}
+	if len(e.akismet.CommentChecks()) < 2 {
+		t.Fatalf("the worker made %d comment-checks", len(e.akismet.CommentChecks()))
+	}
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := e.mail.WaitMessage(mctx, func(m blogkit.Message) bool { return strings.Contains(m.Subject, "New comment") }); err != nil {
+		t.Fatalf("no notification mail reached mailpit: %v", err)
+	}
+	if _, err := e.mail.WaitMessage(mctx, func(m blogkit.Message) bool {
+		return strings.Contains(m.Subject, "Cron") || strings.Contains(m.Text, cronMark)
+	}); err != nil {
+		t.Fatalf("no cron mail from the droplet host reached mailpit: %v", err)
+	}
+
+	// A real browser: the home page, a post with an image and the comment
+	// form, over HTTPS on the reserved IP, trusting Pebble's root.
+	rootPEM, err := e.pebble.RootCAPEM(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	browser := blogkit.NewChromium(t, blogkit.ChromiumOptions{Dir: t.TempDir(), TrustPEM: [][]byte{rootPEM}, HostMap: map[string]string{blogHost: e.ip}})
+	art := artifactsDir(t)
+	for _, pg := range []struct{ path, file, want string }{
+		{"/", "home.png", "Post 1: hello-fleet"},
+		{"/posts/with-a-picture/", "post-with-image.png", "/media/"},
+		{"/posts/hello-fleet/", "comment-form.png", "csrfmiddlewaretoken"},
+	} {
+		dom, err := browser.Visit(ctx, "https://"+blogHost+pg.path, blogkit.VisitOptions{Screenshot: filepath.Join(art, pg.file)})
+		if err != nil {
+			t.Fatalf("chromium %s: %v", pg.path, err)
+		}
+		if !strings.Contains(dom, pg.want) {
+			t.Fatalf("chromium rendered %s without %q", pg.path, pg.want)
+		}
+	}
+	t.Logf("screenshots in %s", art)
+
+	// No lost writes: comments and reads through the reserved IP without
+	// pause while fleet promote moves to v1.3.1.
+	e.up("v1.3.1")
+	load := &cutoverLoad{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { load.run(e.site, "cattle-not-pets", stop, 500, 2000); close(done) }()
+	time.Sleep(2 * time.Second)
+	pres := e.promote()
+	close(stop)
+	<-done
+	t.Logf("cutover: %d write attempts, %d acked, %d answered 503, %d other; %d reads, %d failed; freeze %vs; samples %v",
+		load.Attempts.Load(), load.Acked.Load(), load.Frozen.Load(), load.OtherWrites.Load(), load.Reads.Load(), load.FailedReads.Load(), pres["freeze_seconds"], load.samples)
+	if load.Attempts.Load() < 500 || load.Reads.Load() < 2000 {
+		t.Fatalf("load too small: %d writes, %d reads", load.Attempts.Load(), load.Reads.Load())
+	}
+	if n := load.FailedReads.Load(); n != 0 {
+		t.Errorf("%d reads failed during the cutover: %v", n, load.samples)
+	}
+	s = e.site(true)
+	e.waitPendingComments(s, 3*time.Minute)
+	present := map[string]bool{}
+	for _, c := range e.comments(s, "cattle-not-pets").Comments {
+		present[c.Body] = true
+	}
+	lost := 0
+	for _, b := range load.acked {
+		if !present[b] {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged comments are missing after the promote", lost, len(load.acked))
+	}
+	before := len(present)
+
+	// Rollback to v1.3.0: the writes since the promote are carried back.
+	if code, _, err := s.comment("boring-deploys", "Grace", "grace@example.com", "After the promote"); err != nil || code != http.StatusCreated {
+		t.Fatalf("comment after the promote: %d %v", code, err)
+	}
+	e.waitPendingComments(s, time.Minute)
+	out := e.r.ok("rollback")
+	t.Logf("rollback to v1.3.0:\n%s", out)
+	if !strings.Contains(out, "carried") {
+		t.Fatalf("rollback did not carry writes back:\n%s", out)
+	}
+	s = e.site(true)
+	if got := len(e.comments(s, "cattle-not-pets").Comments); got != before {
+		t.Fatalf("after the rollback %d load comments, want %d", got, before)
+	}
+	if got := e.comments(s, "boring-deploys").Comments; len(got) != 1 {
+		t.Fatalf("the comment made after the promote was not carried back: %+v", got)
+	}
+
+	// Rollback to v1.2.0, which has no comments: refused with a count,
+	// and nothing changes; --discard-writes goes ahead.
+	if code, _, err := s.comment("boring-deploys", "Linus", "linus@example.com", "One more"); err != nil || code != http.StatusCreated {
+		t.Fatalf("comment: %d %v", code, err)
+	}
+	_, errOut, code := e.r.run("rollback")
+	if code != 5 || !strings.Contains(errOut, "would be lost") {
+		t.Fatalf("rollback to v1.2.0 with comments: exit %d, want 5 and a count\n%s", code, errOut)
+	}
+	t.Logf("refused: %s", errOut)
+	if e.live() != liveName {
+		t.Fatalf("a refused rollback moved the IP")
+	}
+	if code, _, err := s.comment("boring-deploys", "Linus", "linus@example.com", "Still writable"); err != nil || code != http.StatusCreated {
+		t.Fatalf("after the refused rollback the site takes no writes: %d %v", code, err)
+	}
+	out = e.r.ok("rollback", "--discard-writes")
+	t.Logf("rollback --discard-writes:\n%s", out)
+	s = e.site(true)
+	if got := len(e.posts(s).Posts); got != 4 {
+		t.Fatalf("v1.2.0 after the rollback has %d posts, want 4", got)
+	}
+	if h := e.health(s); !h.OK {
+		t.Fatalf("v1.2.0 after the rollback: %+v", h)
+	}
+}
