@@ -163,7 +163,7 @@ func (d *Deployer) restoreFrom(ctx context.Context, c *remote.Client, name strin
 	n, sum = cr.n, hex.EncodeToString(h.Sum(nil))
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Code == 3 {
-		return n, sum, &IncompatibleDataError{Droplet: name, Detail: strings.TrimSpace(lastLine(ee.Stderr))}
+		return n, sum, &IncompatibleDataError{Droplet: name, Detail: stackSaid(ee.Stderr, 3)}
 	}
 	if err != nil {
 		return n, sum, fmt.Errorf("restore on %s: %w", name, err)
@@ -269,6 +269,24 @@ func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out output
 func (d *Deployer) markPromoted(ctx context.Context, c *remote.Client) error {
 	f := promotedAtFile(d.Spec.Project)
 	return c.Run(ctx, "date +%s > "+f+".new && mv "+f+".new "+f, nil, nil, nil)
+}
+
+// stackSaid is the last n lines a stack command wrote on stderr, without
+// fleet's own sum marker, joined for one error message.
+func stackSaid(stderr string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, sumMarker) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 0 {
+		return "its restore exited 3 (this release cannot read the archive)"
+	}
+	return strings.Join(lines, "; ")
 }
 
 func lastLine(s string) string {

@@ -109,3 +109,13 @@ func TestDataCmdQuotes(t *testing.T) {
 		t.Error("verify must run without network")
 	}
 }
+
+func TestStackSaid(t *testing.T) {
+	got := stackSaid("a\nblog-restore: cannot read: blog.0003\n\nfleet-data: nothing restored\nfleet-sha256 abc\n", 2)
+	if got != "blog-restore: cannot read: blog.0003; fleet-data: nothing restored" {
+		t.Errorf("stackSaid = %q", got)
+	}
+	if got := stackSaid("fleet-sha256 abc\n", 2); !strings.Contains(got, "exited 3") {
+		t.Errorf("stackSaid of nothing = %q", got)
+	}
+}
