@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +297,39 @@ func pngOf(w, h int) []byte {
 	return b.Bytes()
 }
 
+// gradientPixels counts the pixels of a screenshot coloured like pngOf's
+// image (blue fixed at 160, red and green varying): it rendered if many.
+func gradientPixels(t testing.TB, path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			r, g, bl = r>>8, g>>8, bl>>8
+			if bl >= 150 && bl <= 170 && (r > 40 || g > 40) && (absDiff(r, bl) > 25 || absDiff(g, bl) > 25) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func absDiff(a, b uint32) uint32 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
 func artifactsDir(t testing.TB) string {
 	d := os.Getenv("FLEET_E2E_ARTIFACTS")
 	if d == "" {
@@ -514,6 +548,10 @@ func TestBlog(t *testing.T) {
 			t.Fatalf("chromium rendered %s without %q", pg.path, pg.want)
 		}
 	}
+	// The picture itself rendered: the screenshot holds its colours.
+	if n := gradientPixels(t, filepath.Join(art, "post-with-image.png")); n < 500 {
+		t.Fatalf("the post's image did not render in Chromium (%d pixels of it in the screenshot)", n)
+	}
 	t.Logf("screenshots in %s", art)
 
 	// No lost writes: comments and reads through the reserved IP without
@@ -576,7 +614,7 @@ func TestBlog(t *testing.T) {
 		t.Fatalf("comment: %d %v", code, err)
 	}
 	_, errOut, code := e.r.run("rollback")
-	if code != 5 || !strings.Contains(errOut, "would be lost") {
+	if code != 5 || !regexp.MustCompile(`rollback refused: \d+ writes? made on .* would be lost`).MatchString(errOut) {
 		t.Fatalf("rollback to v1.2.0 with comments: exit %d, want 5 and a count\n%s", code, errOut)
 	}
 	t.Logf("refused: %s", errOut)
@@ -594,5 +632,55 @@ func TestBlog(t *testing.T) {
 	}
 	if h := e.health(s); !h.OK {
 		t.Fatalf("v1.2.0 after the rollback: %+v", h)
+	}
+
+	// fleet backup --verify, then fleet restore; a damaged archive is
+	// refused before anything is touched.
+	var bk struct {
+		Archive  string `json:"archive"`
+		Verified bool   `json:"verified"`
+		Output   string `json:"verify_output"`
+		Manifest struct {
+			Entries []struct{ Name string } `json:"entries"`
+		} `json:"manifest"`
+	}
+	if err := json.Unmarshal([]byte(e.r.ok("backup", "--verify", "--json")), &bk); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("backup: %s, verify: %s", bk.Archive, bk.Output)
+	if !bk.Verified || !strings.Contains(bk.Output, "integrity_check ok") || len(bk.Manifest.Entries) != 3 {
+		t.Fatalf("backup --verify: %+v", bk)
+	}
+	archive := filepath.Join(e.dir, bk.Archive)
+	if !strings.HasPrefix(bk.Archive, filepath.Join("backups", "blog")+"/") || !strings.HasSuffix(archive, ".tar.zst") {
+		t.Fatalf("archive saved at %s, want backups/blog/<UTC time>.tar.zst", bk.Archive)
+	}
+	if _, err := os.Stat(strings.TrimSuffix(archive, ".tar.zst") + ".manifest.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.login("admin", e.adminPwd); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.addPost("After the backup", "after-the-backup", "Gone after the restore.", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(e.dir, "backups", "damaged.tar.zst")
+	b, _ := os.ReadFile(archive)
+	b[len(b)/2] ^= 0x55
+	os.WriteFile(damaged, b, 0o600)
+	mb, _ := os.ReadFile(strings.TrimSuffix(archive, ".tar.zst") + ".manifest.json")
+	os.WriteFile(strings.TrimSuffix(damaged, ".tar.zst")+".manifest.json", mb, 0o600)
+	if _, errOut, code := e.r.run("restore", "--yes", damaged); code == 0 || !strings.Contains(errOut, "checksum mismatch") {
+		t.Fatalf("restore of a damaged archive: exit %d\n%s", code, errOut)
+	}
+	if got := len(e.posts(s).Posts); got != 5 {
+		t.Fatalf("a refused restore changed the data: %d posts, want 5", got)
+	}
+	e.r.ok("restore", "--yes", bk.Archive)
+	if got := len(e.posts(s).Posts); got != 4 {
+		t.Fatalf("after restoring the backup %d posts, want the 4 it holds", got)
+	}
+	if code, _, err := s.get("/"); err != nil || code != 200 {
+		t.Fatalf("site after the restore: %d %v", code, err)
 	}
 }
