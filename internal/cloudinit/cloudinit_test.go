@@ -130,9 +130,10 @@ func TestRepoTemplate(t *testing.T) {
 	for _, want := range []string{
 		"[ -d /run/systemd/system ]", "systemctl enable --now fleet-http.service", "setsid nohup python3 -m http.server 80 --directory /var/www/fleet",
 		"install -d -m 0755 /srv/fleet/blog\n", "install -d -m 0700 -o root -g root /etc/fleet/blog/secrets\n",
-		"for p in docker.io docker-cli docker-compose postfix; do", "debconf-set-selections /etc/fleet/postfix.debconf", "install $missing",
+		"for p in docker.io docker-cli docker-compose postfix cron; do", "debconf-set-selections /etc/fleet/postfix.debconf", "install $missing",
 		"postconf -e myhostname=blog-v1-2-0-a1b2 myorigin=/etc/mailname mydestination= 'relayhost=[127.0.0.1]:2525' inet_interfaces=loopback-only\n",
-		"systemctl enable --now docker.service", "systemctl restart postfix.service", "service postfix restart",
+		"systemctl enable --now docker.service", "systemctl restart postfix.service", "systemctl enable --now cron.service",
+		"service postfix restart", "service cron start",
 	} {
 		i := strings.Index(cmds, want)
 		if i < 0 {
