@@ -557,6 +557,39 @@ func TestBlog(t *testing.T) {
 	// No lost writes: comments and reads through the reserved IP without
 	// pause while fleet promote moves to v1.3.1.
 	e.up("v1.3.1")
+
+	// A promote that fails before the move (the candidate's app is down,
+	// so it cannot be frozen) leaves the IP where it was and the live
+	// droplet writable.
+	var cand string
+	for _, d := range e.r.status().Droplets {
+		if d.Role == "candidate" {
+			cand = d.Name
+		}
+	}
+	appOf := "$(docker ps -aq --filter label=com.docker.compose.service=app)"
+	e.r.ok("ssh", cand, "--", "docker", "stop", appOf)
+	if _, errOut, code := e.r.run("promote"); code == 0 || !strings.Contains(errOut, "the reserved IP did not move") {
+		t.Fatalf("promote with the candidate's app down: exit %d\n%s", code, errOut)
+	}
+	if e.live() != liveName {
+		t.Fatal("a failed promote moved the IP")
+	}
+	if code, _, err := s.comment("hello-fleet", "Ada", "ada@example.com", "Still writable after a failed promote"); err != nil || code != http.StatusCreated {
+		t.Fatalf("live droplet after a failed promote: %d %v", code, err)
+	}
+	e.r.ok("ssh", cand, "--", "docker", "start", appOf)
+	for i := 0; ; i++ {
+		out, _, _ := e.r.run("ssh", cand, "--", "docker", "inspect", "-f", "'{{.State.Health.Status}}'", appOf)
+		if strings.TrimSpace(out) == "healthy" {
+			break
+		}
+		if i == 60 {
+			t.Fatalf("the candidate's app did not come back: %q", out)
+		}
+		time.Sleep(time.Second)
+	}
+
 	load := &cutoverLoad{}
 	stop := make(chan struct{})
 	done := make(chan struct{})
