@@ -65,7 +65,9 @@ commit() {
 }
 
 mkdir -p "$dst/stacks"
-cp -pPR "$root/stacks/blog" "$dst/stacks/blog"
+# Modes only, not times: a replaced file of the same size with a preserved
+# mtime (and a reused inode) would look unchanged to git add.
+cp -PR --preserve=mode "$root/stacks/blog" "$dst/stacks/blog"
 if [ -n "${MAKE_REPO_SETUP:-}" ]; then
 	(cd "$dst" && sh -c "$MAKE_REPO_SETUP") || die "MAKE_REPO_SETUP failed"
 fi
@@ -98,7 +100,7 @@ for v in $all; do
 			[ -d "$dst/stacks/blog/$f" ] && [ ! -L "$dst/stacks/blog/$f" ] || { rm -rf "$dst/stacks/blog/$f"; mkdir -p "$dst/stacks/blog/$f"; }
 		else
 			rm -rf "$dst/stacks/blog/$f"
-			cp -pP "$overlay/$f" "$dst/stacks/blog/$f"
+			cp -P --preserve=mode "$overlay/$f" "$dst/stacks/blog/$f"
 		fi
 	done
 	case $wanted in *" $v "*) commit "$v" ;; esac
