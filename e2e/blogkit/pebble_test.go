@@ -177,14 +177,22 @@ func TestPebbleIssues(t *testing.T) {
 		t.Errorf("CertStatus(%s) = %q, %v", serials[0], st, err)
 	}
 
-	// AuthzReuse 0: a second order validates again.
-	hits := ch.hits.Load()
-	issue(ctx, t, c, ch, name)
-	if ch.hits.Load() == hits {
-		t.Errorf("second order was not validated over HTTP-01 (AuthzReuse 0)")
+	// AuthzReuse 0: a new order validates again. Pebble reuses when
+	// rand.Intn(100) > percent is false, so even at 0 one order in 100
+	// reuses: allow three tries (one in a million fails).
+	issued := 1
+	validated := false
+	for try := 0; try < 3 && !validated; try++ {
+		hits := ch.hits.Load()
+		issue(ctx, t, c, ch, name)
+		issued++
+		validated = ch.hits.Load() > hits
 	}
-	if n := p.Issuances(); n != 2 {
-		t.Errorf("Issuances after two certificates = %d, want 2", n)
+	if !validated {
+		t.Errorf("three new orders were not validated over HTTP-01 (AuthzReuse 0)")
+	}
+	if n := p.Issuances(); n != issued {
+		t.Errorf("Issuances after %d certificates = %d", issued, n)
 	}
 
 	// A name Pebble's DNS does not know fails validation.

@@ -57,15 +57,22 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
-		d.step("freezing writes on %s", old.Name)
+		// Both at once: the freeze window is the site's downtime for writes.
+		d.step("freezing writes on %s (and on %s until its data is final)", old.Name, cand.Name)
 		sw.frozenAt = time.Now()
 		sw.fromFroze = true // a freeze that failed halfway is undone too
-		if err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out); err != nil {
-			return sw, err
-		}
-		d.step("freezing %s until its data is final", cand.Name)
 		sw.toFroze = true
-		if err = d.runData(ctx, sw.to, "freeze", data.Freeze, sw.out); err != nil {
+		candErr := make(chan error, 1)
+		candOut := d.outputs(nil) // redactors are not shared between sessions
+		go func() {
+			candErr <- d.runData(ctx, sw.to, "freeze", data.Freeze, candOut)
+			candOut.flush()
+		}()
+		err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
+		if cerr := <-candErr; err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return sw, err
 		}
 		d.step("final backup of %s onto %s", old.Name, cand.Name)
