@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,23 @@ import (
 )
 
 const blogHost = "blog.test"
+
+// relayProbe, run on a droplet, asks the stack's postfix to relay for a
+// client on a network outside its mynetworks and prints the dialogue.
+const relayProbe = `set -u
+pf=$(docker ps -q --filter label=com.docker.compose.service=postfix | head -n 1)
+img=$(docker inspect -f '{{.Config.Image}}' "$pf")
+docker network create fleet-relay-probe >/dev/null
+trap 'docker network disconnect fleet-relay-probe "$pf" >/dev/null 2>&1; docker network rm fleet-relay-probe >/dev/null' EXIT
+docker network connect fleet-relay-probe "$pf"
+ip=$(docker inspect -f '{{(index .NetworkSettings.Networks "fleet-relay-probe").IPAddress}}' "$pf")
+docker run --rm --network fleet-relay-probe --entrypoint bash "$img" -c '
+exec 3<>/dev/tcp/'"$ip"'/25
+read -r banner <&3; echo "$banner"
+printf "EHLO probe.example\r\n" >&3; sleep 0.5
+printf "MAIL FROM:<probe@example.net>\r\nRCPT TO:<victim@example.org>\r\nQUIT\r\n" >&3
+timeout 5 cat <&3'
+`
 
 // blogEnv is everything the blog suite runs against: the local cloud
 // with a reserved IP made up front (so DNS can point at it before the
@@ -251,7 +269,15 @@ func (e *blogEnv) promote() map[string]any {
 	out := e.r.ok("promote", "--json")
 	var res map[string]any
 	json.Unmarshal([]byte(out), &res)
-	e.t.Logf("promote: %.1fs, freeze %vs, after_promote error %q", time.Since(start).Seconds(), res["freeze_seconds"], res["after_promote_error"])
+	var phases []string
+	if ps, ok := res["phases"].([]any); ok {
+		for _, p := range ps {
+			if m, ok := p.(map[string]any); ok {
+				phases = append(phases, fmt.Sprintf("%v %.2fs", m["phase"], m["seconds"]))
+			}
+		}
+	}
+	e.t.Logf("promote: %.1fs, freeze %vs, after_promote error %q\n  %s", time.Since(start).Seconds(), res["freeze_seconds"], res["after_promote_error"], strings.Join(phases, "\n  "))
 	return res
 }
 
@@ -525,6 +551,13 @@ func TestBlog(t *testing.T) {
 		return strings.Contains(m.Subject, "Cron") || strings.Contains(m.Text, cronMark)
 	}); err != nil {
 		t.Fatalf("no cron mail from the droplet host reached mailpit: %v", err)
+	}
+
+	// Never an open relay: a client outside mynetworks (a network of its
+	// own, connected to the postfix container) is refused.
+	relayOut := e.r.ok("ssh", liveName, "--", "echo", base64.StdEncoding.EncodeToString([]byte(relayProbe)), "|", "base64", "-d", "|", "sh")
+	if !strings.Contains(relayOut, "Relay access denied") {
+		t.Fatalf("postfix relayed for a client outside mynetworks:\n%s", relayOut)
 	}
 
 	// A real browser: the home page, a post with an image and the comment

@@ -135,3 +135,16 @@ func countNoun(n int, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
+
+type phaseJSON struct {
+	Name    string  `json:"phase"`
+	Seconds float64 `json:"seconds"`
+}
+
+func phasesJSON(ps []deploy.Phase) []phaseJSON {
+	out := make([]phaseJSON, len(ps))
+	for i, p := range ps {
+		out[i] = phaseJSON{p.Name, p.Duration.Seconds()}
+	}
+	return out
+}

@@ -67,6 +67,7 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 			"reserved_ip": res.ReservedIP, "live": toJSON(&res.Live), "previous": toJSON(res.Previous),
 			"reserved_ip_created": res.Created, "pruned": toJSONs(res.Pruned),
 			"data": res.Data, "freeze_seconds": res.Freeze.Seconds(), "after_promote_error": res.AfterPromoteError,
+			"phases": phasesJSON(res.Phases),
 		})
 	}
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)

@@ -66,15 +66,7 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		return err
 	}
 	if opts.JSON {
-		type phase struct {
-			Name    string  `json:"phase"`
-			Seconds float64 `json:"seconds"`
-		}
-		phases := make([]phase, len(res.Phases))
-		for i, p := range res.Phases {
-			phases[i] = phase{p.Name, p.Duration.Seconds()}
-		}
-		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phases}
+		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phasesJSON(res.Phases)}
 		m["shipped_bytes"], m["reused_layers"] = res.ShippedBytes, res.ReusedLayers
 		m["data"] = res.Data
 		return printJSON(opts.IO.Out, m)

@@ -225,6 +225,7 @@ type PromoteResult struct {
 	Freeze time.Duration
 	// AfterPromoteError: stack.after_promote failed (the promote stands).
 	AfterPromoteError string
+	Phases            []Phase
 }
 
 // Promote moves the reserved IP to the candidate: it becomes live and the
@@ -313,6 +314,7 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 		}
 	}
 	res.Pruned, err = d.prune(ctx, st, d.Spec.Keep)
+	res.Phases = d.finishPhases()
 	return res, err
 }
 
