@@ -125,17 +125,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// countNoun is "1 write", "3 writes" or "an unknown number of writes".
-func countNoun(n int, noun string) string {
-	switch {
-	case n < 0:
-		return "an unknown number of " + noun + "s"
-	case n == 1:
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
 type phaseJSON struct {
 	Name    string  `json:"phase"`
 	Seconds float64 `json:"seconds"`

@@ -77,9 +77,9 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	}
 	switch {
 	case res.Discarded:
-		fmt.Fprintf(opts.IO.Out, "discarded %s made since the promote\n", countNoun(res.Writes, "write"))
+		fmt.Fprintf(opts.IO.Out, "discarded %s made since the promote\n", deploy.Plural(res.Writes, "write"))
 	case res.Data != nil:
-		fmt.Fprintf(opts.IO.Out, "carried %s back (%s archive, sha256 %.12s)\n", countNoun(res.Writes, "write"), humanBytes(res.Data.Bytes), res.Data.SHA256)
+		fmt.Fprintf(opts.IO.Out, "carried %s back (%s archive, sha256 %.12s)\n", deploy.Plural(res.Writes, "write"), humanBytes(res.Data.Bytes), res.Data.SHA256)
 	}
 	if res.Freeze > 0 {
 		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())

@@ -339,10 +339,7 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 		err = d.unfreezeAfter(ctx, c, err, out)
 		res.Frozen = time.Since(start)
 	}
-	if err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, err
 }
 
 func (d *Deployer) unfreezeAfter(ctx context.Context, c *remote.Client, cause error, out outputs) error {

@@ -194,9 +194,9 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 	case writes == 0:
 		d.step("no writes on %s since its promote", live.Name)
 	case discard:
-		d.step("discarding %s on %s", plural(writes, "write"), live.Name)
+		d.step("discarding %s on %s", Plural(writes, "write"), live.Name)
 	default:
-		d.step("carrying %s back from %s to %s", plural(writes, "write"), live.Name, prev.Name)
+		d.step("carrying %s back from %s to %s", Plural(writes, "write"), live.Name, prev.Name)
 		if sw.transfer, err = d.transfer(ctx, sw.from, live.Name, sw.to, prev.Name, sw.out); err != nil {
 			var inc *IncompatibleDataError
 			if errors.As(err, &inc) {
@@ -220,7 +220,8 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 	return sw, writes, nil
 }
 
-func plural(n int, noun string) string {
+// Plural is "1 write", "3 writes" or "an unknown number of writes" (n < 0).
+func Plural(n int, noun string) string {
 	if n < 0 {
 		return "an unknown number of " + noun + "s"
 	}
