@@ -15,12 +15,14 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +88,8 @@ func newBlogEnv(t testing.TB, port int, extraTags ...string) *blogEnv {
 	}
 	blogkit.ReleaseRepo(t, "..", e.dir, setup, "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
 	for _, tag := range extraTags { // patch releases: the same tree, a new tag
-		git(t, e.dir, "commit", "-q", "--allow-empty", "-m", "release "+tag)
-		git(t, e.dir, "tag", tag)
+		gitIn(t, e.dir, "commit", "-q", "--allow-empty", "-m", "release "+tag)
+		gitIn(t, e.dir, "tag", tag)
 	}
 
 	e.r = &runner{t: t, bin: fleetBin(t), dir: e.dir, env: []string{"FLEET_HOME=" + e.home, "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
@@ -157,7 +159,8 @@ func keptDir(t testing.TB) string {
 	return d
 }
 
-func git(t testing.TB, dir string, args ...string) {
+// gitIn runs git in dir as the e2e author.
+func gitIn(t testing.TB, dir string, args ...string) {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -200,28 +203,13 @@ stack:
 `, reservedIP, blogHost)
 	if len(env) > 0 {
 		b.WriteString("  env:\n")
-		for _, k := range sortedKeys(env) {
+		for _, k := range slices.Sorted(maps.Keys(env)) {
 			fmt.Fprintf(&b, "    %s: %q\n", k, env[k])
 		}
 	}
 	if err := os.WriteFile(filepath.Join(e.dir, "droplets.yaml"), []byte(b.String()), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
 }
 
 // reserveIP reserves an address in the region through the local API, the
@@ -285,12 +273,20 @@ func (e *blogEnv) promote() map[string]any {
 // verified against Pebble's root.
 func (e *blogEnv) servedCert() *x509.Certificate {
 	e.t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ip+":443", &tls.Config{ServerName: blogHost, RootCAs: e.roots})
+	c, err := e.dialCert()
 	if err != nil {
 		e.t.Fatalf("TLS to %s as %s, verified against Pebble's root: %v", e.ip, blogHost, err)
 	}
+	return c
+}
+
+func (e *blogEnv) dialCert() (*x509.Certificate, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ip+":443", &tls.Config{ServerName: blogHost, RootCAs: e.roots})
+	if err != nil {
+		return nil, err
+	}
 	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0]
+	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
 // waitCert waits until the site serves a certificate Pebble issued.
@@ -298,10 +294,8 @@ func (e *blogEnv) waitCert(timeout time.Duration) *x509.Certificate {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", e.ip+":443", &tls.Config{ServerName: blogHost, RootCAs: e.roots})
+		c, err := e.dialCert()
 		if err == nil {
-			c := conn.ConnectionState().PeerCertificates[0]
-			conn.Close()
 			return c
 		}
 		if time.Now().After(deadline) {

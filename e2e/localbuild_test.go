@@ -18,15 +18,7 @@ import (
 func localBuildRepo(t testing.TB) string {
 	t.Helper()
 	dir := project(t)
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	git := func(args ...string) { t.Helper(); gitIn(t, dir, args...) }
 	if out, err := exec.Command("cp", "-r", "../stacks", dir+"/").CombinedOutput(); err != nil {
 		t.Fatalf("cp stacks: %v\n%s", err, out)
 	}
