@@ -36,16 +36,22 @@ func dataCmd(project, cmd string, env ...string) string {
 // sha256 of the stream it produced or consumed.
 const sumMarker = "fleet-sha256 "
 
-// backupScript runs backup and reports the sha256 of what it wrote.
-// pipefail: a backup that fails midway must fail the run.
-func backupScript(project, backup string) string {
-	return "bash -c " + remote.ShellQuote(`set -o pipefail
-f=$(mktemp -u /tmp/fleet-sum.XXXXXX) && mkfifo -m 0600 "$f" || exit 1
+// summed runs pipeline under bash with a fifo "$f" whose reader hashes
+// what pipeline tees into it, then reports that sha256 on stderr after
+// sumMarker and exits with the pipeline's status.
+func summed(options, pipeline string) string {
+	return "bash -c " + remote.ShellQuote(options+`f=$(mktemp -u /tmp/fleet-sum.XXXXXX) && mkfifo -m 0600 "$f" || exit 1
 sha256sum <"$f" >"$f.sum" & p=$!
-`+dataCmd(project, backup)+` | tee "$f"; rc=$?
+`+pipeline+`; rc=$?
 wait $p; read -r s _ <"$f.sum"; rm -f "$f" "$f.sum"
 echo "`+sumMarker+`$s" >&2
 exit $rc`)
+}
+
+// backupScript runs backup and reports the sha256 of what it wrote.
+// pipefail: a backup that fails midway must fail the run.
+func backupScript(project, backup string) string {
+	return summed("set -o pipefail\n", dataCmd(project, backup)+` | tee "$f"`)
 }
 
 // restoreScript feeds stdin to restore and reports the sha256 of all of
@@ -53,12 +59,7 @@ exit $rc`)
 // reading (tar leaves its trailing padding), so the sum covers every byte
 // sent; the exit status is restore's own.
 func restoreScript(project, restore string) string {
-	return "bash -c " + remote.ShellQuote(`f=$(mktemp -u /tmp/fleet-sum.XXXXXX) && mkfifo -m 0600 "$f" || exit 1
-sha256sum <"$f" >"$f.sum" & p=$!
-tee -p "$f" | { `+dataCmd(project, restore)+`; } >&2; rc=$?
-wait $p; read -r s _ <"$f.sum"; rm -f "$f" "$f.sum"
-echo "`+sumMarker+`$s" >&2
-exit $rc`)
+	return summed("", `tee -p "$f" | { `+dataCmd(project, restore)+`; } >&2`)
 }
 
 // sumCatcher passes a command's stderr on, except the sum marker line,

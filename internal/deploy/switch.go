@@ -86,15 +86,21 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 	}
 	// Writable before the move: until the IP arrives only its own address
 	// reaches it, and new connections to the IP must find it writable.
-	if err = d.markPromoted(ctx, sw.to); err != nil {
-		return sw, fmt.Errorf("recording the promote time on %s: %w", cand.Name, err)
+	return sw, sw.makeWritable(ctx, cand.Name)
+}
+
+// makeWritable records on the droplet taking the IP that it is live from
+// now (rollback counts writes from then) and unfreezes it.
+func (sw *switchover) makeWritable(ctx context.Context, name string) error {
+	if err := sw.d.markPromoted(ctx, sw.to); err != nil {
+		return fmt.Errorf("recording the promote time on %s: %w", name, err)
 	}
-	d.step("unfreezing %s", cand.Name)
-	if err = d.runData(ctx, sw.to, "unfreeze", data.Unfreeze, sw.out); err != nil {
-		return sw, err
+	sw.d.step("unfreezing %s", name)
+	if err := sw.d.runData(ctx, sw.to, "unfreeze", sw.d.Spec.Stack.Data.Unfreeze, sw.out); err != nil {
+		return err
 	}
 	sw.toFroze = false
-	return sw, nil
+	return nil
 }
 
 // abort undoes the freeze of the droplet that keeps the IP: the switch
@@ -209,15 +215,7 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 			return sw, writes, err
 		}
 	}
-	if err = d.markPromoted(ctx, sw.to); err != nil {
-		return sw, writes, fmt.Errorf("recording the rollback time on %s: %w", prev.Name, err)
-	}
-	d.step("unfreezing %s", prev.Name)
-	if err = d.runData(ctx, sw.to, "unfreeze", data.Unfreeze, sw.out); err != nil {
-		return sw, writes, err
-	}
-	sw.toFroze = false
-	return sw, writes, nil
+	return sw, writes, sw.makeWritable(ctx, prev.Name)
 }
 
 // Plural is "1 write", "3 writes" or "an unknown number of writes" (n < 0).
