@@ -126,7 +126,7 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &deploy.Deployer{Cloud: c, Spec: s, Step: step}
+	d := &deploy.Deployer{Cloud: c, Spec: s, Step: step, Warnings: f.IOStreams.ErrOut}
 	if s.Stack != nil { // only stack deploys reach droplets over SSH
 		if d.Remote, err = f.Remote(); err != nil {
 			return nil, err

@@ -62,7 +62,9 @@ type scriptAPI struct {
 //
 //	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-faults SPEC]
 //	localapi fault SPEC        add faults
+//	localapi clear-faults      remove them all
 //	localapi droplets N        the server holds exactly N droplets (any project)
+//	localapi reserved-ips N    the server holds exactly N reserved IPs
 //	localapi answered STATUS N[+] METHOD|* PATH
 //	                           exactly (or at least) N requests to PATH (a prefix) got STATUS
 //	localapi contract          no contract violations so far (also checked at the end)
@@ -92,8 +94,16 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	case "droplets":
 		want, err := strconv.Atoi(args[1])
 		ts.Check(err)
-		if got := api.countDroplets(ts); got != want {
+		if got := api.count(ts, "droplets"); got != want {
 			ts.Fatalf("server holds %d droplets, want %d", got, want)
+		}
+	case "clear-faults":
+		api.srv.ClearFaults()
+	case "reserved-ips":
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		if got := api.count(ts, "reserved_ips"); got != want {
+			ts.Fatalf("server holds %d reserved IPs, want %d", got, want)
 		}
 	case "answered":
 		if len(args) != 5 {
@@ -157,8 +167,9 @@ func (api *scriptAPI) assertContract(ts *testscript.TestScript) {
 	}
 }
 
-func (api *scriptAPI) countDroplets(ts *testscript.TestScript) int {
-	req, _ := http.NewRequest("GET", api.http.URL+"/v2/droplets?per_page=200", nil)
+// count reads meta.total of GET /v2/<what>.
+func (api *scriptAPI) count(ts *testscript.TestScript, what string) int {
+	req, _ := http.NewRequest("GET", api.http.URL+"/v2/"+what+"?per_page=200", nil)
 	req.Header.Set("Authorization", "Bearer "+api.token)
 	resp, err := http.DefaultClient.Do(req)
 	ts.Check(err)
@@ -170,7 +181,7 @@ func (api *scriptAPI) countDroplets(ts *testscript.TestScript) int {
 	}
 	ts.Check(json.NewDecoder(resp.Body).Decode(&body))
 	if resp.StatusCode != 200 {
-		ts.Fatalf("GET /v2/droplets: %s", resp.Status)
+		ts.Fatalf("GET /v2/%s: %s", what, resp.Status)
 	}
 	return body.Meta.Total
 }

@@ -75,8 +75,11 @@ type Cloud interface {
 	Untag(ctx context.Context, dropletID int, tag string) error
 	ReservedIP(ctx context.Context, ip string) (*ReservedIP, error)
 	ListReservedIPs(ctx context.Context) ([]ReservedIP, error)
-	CreateReservedIP(ctx context.Context, dropletID int, t Timeouts) (*ReservedIP, error)
+	// CreateReservedIP calls record with the new address as soon as the
+	// API has made it, before waiting for its assignment.
+	CreateReservedIP(ctx context.Context, dropletID int, t Timeouts, record func(ip string) error) (*ReservedIP, error)
 	Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error
+	Settle(ctx context.Context, ip string, t Timeouts) (*ReservedIP, error)
 	Unassign(ctx context.Context, ip string, t Timeouts) error
 }
 

@@ -199,7 +199,7 @@ func TestReservedIPLifecycle(t *testing.T) {
 			ctx := context.Background()
 			a := e.create(t, "web-a", "fleet-deploy:a")
 			b := e.create(t, "web-b", "fleet-deploy:b")
-			ip, err := e.c.CreateReservedIP(ctx, a.ID, quick)
+			ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +227,7 @@ func TestAssignErroredAction(t *testing.T) {
 	e := newEnv(t, "errored=assign", nil)
 	ctx := context.Background()
 	a := e.create(t, "web-a", "fleet-deploy:a")
-	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick)
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
 	var ae *ActionError
 	if err == nil {
 		b := e.create(t, "web-b", "fleet-deploy:b")

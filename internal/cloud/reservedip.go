@@ -36,7 +36,7 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 // caller has just seen that the droplet holds none. Like a droplet create,
 // it is resent only after a look-up shows it did not take effect; a
 // droplet holds at most one reserved IP, which is the key.
-func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts) (*ReservedIP, error) {
+func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts, record func(ip string) error) (*ReservedIP, error) {
 	find := func() (*ReservedIP, error) {
 		all, err := c.ListReservedIPs(ctx)
 		if err != nil {
@@ -61,6 +61,11 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 		}
 		r, resp, err := c.once.ReservedIPs.Create(ctx, &godo.ReservedIPCreateRequest{DropletID: dropletID})
 		if err == nil {
+			if record != nil {
+				if err := record(r.IP); err != nil {
+					return nil, err
+				}
+			}
 			if resp != nil && resp.Links != nil {
 				for _, a := range resp.Links.Actions {
 					id := a.ID

@@ -697,12 +697,3 @@ func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []st
 	}
 	return sc.Layers
 }
-
-// upResult adds what a local build shipped to r.
-func (d *Deployer) upResult(r *UpResult) *UpResult {
-	if d.shipped != nil {
-		r.ShippedBytes, r.ReusedLayers = d.shipped.ShippedBytes, d.shipped.ReusedLayers
-	}
-	r.Data = d.carried
-	return r
-}

@@ -90,16 +90,22 @@ func (p *prepared) values() []string {
 	return v
 }
 
+// stackResult is what a stack deploy moved besides the stack itself.
+type stackResult struct {
+	shipped *ShipStats // stack.build: local
+	carried *Transfer  // the live data restored onto the candidate
+}
+
 // deployStack turns a booted droplet into a healthy running stack.
 // With a data contract and a live droplet, the live data is carried over
 // (backup streamed into the candidate's restore) before the health gate.
-func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared, live *Member) error {
+func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared, live *Member) (res stackResult, err error) {
 	r := d.Remote
 	proj := d.Spec.Project
 	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
 	c, err := r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer func() {
 		if c != nil { // nil after a failed reconnect
@@ -110,7 +116,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	d.step("waiting for cloud-init on %s", dr.Name)
 	ci, err := c.WaitCloudInit(ctx, r.SSHWait)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if ci.Recoverable {
 		d.warn("cloud-init finished with recoverable errors on %s:\n  %s", dr.Name, strings.Join(append(ci.Errors, ci.Warnings...), "\n  "))
@@ -121,14 +127,14 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	d.step("rotating the host key of %s", dr.Name)
 	key, err := c.RotateHostKey(ctx)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if err := r.Dialer.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
-		return err
+		return res, err
 	}
 	c.Close()
 	if c, err = r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait); err != nil {
-		return fmt.Errorf("reconnecting with the rotated host key: %w", err)
+		return res, fmt.Errorf("reconnecting with the rotated host key: %w", err)
 	}
 
 	out := d.outputs(p)
@@ -148,7 +154,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out.stdout, out.stderr)
 	pr.Close() // unblocks Tar if the remote side stopped reading early
 	if err != nil {
-		return fmt.Errorf("shipping the stack: %w", err)
+		return res, fmt.Errorf("shipping the stack: %w", err)
 	}
 
 	d.step("delivering %d secrets", len(p.secrets))
@@ -158,11 +164,11 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	}
 	sort.Strings(names)
 	if err := c.Run(ctx, "install -d -m 0700 "+secretsDir(proj), nil, out.stdout, out.stderr); err != nil {
-		return err
+		return res, err
 	}
 	for _, n := range names {
 		if err := c.WriteFile(ctx, path.Join(secretsDir(proj), n), 0o600, strings.NewReader(p.secrets[n])); err != nil {
-			return fmt.Errorf("delivering secret %s: %w", n, err)
+			return res, fmt.Errorf("delivering secret %s: %w", n, err)
 		}
 	}
 
@@ -176,55 +182,50 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	}
 	d.step("resolving the compose files")
 	if err := c.Run(ctx, "cd "+rel+" && "+env+" docker compose -p "+proj+files+" config > "+composeFile(proj)+".new && mv "+composeFile(proj)+".new "+composeFile(proj), nil, out.stdout, out.stderr); err != nil {
-		return fmt.Errorf("docker compose config: %w", err)
+		return res, fmt.Errorf("docker compose config: %w", err)
 	}
 	if d.Spec.Stack.Build == "remote" {
 		d.step("building images on %s", dr.Name)
 		if err := c.Run(ctx, ComposeCmd(proj)+" build", nil, out.stdout, out.stderr); err != nil {
-			return fmt.Errorf("docker compose build: %w", err)
+			return res, fmt.Errorf("docker compose build: %w", err)
 		}
 	}
 	noBuild := ""
 	if d.Spec.Stack.Build == "local" {
-		if d.shipped, err = d.shipLocalBuild(ctx, c, dr.ID, version, p, out); err != nil {
-			return err
+		if res.shipped, err = d.shipLocalBuild(ctx, c, dr.ID, version, p, out); err != nil {
+			return res, err
 		}
 		noBuild = " --no-build"
 	}
 	timeout := d.Spec.Stack.Health.Timeout
 	d.step("starting the stack")
 	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(math.Ceil(timeout.Seconds())), noBuild), nil, out.stdout, out.stderr); err != nil {
-		return fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
+		return res, fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
 	}
 	if data := d.Spec.Stack.Data; data != nil && live != nil && live.ID != dr.ID {
-		if err := d.carryData(ctx, live, c, dr.Name, out); err != nil {
-			return err
+		if res.carried, err = d.carryData(ctx, live, c, dr.Name, out); err != nil {
+			return res, err
 		}
 	}
 	d.step("checking health over HTTP")
 	if err := d.checkHTTP(ctx, dr.PublicIPv4, timeout); err != nil {
-		return err
+		return res, err
 	}
-	return d.Cloud.Tag(ctx, dr.ID, TagHealthy)
+	return res, d.Cloud.Tag(ctx, dr.ID, TagHealthy)
 }
 
 // carryData restores the live droplet's current backup onto the
 // candidate. The live site keeps taking writes: promote's final sync
 // carries those.
-func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Client, candName string, out outputs) error {
+func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Client, candName string, out outputs) (*Transfer, error) {
 	d.step("connecting to live %s", live.Name)
 	lc, err := d.Remote.Dialer.Dial(ctx, live.Name, live.PublicIPv4, time.Minute)
 	if err != nil {
-		return fmt.Errorf("the live droplet's data: %w", err)
+		return nil, fmt.Errorf("the live droplet's data: %w", err)
 	}
 	defer lc.Close()
 	d.step("carrying the data over from %s (backup → restore, checksummed)", live.Name)
-	t, err := d.transfer(ctx, lc, live.Name, cand, candName, out)
-	if err != nil {
-		return err
-	}
-	d.carried = t
-	return nil
+	return d.transfer(ctx, lc, live.Name, cand, candName, out)
 }
 
 // checkHTTP asks every health path through the droplet's public address
@@ -304,5 +305,9 @@ func (d *Deployer) log() io.Writer {
 }
 
 func (d *Deployer) warn(format string, args ...any) {
-	fmt.Fprintf(d.log(), "warning: "+format+"\n", args...)
+	w := d.Warnings
+	if w == nil {
+		w = d.log()
+	}
+	fmt.Fprintf(w, "warning: "+format+"\n", args...)
 }

@@ -104,11 +104,17 @@ func (sw *switchover) makeWritable(ctx context.Context, name string) error {
 }
 
 // abort undoes the freeze of the droplet that keeps the IP: the switch
-// did not happen, so it must take writes again. The other side is left
-// frozen (it is not live).
+// did not happen (before the move, or read back after it), so it must take
+// writes again. The other side is left frozen (it is not live). When the
+// move's outcome is unknown nothing is unfrozen: writes on the wrong side
+// would be lost, a read-only site for a re-run's length is not.
 func (sw *switchover) abort(ctx context.Context, cause error) error {
 	if sw == nil || !sw.fromFroze || sw.from == nil {
 		return cause
+	}
+	var unknown *MoveUnknownError
+	if errors.As(cause, &unknown) {
+		return fmt.Errorf("%w\n%s and the droplet taking the IP stay frozen (read-only) until a re-run of the command settles the move", cause, sw.fromName)
 	}
 	uctx, cancel := detached(ctx)
 	defer cancel()

@@ -1,0 +1,223 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/cloudinit"
+	"github.com/fleetdeploy/fleet/internal/spec"
+	"golang.org/x/crypto/ssh"
+)
+
+// UpResult is what `fleet up` made.
+type UpResult struct {
+	Droplet Member
+	Resumed bool    // an interrupted up of the same version was picked up
+	Phases  []Phase // what took how long
+	// With stack.build: local: compressed bytes of image layers sent from
+	// this machine, and layers relayed from the live droplet instead.
+	ShippedBytes int64
+	ReusedLayers int
+	// The live droplet's data restored onto the candidate, if any.
+	Data *Transfer
+	// Duplicates destroyed: candidates of this version left by an up that
+	// was killed while its create request was in flight.
+	Duplicates []Member
+}
+
+// UpOptions tune `fleet up`.
+type UpOptions struct {
+	FromWorktree bool // deploy the working tree instead of the git tag
+}
+
+// Up creates a candidate droplet for version and, with a stack, deploys
+// it and gates it on health. It never touches the live droplet or the
+// reserved IP. A failed candidate is kept, tagged failed; an interrupted
+// one is kept as the candidate, and re-running Up resumes it.
+func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpResult, error) {
+	if err := spec.ParseVersion(version); err != nil {
+		return nil, err
+	}
+	// Every input is checked before anything is created.
+	var stk *prepared
+	if d.Spec.Stack != nil {
+		var err error
+		if stk, err = d.prepareStack(ctx, version, opt.FromWorktree); err != nil {
+			return nil, err
+		}
+		defer stk.bundle.Close()
+	}
+	d.step("reading state of %s", d.Spec.Project)
+	st, err := d.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c := st.Candidate(); c != nil {
+		if c.Version != version {
+			return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s (%s) is waiting: promote it with `fleet promote`, or discard it with `fleet rollback`", c.Name, c.Version)}
+		}
+		return d.resume(ctx, st, c, version, stk)
+	}
+	dr, actionID, hostKey, err := d.create(ctx, version, opt, stk != nil)
+
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{Droplet: Member{Droplet: *dr, Version: version, Role: RoleCandidate}}
+	if res.Duplicates, err = d.dropDuplicates(ctx, version, dr.ID); err != nil {
+		return nil, d.fail(ctx, dr, err)
+	}
+	d.step("waiting for %s to boot", dr.Name)
+	ready, err := d.Cloud.WaitReady(ctx, dr, actionID, d.timeouts())
+	if err == nil && stk != nil {
+		if err = d.Remote.Dialer.KnownHosts.Pin(dr.Name, ready.PublicIPv4, hostKey); err == nil {
+			err = d.finishStack(ctx, res, ready, version, stk, st.Live())
+		}
+	}
+	if err != nil {
+		return nil, d.fail(ctx, dr, err)
+	}
+	res.Droplet.Droplet = *ready
+	res.Phases = d.finishPhases()
+	return res, nil
+}
+
+// resume finishes an up of the same version that was interrupted: the
+// candidate it left is adopted, not failed and replaced.
+func (d *Deployer) resume(ctx context.Context, st *State, c *Member, version string, stk *prepared) (*UpResult, error) {
+	d.step("resuming %s", c.Name)
+	res := &UpResult{Droplet: *c, Resumed: true}
+	var err error
+	if res.Duplicates, err = d.dropDuplicates(ctx, version, c.ID); err != nil {
+		return nil, err
+	}
+	ready, err := d.Cloud.WaitReady(ctx, &c.Droplet, 0, d.timeouts())
+	if err == nil && stk != nil {
+		err = d.finishStack(ctx, res, ready, version, stk, st.Live())
+	}
+	if err != nil {
+		return nil, d.fail(ctx, &c.Droplet, err)
+	}
+	res.Droplet.Droplet = *ready
+	res.Phases = d.finishPhases()
+	return res, nil
+}
+
+func (d *Deployer) finishStack(ctx context.Context, res *UpResult, dr *cloud.Droplet, version string, stk *prepared, live *Member) error {
+	sr, err := d.deployStack(ctx, dr, version, stk, live)
+	if sr.shipped != nil {
+		res.ShippedBytes, res.ReusedLayers = sr.shipped.ShippedBytes, sr.shipped.ReusedLayers
+	}
+	res.Data = sr.carried
+	return err
+}
+
+// create renders user_data and creates the droplet. With a stack, the
+// host key fleet generated is pinned before the create request, so even
+// a droplet whose create outlived a killed fleet can be verified.
+func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool) (*cloud.Droplet, int, ssh.PublicKey, error) {
+	id := newID()
+	if d.NewID != nil {
+		id = d.NewID()
+	}
+	name := spec.DropletName(d.Spec.Project, version, id)
+	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: name, DeployID: id, Stack: withStack}
+	if withStack {
+		var err error
+		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+			return nil, 0, nil, err
+		}
+		if err := d.Remote.Dialer.KnownHosts.Pin(name, "*", data.HostKey.Public); err != nil {
+			return nil, 0, nil, err
+		}
+	}
+	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
+	if err != nil {
+		return nil, 0, nil, &ConfigError{Msg: err.Error()}
+	}
+	d.step("checking SSH keys")
+	keys := make([]cloud.SSHKey, len(d.Spec.Droplet.SSHKeys))
+	for i, k := range d.Spec.Droplet.SSHKeys {
+		keys[i] = cloud.SSHKey{Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Name: k.Name}
+	}
+	fps, err := d.Cloud.EnsureSSHKeys(ctx, keys)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	tags := append([]string{ProjectTag(d.Spec.Project), VersionTag(version)}, d.Spec.Droplet.Tags...)
+	if opt.FromWorktree {
+		tags = append(tags, TagWorktree)
+	}
+	req := cloud.CreateRequest{
+		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: d.Spec.Droplet.Image,
+		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
+	}
+	d.step("creating %s", name)
+	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
+	if err != nil {
+		// The create may have taken effect before it failed: find it.
+		return nil, 0, nil, d.fail(ctx, d.findByDeployTag(ctx, req.DeployTag), err)
+	}
+	var pub ssh.PublicKey
+	if data.HostKey != nil {
+		pub = data.HostKey.Public
+	}
+	return dr, actionID, pub, nil
+}
+
+// dropDuplicates destroys other candidates of version: an up killed while
+// its create request was in flight can leave a droplet that appears after
+// the re-run read the state. The lock means no other up is working on
+// them.
+func (d *Deployer) dropDuplicates(ctx context.Context, version string, keep int) ([]Member, error) {
+	st, err := d.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var done []Member
+	for _, m := range st.Members {
+		if m.ID == keep || m.Role != RoleCandidate || m.Version != version {
+			continue
+		}
+		d.step("destroying duplicate candidate %s (left by an interrupted up)", m.Name)
+		if err := d.Cloud.DeleteDroplet(ctx, m.ID); err != nil {
+			return done, err
+		}
+		d.forget(m.Name)
+		done = append(done, m)
+	}
+	return done, nil
+}
+
+func (d *Deployer) findByDeployTag(ctx context.Context, tag string) *cloud.Droplet {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	ds, err := d.Cloud.ListByTag(ctx, tag)
+	if err != nil || len(ds) == 0 {
+		return nil
+	}
+	return &ds[0]
+}
+
+// fail tags the candidate failed, keeping it for inspection, and says how
+// to remove it. An interrupted up is not a failed one: its candidate stays
+// a candidate, for a re-run to resume.
+func (d *Deployer) fail(ctx context.Context, dr *cloud.Droplet, cause error) error {
+	if dr == nil {
+		return cause
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w\n%s is kept as the candidate: re-run `fleet up` with the same version to resume, or discard it with `fleet rollback`", cause, dr.Name)
+	}
+	tctx, cancel := detached(ctx)
+	defer cancel()
+	hint := fmt.Sprintf("the live droplet and the reserved IP are untouched; %s is kept, marked failed: remove it with `fleet rollback` or `fleet destroy %s`", dr.Name, dr.Name)
+	if d.Spec.Stack != nil {
+		hint += fmt.Sprintf("; inspect it with `fleet logs --droplet %s` or `fleet ssh %s`", dr.Name, dr.Name)
+	}
+	if err := d.Cloud.Tag(tctx, dr.ID, TagFailed); err != nil {
+		hint = fmt.Sprintf("the live droplet and the reserved IP are untouched; marking %s failed also failed (%v): remove it with `fleet destroy %s`", dr.Name, err, dr.Name)
+	}
+	return &DeployError{Droplet: dr.Name, Err: cause, Hint: hint}
+}
