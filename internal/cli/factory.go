@@ -34,6 +34,7 @@ type Factory struct {
 
 	spec  *spec.Spec
 	cloud cloud.Cloud
+	audit *deploy.Entry // the running command's journal entry, if audited
 }
 
 func (f *Factory) context() context.Context {

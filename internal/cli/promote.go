@@ -14,6 +14,7 @@ type PromoteOptions struct {
 	JSON     bool
 	Force    bool
 	Deployer func(step func(string)) (*deploy.Deployer, error)
+	Audit    *deploy.Entry // the journal entry to complete, if any
 }
 
 // NewCmdPromote builds `fleet promote`.
@@ -40,7 +41,7 @@ With a stack, a candidate that did not pass the health gate is refused
 unless --force is given.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.JSON, opts.Deployer = f.JSON, f.Deployer
+			opts.JSON, opts.Deployer, opts.Audit = f.JSON, f.Deployer, f.audit
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -62,13 +63,19 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.Audit != nil {
+		opts.Audit.Freeze, opts.Audit.Version = res.Freeze.Seconds(), res.Live.Version
+	}
 	if opts.JSON {
 		return printJSON(opts.IO.Out, map[string]any{
 			"reserved_ip": res.ReservedIP, "live": toJSON(&res.Live), "previous": toJSON(res.Previous),
 			"reserved_ip_created": res.Created, "pruned": toJSONs(res.Pruned),
 			"data": res.Data, "freeze_seconds": res.Freeze.Seconds(), "after_promote_error": res.AfterPromoteError,
-			"phases": phasesJSON(res.Phases),
+			"phases": phasesJSON(res.Phases), "resumed": res.Resumed,
 		})
+	}
+	if res.Resumed {
+		fmt.Fprintln(opts.IO.Out, "an interrupted promote had already moved the IP: finished it")
 	}
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
 	if res.Previous != nil {

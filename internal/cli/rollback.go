@@ -16,6 +16,7 @@ type RollbackOptions struct {
 	// cannot be carried back.
 	DiscardWrites bool
 	Deployer      func(step func(string)) (*deploy.Deployer, error)
+	Audit         *deploy.Entry // the journal entry to complete, if any
 }
 
 // NewCmdRollback builds `fleet rollback`.
@@ -37,7 +38,7 @@ release cannot read that data, rollback refuses, says how many writes would
 be lost, and leaves everything as it was, unless --discard-writes is given.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.JSON, opts.Deployer = f.JSON, f.Deployer
+			opts.JSON, opts.Deployer, opts.Audit = f.JSON, f.Deployer, f.audit
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -59,17 +60,23 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.Audit != nil && res.Live != nil {
+		opts.Audit.Freeze, opts.Audit.Version = res.Freeze.Seconds(), res.Live.Version
+	}
 	if opts.JSON {
 		return printJSON(opts.IO.Out, map[string]any{
 			"destroyed": toJSON(res.Destroyed), "reserved_ip": res.ReservedIP,
 			"live": toJSON(res.Live), "failed": toJSON(res.Failed),
 			"writes": res.Writes, "writes_discarded": res.Discarded, "data": res.Data,
-			"freeze_seconds": res.Freeze.Seconds(),
+			"freeze_seconds": res.Freeze.Seconds(), "resumed": res.Resumed,
 		})
 	}
 	if res.Destroyed != nil {
 		fmt.Fprintf(opts.IO.Out, "destroyed candidate %s (%s)\n", res.Destroyed.Name, res.Destroyed.Version)
 		return nil
+	}
+	if res.Resumed {
+		fmt.Fprintln(opts.IO.Out, "an interrupted rollback had already moved the IP: finished it")
 	}
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live again on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
 	if res.Failed != nil {

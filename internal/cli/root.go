@@ -87,6 +87,7 @@ Environment:
 		NewCmdPromote(f, nil),
 		NewCmdRollback(f, nil),
 		NewCmdStatus(f, nil),
+		NewCmdHistory(f, nil),
 		NewCmdDestroy(f, nil),
 		NewCmdPrune(f, nil),
 		NewCmdBackup(f, nil),
@@ -97,6 +98,7 @@ Environment:
 		NewCmdLocal(f),
 		NewCmdVersion(f),
 	)
+	auditCommands(f, cmd)
 	return cmd
 }
 

@@ -69,7 +69,11 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phasesJSON(res.Phases)}
 		m["shipped_bytes"], m["reused_layers"] = res.ShippedBytes, res.ReusedLayers
 		m["data"] = res.Data
+		m["duplicates_destroyed"] = toJSONs(res.Duplicates)
 		return printJSON(opts.IO.Out, m)
+	}
+	for _, m := range res.Duplicates {
+		fmt.Fprintf(opts.IO.Out, "destroyed %s, a duplicate candidate left by an interrupted up\n", m.Name)
 	}
 	fmt.Fprintf(opts.IO.Out, "candidate %s (%s) is up at %s\n", res.Droplet.Name, opts.Version, res.Droplet.PublicIPv4)
 	if res.Data != nil {
