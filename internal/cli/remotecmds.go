@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
-	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/spf13/cobra"
 )
 
@@ -99,14 +97,12 @@ func NewCmdLogs(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c := deploy.ComposeCmd(s.Project) + " logs --no-color"
+			words := []string{"logs", "--no-color"}
 			if follow {
-				c += " --follow"
+				words = append(words, "--follow")
 			}
-			if len(args) == 1 {
-				c += " " + remote.ShellQuote(args[0])
-			}
-			return runRemote(cmd.Context(), f, droplet, c, false)
+			words = append(words, args...)
+			return runRemote(cmd.Context(), f, droplet, deploy.ComposeCmd(s.Project, words...), false)
 		},
 	}
 	// -f is the global --file, so follow has no shorthand.
@@ -132,11 +128,7 @@ func NewCmdExec(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			quoted := make([]string, len(args)-1)
-			for i, a := range args[1:] {
-				quoted[i] = remote.ShellQuote(a)
-			}
-			c := deploy.ComposeCmd(s.Project) + " exec -T " + remote.ShellQuote(args[0]) + " " + strings.Join(quoted, " ")
+			c := deploy.ComposeCmd(s.Project, append([]string{"exec", "-T", args[0]}, args[1:]...)...)
 			return runRemote(cmd.Context(), f, droplet, c, true)
 		},
 	}

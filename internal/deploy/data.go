@@ -28,8 +28,8 @@ func promotedAtFile(project string) string { return "/etc/fleet/" + project + "/
 // directory, with compose pointed at the resolved file so a bare
 // `docker compose exec` reaches the stack.
 func dataCmd(project, cmd string, env ...string) string {
-	e := append([]string{"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_FILE=" + composeFile(project)}, env...)
-	return "cd " + projectDir(project) + " && " + strings.Join(e, " ") + " sh -c " + remote.ShellQuote(cmd)
+	e := envWords(append([]string{"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_FILE=" + composeFile(project)}, env...)...)
+	return then(sh("cd", projectDir(project)), sh(append(e, "sh", "-c", cmd)...))
 }
 
 // sumMarker prefixes the line on stderr where the droplet reports the
@@ -246,7 +246,7 @@ func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out output
 	if data.Writes == "" {
 		return -1, nil
 	}
-	at, err := c.Output(ctx, "cat "+promotedAtFile(d.Spec.Project)+" 2>/dev/null || true")
+	at, err := c.Output(ctx, sh("cat", promotedAtFile(d.Spec.Project))+" 2>/dev/null || true")
 	if err != nil {
 		return -1, err
 	}
@@ -268,8 +268,7 @@ func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out output
 
 // markPromoted records on c, by its own clock, that it is live from now.
 func (d *Deployer) markPromoted(ctx context.Context, c *remote.Client) error {
-	f := promotedAtFile(d.Spec.Project)
-	return c.Run(ctx, "date +%s > "+f+".new && mv "+f+".new "+f, nil, nil, nil)
+	return c.Run(ctx, replace(sh("date", "+%s"), promotedAtFile(d.Spec.Project)), nil, nil, nil)
 }
 
 // stackSaid is the last n lines a stack command wrote on stderr, without

@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,8 +169,8 @@ func (d *Deployer) History(ctx context.Context) ([]Entry, string, error) {
 }
 
 func readJournal(ctx context.Context, c *remote.Client, project string) ([]Entry, error) {
-	f := remote.ShellQuote(journalFile(project))
-	out, err := c.Output(ctx, fmt.Sprintf("if [ -f %[1]s ]; then tail -c %[2]d %[1]s; fi", f, journalMaxRead))
+	f := journalFile(project)
+	out, err := c.Output(ctx, "if [ -f "+remote.ShellQuote(f)+" ]; then "+sh("tail", "-c", strconv.Itoa(journalMaxRead), f)+"; fi")
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +224,5 @@ func writeJournal(ctx context.Context, c *remote.Client, project string, es []En
 		buf.WriteByte('\n')
 	}
 	f := journalFile(project)
-	cmd := fmt.Sprintf("mkdir -p %s && cat > %s && mv %s %s",
-		remote.ShellQuote(f[:strings.LastIndex(f, "/")]), remote.ShellQuote(f+".new"), remote.ShellQuote(f+".new"), remote.ShellQuote(f))
-	return c.Run(ctx, cmd, &buf, nil, nil)
+	return c.Run(ctx, then(sh("mkdir", "-p", path.Dir(f)), replace(sh("cat"), f)), &buf, nil, nil)
 }

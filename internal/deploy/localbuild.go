@@ -480,7 +480,7 @@ func addLayer(tw *tar.Writer, diffID, file string) error {
 // them into the candidate c, sending only the layers it lacks.
 func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candidateID int, version string, p *prepared, out outputs) (*ShipStats, error) {
 	proj := d.Spec.Project
-	resolved, err := c.Output(ctx, "cat "+composeFile(proj))
+	resolved, err := c.Output(ctx, sh("cat", composeFile(proj)))
 	if err != nil {
 		return nil, fmt.Errorf("reading the resolved compose file: %w", err)
 	}
@@ -680,7 +680,7 @@ func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []st
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := lc.Run(ctx, "docker save "+strings.Join(ids, " "), nil, pw, out.stderr)
+		err := lc.Run(ctx, sh(append([]string{"docker", "save"}, ids...)...), nil, pw, out.stderr)
 		pw.CloseWithError(err)
 		done <- err
 	}()

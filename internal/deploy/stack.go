@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,9 +46,10 @@ var srvRoot = "/srv/fleet"
 func projectDir(project string) string { return srvRoot + "/" + project }
 func secretsDir(project string) string { return "/etc/fleet/" + project + "/secrets" }
 
-// ComposeCmd is the docker compose invocation for a project's resolved file.
-func ComposeCmd(project string) string {
-	return "docker compose -p " + project + " -f " + composeFile(project)
+// ComposeCmd is the docker compose invocation for a project's resolved
+// file with args, each word quoted.
+func ComposeCmd(project string, args ...string) string {
+	return sh(composeWords(project, args...)...)
 }
 
 // prepared is what a stack deploy settles before any droplet exists.
@@ -151,7 +153,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	rel := releaseDir(proj, version)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(ship.Tar(pw)) }()
-	err = c.Run(ctx, "rm -rf "+rel+" && mkdir -p "+rel+" && tar -x -C "+rel, pr, out.stdout, out.stderr)
+	err = c.Run(ctx, then(sh("rm", "-rf", rel), sh("mkdir", "-p", rel), sh("tar", "-x", "-C", rel)), pr, out.stdout, out.stderr)
 	pr.Close() // unblocks Tar if the remote side stopped reading early
 	if err != nil {
 		return res, fmt.Errorf("shipping the stack: %w", err)
@@ -163,7 +165,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	if err := c.Run(ctx, "install -d -m 0700 "+secretsDir(proj), nil, out.stdout, out.stderr); err != nil {
+	if err := c.Run(ctx, sh("install", "-d", "-m", "0700", secretsDir(proj)), nil, out.stdout, out.stderr); err != nil {
 		return res, err
 	}
 	for _, n := range names {
@@ -172,34 +174,34 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 		}
 	}
 
-	env := "FLEET_VERSION=" + version + " FLEET_PROJECT=" + proj + " FLEET_SECRETS_DIR=" + secretsDir(proj)
+	words := envWords("FLEET_VERSION="+version, "FLEET_PROJECT="+proj, "FLEET_SECRETS_DIR="+secretsDir(proj))
 	for _, e := range d.Spec.Stack.Env {
-		env += " " + e.Name + "=" + remote.ShellQuote(e.Value)
+		words = append(words, e.Name+"="+e.Value)
 	}
-	files := ""
+	words = append(words, "docker", "compose", "-p", proj)
 	for _, f := range p.bundle.Compose {
-		files += " -f " + remote.ShellQuote(f)
+		words = append(words, "-f", f)
 	}
 	d.step("resolving the compose files")
-	if err := c.Run(ctx, "cd "+rel+" && "+env+" docker compose -p "+proj+files+" config > "+composeFile(proj)+".new && mv "+composeFile(proj)+".new "+composeFile(proj), nil, out.stdout, out.stderr); err != nil {
+	if err := c.Run(ctx, then(sh("cd", rel), replace(sh(append(words, "config")...), composeFile(proj))), nil, out.stdout, out.stderr); err != nil {
 		return res, fmt.Errorf("docker compose config: %w", err)
 	}
 	if d.Spec.Stack.Build == "remote" {
 		d.step("building images on %s", dr.Name)
-		if err := c.Run(ctx, ComposeCmd(proj)+" build", nil, out.stdout, out.stderr); err != nil {
+		if err := c.Run(ctx, ComposeCmd(proj, "build"), nil, out.stdout, out.stderr); err != nil {
 			return res, fmt.Errorf("docker compose build: %w", err)
 		}
 	}
-	noBuild := ""
+	timeout := d.Spec.Stack.Health.Timeout
+	up := []string{"up", "-d", "--wait", "--wait-timeout", strconv.Itoa(int(math.Ceil(timeout.Seconds())))}
 	if d.Spec.Stack.Build == "local" {
 		if res.shipped, err = d.shipLocalBuild(ctx, c, dr.ID, version, p, out); err != nil {
 			return res, err
 		}
-		noBuild = " --no-build"
+		up = append(up, "--no-build")
 	}
-	timeout := d.Spec.Stack.Health.Timeout
 	d.step("starting the stack")
-	if err := c.Run(ctx, fmt.Sprintf("%s up -d --wait --wait-timeout %d%s", ComposeCmd(proj), int(math.Ceil(timeout.Seconds())), noBuild), nil, out.stdout, out.stderr); err != nil {
+	if err := c.Run(ctx, ComposeCmd(proj, up...), nil, out.stdout, out.stderr); err != nil {
 		return res, fmt.Errorf("docker compose up: the stack did not become healthy: %w", err)
 	}
 	if data := d.Spec.Stack.Data; data != nil && live != nil && live.ID != dr.ID {
