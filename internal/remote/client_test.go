@@ -3,6 +3,10 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -270,3 +274,66 @@ func TestRunIgnoresUnreadStdin(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// pemKey is a fresh RSA private key in PEM: a multi-line secret.
+func pemKey(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
+}
+
+// leakedLines are the lines of secret (of at least 8 bytes) found in s.
+func leakedLines(secret, s string) []string {
+	var leaked []string
+	for _, l := range strings.Split(secret, "\n") {
+		if len(l) >= 8 && strings.Contains(s, l) {
+			leaked = append(leaked, l)
+		}
+	}
+	return leaked
+}
+
+// A failing command prints a PEM key on stderr: however the error's tail
+// is cut, no line of the key may reach the error or the log.
+func TestExitErrorRedactsMultilineSecret(t *testing.T) {
+	f := newFixture(t)
+	key := pemKey(t)
+	c := f.connect(t)
+	filler := strings.Repeat("some earlier output line\n", 250) // > the tail
+	// after the key: from nothing to more than the tail minus the key, so
+	// the tail's cut falls before, inside (on each line) and after the key.
+	// Trailing lines: from none to more than the tail holds, so the tail's
+	// cut falls before the key, inside it (on each of its lines) and after.
+	for n := 0; n*11 <= stderrTail; n += 9 {
+		f.srv.failStderr = filler + "loading key:\n" + key + strings.Repeat("later line\n", n) + "error: bad key\n"
+		var screen bytes.Buffer
+		out := NewRedactor(&screen, []string{key})
+		var stderr io.Writer = out
+		if n%2 == 1 {
+			stderr = unwrapper{out} // a filter in front of the redactor
+		}
+		err := c.Run(t.Context(), "fail", nil, out, stderr)
+		out.Flush()
+		var ee *ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("Run: %v", err)
+		}
+		for what, s := range map[string]string{"error": ee.Error(), "ExitError.Stderr": ee.Stderr, "log": screen.String()} {
+			if leaked := leakedLines(key, s); len(leaked) > 0 {
+				t.Errorf("%d lines after the key: the %s shows %d line(s) of it, e.g. %q", n, what, len(leaked), leaked[0])
+			}
+		}
+		if !strings.Contains(screen.String(), "error: bad key") || !strings.Contains(ee.Error(), "error: bad key") {
+			t.Fatalf("%d lines after the key: lost the output around it:\n%s", n, ee.Error())
+		}
+	}
+}
+
+// unwrapper passes its writes on and says where to.
+type unwrapper struct{ w io.Writer }
+
+func (u unwrapper) Write(p []byte) (int, error) { return u.w.Write(p) }
+func (u unwrapper) Unwrap() io.Writer           { return u.w }

@@ -41,6 +41,7 @@ type fakeServer struct {
 	cloudInitHang bool   // it never returns (until signalled)
 	cloudInitLog  string // output of the tail of the cloud-init log
 	rotatedKey    string // output of the host key rotation script
+	failStderr    string // stderr of `fail`, written in small chunks
 
 	mu       sync.Mutex
 	addr     string
@@ -206,6 +207,13 @@ func (s *fakeServer) exec(ch ssh.Channel, cmd string, killed <-chan struct{}) in
 		code, _ := strconv.Atoi(arg)
 		fmt.Fprintf(ch.Stderr(), "line one\nfailing with %d\n", code)
 		return code
+	case name == "fail":
+		for b := s.failStderr; b != ""; {
+			n := min(len(b), 61)
+			io.WriteString(ch.Stderr(), b[:n])
+			b = b[n:]
+		}
+		return 1
 	case name == "sleep":
 		select {
 		case <-killed:
