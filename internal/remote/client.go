@@ -96,7 +96,8 @@ func (c *Client) HostKey() ssh.PublicKey { return c.hostKey }
 // ExitError is returned by Run when a command exits with a non-zero status
 // or is killed by a signal. Stderr is the tail of its stderr (at most the
 // last 4 KiB, from a line start); when Run's stderr is a Redactor from
-// NewRedactor, its secrets are redacted here too.
+// NewRedactor (or a writer leading to one through Unwrap() io.Writer
+// methods), its secrets are redacted before the tail is cut.
 type ExitError struct {
 	Cmd    string
 	Code   int    // exit status; -1 when killed by a signal
@@ -132,13 +133,21 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	}
 	defer sess.Close()
 
+	// The tail is cut from redacted output: cut first, a multi-line secret
+	// would lose the lines that make it recognisable.
 	tail := &tailWriter{max: stderrTail}
+	var tailIn io.Writer = tail
+	var tailRedactor *redactor
+	if rd := redactorIn(stderr); rd != nil && len(rd.secrets) > 0 {
+		tailRedactor = newRedactor(tail, rd.secrets)
+		tailIn = tailRedactor
+	}
 	sess.Stdin = stdin
 	sess.Stdout = stdout
 	if stderr != nil {
-		sess.Stderr = io.MultiWriter(tail, stderr)
+		sess.Stderr = io.MultiWriter(tailIn, stderr)
 	} else {
-		sess.Stderr = tail
+		sess.Stderr = tailIn
 	}
 	if err := sess.Start(cmd); err != nil {
 		return fmt.Errorf("ssh %s: start %q: %w", c.addr, shortCmd(cmd), err)
@@ -164,12 +173,10 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
-		stderrTail := tail.String()
-		if rd, ok := stderr.(*redactor); ok {
-			// What the caller redacts on screen must not leak through the error.
-			stderrTail = rd.redactString(stderrTail)
+		if tailRedactor != nil {
+			tailRedactor.Flush() // Wait returned: the stderr copy is over
 		}
-		x := &ExitError{Cmd: cmd, Code: ee.ExitStatus(), Signal: ee.Signal(), Stderr: stderrTail}
+		x := &ExitError{Cmd: cmd, Code: ee.ExitStatus(), Signal: ee.Signal(), Stderr: tail.String()}
 		if x.Signal != "" {
 			x.Code = -1
 		}
@@ -335,9 +342,8 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// String is the tail, starting at a line start if it was cut: a line cut
-// in the middle could start in the middle of a secret, where no redactor
-// would recognise it.
+// String is the tail, starting at a line start if it was cut, so no
+// message starts with half a line.
 func (t *tailWriter) String() string {
 	s := string(t.buf)
 	if t.truncated {
@@ -347,6 +353,23 @@ func (t *tailWriter) String() string {
 		return ""
 	}
 	return s
+}
+
+// redactorIn finds the Redactor from NewRedactor that w is, or that w
+// passes its output to: a wrapper (a filter in front of a Redactor) makes
+// it known with an Unwrap() io.Writer method.
+func redactorIn(w io.Writer) *redactor {
+	for range 16 { // a bound, against a cycle of wrappers
+		switch x := w.(type) {
+		case *redactor:
+			return x
+		case interface{ Unwrap() io.Writer }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // shortCmd is cmd's first line, cut to a length that fits in a message.

@@ -3,6 +3,10 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -78,7 +82,7 @@ func TestRunCancelSignalsAndCloses(t *testing.T) {
 	// The server may see the channel close before it gets to the signal.
 	var signals []string
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if _, _, signals = f.srv.stats(); len(signals) > 0 {
+		if signals = f.srv.Signals(); len(signals) > 0 {
 			break
 		}
 	}
@@ -141,7 +145,8 @@ func (m *modeAtFirstRead) Read(p []byte) (int, error) {
 }
 
 func TestWriteFile(t *testing.T) {
-	c := newFixture(t).connect(t)
+	f := newFixture(t)
+	c := f.connect(t)
 	for _, tc := range []struct {
 		name    string
 		mode    os.FileMode
@@ -155,8 +160,9 @@ func TestWriteFile(t *testing.T) {
 		{name: "large", mode: 0o640, content: strings.Repeat("0123456789abcdef", 1<<14)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "etc", "fleet", "secrets")
-			path := filepath.Join(dir, "value")
+			remotePath := "/" + tc.name + "/etc/fleet/secrets/value"
+			path := filepath.Join(f.srv.Root, filepath.FromSlash(remotePath)) // where SFTP put it
+			dir := filepath.Dir(path)
 			if tc.old != "" {
 				os.MkdirAll(dir, 0o755)
 				if err := os.WriteFile(path, []byte(tc.old), 0o644); err != nil {
@@ -164,7 +170,7 @@ func TestWriteFile(t *testing.T) {
 				}
 			}
 			r := &modeAtFirstRead{t: t, dir: dir, r: strings.NewReader(tc.content)}
-			if err := c.WriteFile(t.Context(), path, tc.mode, r); err != nil {
+			if err := c.WriteFile(t.Context(), remotePath, tc.mode, r); err != nil {
 				t.Fatalf("WriteFile: %v", err)
 			}
 			if r.mode != tc.mode {
@@ -184,15 +190,16 @@ func TestWriteFile(t *testing.T) {
 }
 
 func TestWriteFileFailures(t *testing.T) {
-	c := newFixture(t).connect(t)
+	f := newFixture(t)
+	c := f.connect(t)
 	t.Run("relative path", func(t *testing.T) {
 		if err := c.WriteFile(t.Context(), "etc/x", 0o600, strings.NewReader("x")); err == nil {
 			t.Fatal("WriteFile with a relative path succeeded")
 		}
 	})
 	t.Run("reader fails", func(t *testing.T) {
-		dir := t.TempDir()
-		err := c.WriteFile(t.Context(), filepath.Join(dir, "x"), 0o600,
+		dir := filepath.Join(f.srv.Root, "fails")
+		err := c.WriteFile(t.Context(), "/fails/x", 0o600,
 			io.MultiReader(strings.NewReader("partial"), errReader{errors.New("disk on fire")}))
 		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 			t.Fatalf("WriteFile: %v, want the reader's error", err)
@@ -202,10 +209,10 @@ func TestWriteFileFailures(t *testing.T) {
 		}
 	})
 	t.Run("cancelled", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := filepath.Join(f.srv.Root, "cancelled")
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		if err := c.WriteFile(ctx, filepath.Join(dir, "x"), 0o600, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+		if err := c.WriteFile(ctx, "/cancelled/x", 0o600, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
 			t.Fatalf("WriteFile: %v, want context.Canceled", err)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -270,3 +277,66 @@ func TestRunIgnoresUnreadStdin(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// pemKey is a fresh RSA private key in PEM: a multi-line secret.
+func pemKey(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
+}
+
+// leakedLines are the lines of secret (of at least 8 bytes) found in s.
+func leakedLines(secret, s string) []string {
+	var leaked []string
+	for _, l := range strings.Split(secret, "\n") {
+		if len(l) >= 8 && strings.Contains(s, l) {
+			leaked = append(leaked, l)
+		}
+	}
+	return leaked
+}
+
+// A failing command prints a PEM key on stderr: however the error's tail
+// is cut, no line of the key may reach the error or the log.
+func TestExitErrorRedactsMultilineSecret(t *testing.T) {
+	f := newFixture(t)
+	key := pemKey(t)
+	c := f.connect(t)
+	filler := strings.Repeat("some earlier output line\n", 250) // > the tail
+	// after the key: from nothing to more than the tail minus the key, so
+	// the tail's cut falls before, inside (on each line) and after the key.
+	// Trailing lines: from none to more than the tail holds, so the tail's
+	// cut falls before the key, inside it (on each of its lines) and after.
+	for n := 0; n*11 <= stderrTail; n += 9 {
+		f.fake.failStderr = filler + "loading key:\n" + key + strings.Repeat("later line\n", n) + "error: bad key\n"
+		var screen bytes.Buffer
+		out := NewRedactor(&screen, []string{key})
+		var stderr io.Writer = out
+		if n%2 == 1 {
+			stderr = unwrapper{out} // a filter in front of the redactor
+		}
+		err := c.Run(t.Context(), "fail", nil, out, stderr)
+		out.Flush()
+		var ee *ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("Run: %v", err)
+		}
+		for what, s := range map[string]string{"error": ee.Error(), "ExitError.Stderr": ee.Stderr, "log": screen.String()} {
+			if leaked := leakedLines(key, s); len(leaked) > 0 {
+				t.Errorf("%d lines after the key: the %s shows %d line(s) of it, e.g. %q", n, what, len(leaked), leaked[0])
+			}
+		}
+		if !strings.Contains(screen.String(), "error: bad key") || !strings.Contains(ee.Error(), "error: bad key") {
+			t.Fatalf("%d lines after the key: lost the output around it:\n%s", n, ee.Error())
+		}
+	}
+}
+
+// unwrapper passes its writes on and says where to.
+type unwrapper struct{ w io.Writer }
+
+func (u unwrapper) Write(p []byte) (int, error) { return u.w.Write(p) }
+func (u unwrapper) Unwrap() io.Writer           { return u.w }

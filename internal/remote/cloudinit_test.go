@@ -106,8 +106,8 @@ func TestWaitCloudInit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.srv.cloudInitCode, f.srv.cloudInitJSON, f.srv.cloudInitHang = tc.code, tc.json, tc.hang
-			f.srv.cloudInitLog = cloudInitLogTail
+			f.fake.cloudInitCode, f.fake.cloudInitJSON, f.fake.cloudInitHang = tc.code, tc.json, tc.hang
+			f.fake.cloudInitLog = cloudInitLogTail
 			c := f.connect(t)
 
 			got, err := c.WaitCloudInit(t.Context(), 300*time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetdeploy/fleet/internal/remote/remotetest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
@@ -19,8 +20,8 @@ import (
 func TestDialPinnedHost(t *testing.T) {
 	f := newFixture(t)
 	c := f.connect(t)
-	if got, want := c.HostKey().Marshal(), f.srv.hostKey.PublicKey().Marshal(); string(got) != string(want) {
-		t.Errorf("HostKey is %s, want the pinned %s", ssh.FingerprintSHA256(c.HostKey()), ssh.FingerprintSHA256(f.srv.hostKey.PublicKey()))
+	if got, want := c.HostKey().Marshal(), f.srv.HostKey.Marshal(); string(got) != string(want) {
+		t.Errorf("HostKey is %s, want the pinned %s", ssh.FingerprintSHA256(c.HostKey()), ssh.FingerprintSHA256(f.srv.HostKey))
 	}
 	out, err := c.Output(t.Context(), "echo hello")
 	if err != nil || string(out) != "hello\n" {
@@ -73,7 +74,7 @@ func TestDialFailsAtOnce(t *testing.T) {
 		{
 			name: "key pinned for another address",
 			setup: func(t *testing.T, f *fixture) {
-				if err := f.dialer.KnownHosts.Pin(f.droplet, "203.0.113.5", f.srv.hostKey.PublicKey()); err != nil {
+				if err := f.dialer.KnownHosts.Pin(f.droplet, "203.0.113.5", f.srv.HostKey); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -88,7 +89,7 @@ func TestDialFailsAtOnce(t *testing.T) {
 		{
 			name: "authentication failure",
 			setup: func(t *testing.T, f *fixture) {
-				f.srv.clientKey = newSigner(t)
+				f.srv.Authorize(newSigner(t).PublicKey())
 			},
 			wantConns: 1,
 			check: func(t *testing.T, err error) {
@@ -141,7 +142,7 @@ func TestDialFailsAtOnce(t *testing.T) {
 			if d := time.Since(start); d > time.Second {
 				t.Errorf("Dial took %s: it retried", d)
 			}
-			if conns, _, _ := f.srv.stats(); conns != tc.wantConns {
+			if conns := f.srv.Conns(); conns != tc.wantConns {
 				t.Errorf("server saw %d connections, want %d", conns, tc.wantConns)
 			}
 		})
@@ -150,12 +151,13 @@ func TestDialFailsAtOnce(t *testing.T) {
 
 func TestDialRetriesWhileSSHDBoots(t *testing.T) {
 	t.Run("server starts late", func(t *testing.T) {
-		f := newFixture(t)
-		f.addr = freePort(t)
-		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.hostKey.PublicKey()); err != nil {
+		addr := freePort(t)
+		f := newFixtureWith(t, remotetest.Options{Addr: addr})
+		f.addr = addr
+		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.HostKey); err != nil {
 			t.Fatal(err)
 		}
-		time.AfterFunc(500*time.Millisecond, func() { f.srv.listen(f.addr) })
+		time.AfterFunc(500*time.Millisecond, f.srv.Start)
 		start := time.Now()
 		c, err := f.dialer.Dial(t.Context(), f.droplet, f.addr, 5*time.Second)
 		if err != nil {
@@ -170,15 +172,14 @@ func TestDialRetriesWhileSSHDBoots(t *testing.T) {
 		}
 	})
 	t.Run("EOF during handshake", func(t *testing.T) {
-		f := newFixture(t)
-		f.srv.dropFirst = 2
+		f := newFixtureWith(t, remotetest.Options{DropFirst: 2})
 		f.up(t)
 		c, err := f.dialer.Dial(t.Context(), f.droplet, f.addr, 5*time.Second)
 		if err != nil {
 			t.Fatalf("Dial: %v", err)
 		}
 		defer c.Close()
-		if conns, _, _ := f.srv.stats(); conns != 3 {
+		if conns := f.srv.Conns(); conns != 3 {
 			t.Errorf("server saw %d connections, want 3", conns)
 		}
 	})
@@ -188,7 +189,7 @@ func TestDialGivesUp(t *testing.T) {
 	t.Run("wait runs out", func(t *testing.T) {
 		f := newFixture(t)
 		f.addr = freePort(t)
-		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.hostKey.PublicKey()); err != nil {
+		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.HostKey); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -209,7 +210,7 @@ func TestDialGivesUp(t *testing.T) {
 	t.Run("context cancelled", func(t *testing.T) {
 		f := newFixture(t)
 		f.addr = freePort(t)
-		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.hostKey.PublicKey()); err != nil {
+		if err := f.dialer.KnownHosts.Pin(f.droplet, f.addr, f.srv.HostKey); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -232,9 +233,11 @@ func TestDialWithAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.srv.clientKey, err = ssh.NewSignerFromKey(priv); err != nil {
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.srv.Authorize(pub)
 
 	keyring := agent.NewKeyring()
 	if err := keyring.Add(agent.AddedKey{PrivateKey: priv}); err != nil {
@@ -291,7 +294,7 @@ func TestWithPort(t *testing.T) {
 func TestRetryable(t *testing.T) {
 	f := newFixture(t)
 	f.up(t)
-	f.srv.clientKey = newSigner(t)
+	f.srv.Authorize(newSigner(t).PublicKey())
 	_, authErr := f.dialer.Dial(t.Context(), f.droplet, f.addr, 0)
 	if authErr == nil || retryable(authErr) {
 		t.Errorf("auth failure %v: retryable", authErr)

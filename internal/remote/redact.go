@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -23,28 +24,61 @@ const redacted = "[redacted]"
 // whether or not it is printed.
 const minSecretLen = 3
 
+// minLineLen: each line of a multi-line secret (a PEM key, a certificate
+// bundle) this long is a secret of its own, so part of one is still caught:
+// `tail -n 5 key.pem`, an error's tail cut inside it, re-indented or CRLF
+// output. 8 bytes of base64 are already 48 bits of the key.
+const minLineLen = 8
+
 // NewRedactor returns a Redactor writing to w with every occurrence of each
 // secret (of at least minSecretLen bytes) replaced by "[redacted]", even when
-// a value is split across Write calls. Where secrets overlap, the longest
-// one matching at a position wins.
+// a value is split across Write calls. Each line of a multi-line secret (of
+// at least minLineLen bytes, without surrounding blanks) is redacted on its
+// own too. Where secrets overlap, the longest one matching at a position
+// wins.
 func NewRedactor(w io.Writer, secrets []string) Redactor {
-	r := &redactor{w: w}
+	return newRedactor(w, expandSecrets(secrets))
+}
+
+// expandSecrets is secrets with the lines of the multi-line ones added,
+// deduplicated, longest first.
+func expandSecrets(secrets []string) [][]byte {
+	var out [][]byte
 	seen := map[string]bool{}
-	for _, s := range secrets {
-		if len(s) >= minSecretLen && !seen[s] {
+	add := func(s string, min int) {
+		if len(s) >= min && !seen[s] {
 			seen[s] = true
-			r.secrets = append(r.secrets, []byte(s))
+			out = append(out, []byte(s))
 		}
 	}
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	for _, s := range secrets {
+		add(s, minSecretLen)
+		if !strings.ContainsAny(s, "\r\n") {
+			continue
+		}
+		add(strings.TrimRight(s, "\r\n"), minSecretLen)
+		for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			add(strings.TrimSpace(l), minLineLen)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func newRedactor(w io.Writer, secrets [][]byte) *redactor {
+	r := &redactor{w: w, secrets: secrets}
+	for _, s := range secrets {
+		r.byFirst[s[0]] = append(r.byFirst[s[0]], s) // stays longest first
+	}
 	return r
 }
 
 type redactor struct {
 	mu      sync.Mutex
 	w       io.Writer
-	secrets [][]byte // longest first
-	pending []byte   // at most the longest secret's length - 1 bytes
+	secrets [][]byte      // longest first
+	byFirst [256][][]byte // secrets by their first byte, longest first
+	pending []byte        // at most the longest secret's length - 1 bytes
 }
 
 // Write accepts all of p; what it cannot yet tell is not part of a secret
@@ -106,7 +140,10 @@ func (r *redactor) redact(buf []byte, final bool) (out, keep []byte) {
 // beginning: more input may complete it (and a longer secret must win over
 // a shorter one matching here already).
 func (r *redactor) couldStart(rest []byte) bool {
-	for _, s := range r.secrets {
+	if len(rest) == 0 || len(rest) >= len(r.secrets[0]) {
+		return false
+	}
+	for _, s := range r.byFirst[rest[0]] {
 		if len(rest) < len(s) && bytes.HasPrefix(s, rest) {
 			return true
 		}
@@ -116,19 +153,10 @@ func (r *redactor) couldStart(rest []byte) bool {
 
 // matchAt is the longest secret rest begins with.
 func (r *redactor) matchAt(rest []byte) []byte {
-	for _, s := range r.secrets {
+	for _, s := range r.byFirst[rest[0]] {
 		if bytes.HasPrefix(rest, s) {
 			return s
 		}
 	}
 	return nil
-}
-
-// redactString redacts a complete text with r's secrets.
-func (r *redactor) redactString(s string) string {
-	if len(r.secrets) == 0 {
-		return s
-	}
-	out, _ := r.redact([]byte(s), true)
-	return string(out)
 }

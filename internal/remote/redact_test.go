@@ -91,3 +91,40 @@ func TestRedactorReportsWriteErrors(t *testing.T) {
 		t.Error("Flush hid the writer's error")
 	}
 }
+
+// A multi-line secret is caught whole, and line by line when only part of
+// it is shown (tail -n 5 key.pem), re-indented or with CRLF line ends.
+func TestRedactorMultilineSecret(t *testing.T) {
+	key := pemKey(t)
+	lines := strings.Split(strings.TrimSuffix(key, "\n"), "\n")
+	for _, tc := range []struct {
+		name string
+		in   string
+	}{
+		{name: "whole", in: "key:\n" + key + "done\n"},
+		{name: "whole, no newline at the end", in: "key: " + strings.TrimSuffix(key, "\n")},
+		{name: "its last lines", in: "tail:\n" + strings.Join(lines[len(lines)-5:], "\n") + "\ndone\n"},
+		{name: "its first lines", in: strings.Join(lines[:4], "\n") + "\n"},
+		{name: "one line inside other text", in: "x=" + lines[7] + ";\n"},
+		{name: "indented, CRLF", in: "  " + strings.Join(lines[3:9], "\r\n  ") + "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, size := range []int{1, 7, 64, 65, 1 << 20} {
+				var out bytes.Buffer
+				r := NewRedactor(&out, []string{"unrelated", key})
+				for b := tc.in; b != ""; {
+					n := min(size, len(b))
+					r.Write([]byte(b[:n]))
+					b = b[n:]
+				}
+				r.Flush()
+				if leaked := leakedLines(key, out.String()); len(leaked) > 0 {
+					t.Errorf("writes of %d bytes: %d line(s) of the key shown, e.g. %q", size, len(leaked), leaked[0])
+				}
+				if !strings.Contains(out.String(), redacted) {
+					t.Errorf("writes of %d bytes: nothing redacted in %q", size, out.String())
+				}
+			}
+		})
+	}
+}

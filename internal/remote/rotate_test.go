@@ -19,16 +19,16 @@ func TestRotateHostKey(t *testing.T) {
 			return string(ssh.MarshalAuthorizedKey(newKey))
 		}},
 		{name: "unchanged key", output: func(f *fixture) string {
-			return string(ssh.MarshalAuthorizedKey(f.srv.hostKey.PublicKey()))
+			return string(ssh.MarshalAuthorizedKey(f.srv.HostKey))
 		}, wantErr: "did not change"},
 		{name: "not ed25519", output: func(f *fixture) string {
-			return string(ssh.MarshalAuthorizedKey(f.srv.otherKey.PublicKey()))
+			return string(ssh.MarshalAuthorizedKey(f.srv.OtherHostKey))
 		}, wantErr: "want ssh-ed25519"},
 		{name: "no key", output: func(*fixture) string { return "" }, wantErr: "no public key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.srv.rotatedKey = tc.output(f)
+			f.fake.rotatedKey = tc.output(f)
 			c := f.connect(t)
 			key, err := c.RotateHostKey(t.Context())
 			if tc.wantErr != "" {
@@ -43,8 +43,8 @@ func TestRotateHostKey(t *testing.T) {
 			if !bytes.Equal(key.Marshal(), newKey.Marshal()) {
 				t.Errorf("got key %s, want %s", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(newKey))
 			}
-			_, cmds, _ := f.srv.stats()
-			script := cmds[len(cmds)-1]
+			cmds := f.srv.Commands()
+			script := cmds[len(cmds)-1].Line
 			for _, s := range []string{
 				"rm -f '/etc/ssh/ssh_host_ed25519_key' '/etc/ssh/ssh_host_ed25519_key'.pub\n",
 				"ssh-keygen -q -t ed25519 -N '' -f '/etc/ssh/ssh_host_ed25519_key'\n",
