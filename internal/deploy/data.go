@@ -28,8 +28,8 @@ func promotedAtFile(project string) string { return "/etc/fleet/" + project + "/
 // directory, with compose pointed at the resolved file so a bare
 // `docker compose exec` reaches the stack.
 func dataCmd(project, cmd string, env ...string) string {
-	e := envWords(append([]string{"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_FILE=" + composeFile(project)}, env...)...)
-	return then(sh("cd", projectDir(project)), sh(append(e, "sh", "-c", cmd)...))
+	e := append([]string{"COMPOSE_PROJECT_NAME=" + project, "COMPOSE_FILE=" + composeFile(project)}, env...)
+	return then(sh("cd", projectDir(project)), withEnv(sh("sh", "-c", cmd), e...))
 }
 
 // sumMarker prefixes the line on stderr where the droplet reports the

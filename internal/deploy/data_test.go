@@ -101,7 +101,7 @@ func TestDataScripts(t *testing.T) {
 
 func TestDataCmdQuotes(t *testing.T) {
 	got := dataCmd("blog", `docker compose exec -T utility fleet-data writes 'x'`, "FLEET_SINCE=12")
-	want := `cd /srv/fleet/blog && env COMPOSE_PROJECT_NAME=blog COMPOSE_FILE=/srv/fleet/blog/compose.yaml FLEET_SINCE=12 sh -c 'docker compose exec -T utility fleet-data writes '\''x'\'''`
+	want := `cd /srv/fleet/blog && COMPOSE_PROJECT_NAME=blog COMPOSE_FILE=/srv/fleet/blog/compose.yaml FLEET_SINCE=12 sh -c 'docker compose exec -T utility fleet-data writes '\''x'\'''`
 	if got != want {
 		t.Errorf("dataCmd =\n%s\nwant\n%s", got, want)
 	}

@@ -43,8 +43,16 @@ func replace(cmd, file string) string {
 	return then(to(cmd, file+".new"), sh("mv", file+".new", file))
 }
 
-// envWords are NAME=value words for `env`: each is one quoted word.
-func envWords(kv ...string) []string { return append([]string{"env"}, kv...) }
+// withEnv is cmd run with NAME=value assignments; each value is quoted,
+// the names are fleet's or validated by the spec.
+func withEnv(cmd string, kv ...string) string {
+	var b strings.Builder
+	for _, a := range kv {
+		name, value, _ := strings.Cut(a, "=")
+		b.WriteString(name + "=" + word(value) + " ")
+	}
+	return b.String() + cmd
+}
 
 // composeWords is the docker compose invocation for a project's resolved
 // file, as words.

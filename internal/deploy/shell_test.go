@@ -27,3 +27,11 @@ func TestShWords(t *testing.T) {
 		t.Errorf("plain words are quoted: %s", c)
 	}
 }
+
+func TestWithEnvQuotesValues(t *testing.T) {
+	v := "a b'c $HOME `id`;"
+	out, err := exec.Command("sh", "-c", withEnv(sh("sh", "-c", `printf %s "$X"`), "X="+v)).Output()
+	if err != nil || string(out) != v {
+		t.Fatalf("got %q (%v), want %q", out, err, v)
+	}
+}

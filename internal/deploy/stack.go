@@ -174,16 +174,16 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 		}
 	}
 
-	words := envWords("FLEET_VERSION="+version, "FLEET_PROJECT="+proj, "FLEET_SECRETS_DIR="+secretsDir(proj))
+	env := []string{"FLEET_VERSION=" + version, "FLEET_PROJECT=" + proj, "FLEET_SECRETS_DIR=" + secretsDir(proj)}
 	for _, e := range d.Spec.Stack.Env {
-		words = append(words, e.Name+"="+e.Value)
+		env = append(env, e.Name+"="+e.Value)
 	}
-	words = append(words, "docker", "compose", "-p", proj)
+	words := []string{"docker", "compose", "-p", proj}
 	for _, f := range p.bundle.Compose {
 		words = append(words, "-f", f)
 	}
 	d.step("resolving the compose files")
-	if err := c.Run(ctx, then(sh("cd", rel), replace(sh(append(words, "config")...), composeFile(proj))), nil, out.stdout, out.stderr); err != nil {
+	if err := c.Run(ctx, then(sh("cd", rel), replace(withEnv(sh(append(words, "config")...), env...), composeFile(proj))), nil, out.stdout, out.stderr); err != nil {
 		return res, fmt.Errorf("docker compose config: %w", err)
 	}
 	if d.Spec.Stack.Build == "remote" {
