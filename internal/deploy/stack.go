@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/stack"
+	"golang.org/x/crypto/ssh"
 )
 
 // TagHealthy marks a candidate whose stack passed the health gate.
@@ -125,18 +127,24 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 	}
 
 	// user_data, and so the injected host key, stays readable from the
-	// metadata service: replace it now that the session is verified.
+	// metadata service: replace it now that the session is verified. Both
+	// keys stay pinned until a new connection has seen the new one.
 	d.step("rotating the host key of %s", dr.Name)
-	key, err := c.RotateHostKey(ctx)
+	key, err := c.RotateHostKey(ctx, func(keys ...ssh.PublicKey) error {
+		return r.Dialer.KnownHosts.PinKeys(dr.Name, dr.PublicIPv4, keys...)
+	})
 	if err != nil {
-		return res, err
-	}
-	if err := r.Dialer.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
 		return res, err
 	}
 	c.Close()
 	if c, err = r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait); err != nil {
 		return res, fmt.Errorf("reconnecting with the rotated host key: %w", err)
+	}
+	if !bytes.Equal(c.HostKey().Marshal(), key.Marshal()) {
+		return res, fmt.Errorf("%s still presents its old host key after the rotation", dr.Name)
+	}
+	if err := r.Dialer.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
+		return res, err
 	}
 
 	out := d.outputs(p)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -36,10 +37,16 @@ func checkDroplet(droplet string) error {
 // Pin atomically replaces the droplet's known_hosts file with a single line
 // pinning key for addr ("IP" or "IP:port"). The file is 0600, its directory 0700.
 func (k KnownHosts) Pin(droplet, addr string, key ssh.PublicKey) error {
+	return k.PinKeys(droplet, addr, key)
+}
+
+// PinKeys is Pin for several keys, any of which the droplet may present:
+// the current and the next key while a rotation is under way.
+func (k KnownHosts) PinKeys(droplet, addr string, keys ...ssh.PublicKey) error {
 	if err := checkDroplet(droplet); err != nil {
 		return err
 	}
-	if key == nil {
+	if len(keys) == 0 || slices.Contains(keys, nil) {
 		return fmt.Errorf("pin host key for %s: no key", droplet)
 	}
 	if k.Dir == "" {
@@ -48,7 +55,10 @@ func (k KnownHosts) Pin(droplet, addr string, key ssh.PublicKey) error {
 	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
 		return fmt.Errorf("pin host key for %s: %w", droplet, err)
 	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(addr)}, key) + "\n"
+	var line string
+	for _, key := range keys {
+		line += knownhosts.Line([]string{knownhosts.Normalize(addr)}, key) + "\n"
+	}
 
 	// CreateTemp makes the file 0600; rename replaces the old file in one step,
 	// so a reader sees either the old pin or the new one, never a torn file.

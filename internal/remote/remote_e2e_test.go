@@ -231,7 +231,7 @@ func TestE2ERealSSHD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newKey, err := c.RotateHostKey(t.Context())
+	newKey, err := c.RotateHostKey(t.Context(), func(keys ...ssh.PublicKey) error { return kh.PinKeys(droplet, srv.addr, keys...) })
 	if err != nil {
 		t.Fatalf("RotateHostKey: %v", err)
 	}
@@ -244,6 +244,21 @@ func TestE2ERealSSHD(t *testing.T) {
 	// The verified connection outlives the rotation.
 	if out, err := c.Output(t.Context(), "echo still here"); err != nil || string(out) != "still here\n" {
 		t.Errorf("after rotating: %q, %v", out, err)
+	}
+
+	t.Run("mid-rotation pins accept the new key", func(t *testing.T) {
+		c2, err := d.Dial(t.Context(), droplet, srv.addr, 10*time.Second)
+		if err != nil {
+			t.Fatalf("Dial with the current and next keys pinned: %v", err)
+		}
+		defer c2.Close()
+		if !bytes.Equal(c2.HostKey().Marshal(), newKey.Marshal()) {
+			t.Errorf("the droplet presented %s, want the new key", ssh.FingerprintSHA256(c2.HostKey()))
+		}
+	})
+	// Back to the pin from before the rotation: it must be refused now.
+	if err := os.WriteFile(kh.Path(droplet), oldPin, 0o600); err != nil {
+		t.Fatal(err)
 	}
 
 	t.Run("old pin is refused", func(t *testing.T) {

@@ -20,10 +20,15 @@ var (
 // ed25519 key (the pinned one came through user_data, which the metadata
 // service keeps serving), removes the RSA/ECDSA/DSA keys so ed25519 is the
 // only one offered, reloads sshd, and returns the new public key, read back
-// over this already-verified session. This connection stays up; the caller
-// pins the new key and dials again.
-func (c *Client) RotateHostKey(ctx context.Context) (ssh.PublicKey, error) {
-	out, err := c.Output(ctx, rotateScript(hostKeyDir, reloadSSHD))
+// over this already-verified session.
+//
+// It is atomic for the caller's pins: the new key is made aside first and
+// handed to pin together with the current one, and only then swapped in.
+// Killed at any point, the droplet presents a key the caller pinned. Once
+// a new connection has seen the new key, the caller narrows the pin to it.
+// This connection stays up.
+func (c *Client) RotateHostKey(ctx context.Context, pin func(keys ...ssh.PublicKey) error) (ssh.PublicKey, error) {
+	out, err := c.Output(ctx, stageScript(hostKeyDir))
 	if err != nil {
 		return nil, fmt.Errorf("rotate host key on %s: %w", c.droplet, err)
 	}
@@ -41,29 +46,50 @@ func (c *Client) RotateHostKey(ctx context.Context) (ssh.PublicKey, error) {
 	case c.hostKey != nil && bytes.Equal(key.Marshal(), c.hostKey.Marshal()):
 		return nil, fmt.Errorf("rotate host key on %s: the host key did not change", c.droplet)
 	}
+	keys := []ssh.PublicKey{key}
+	if c.hostKey != nil {
+		keys = append([]ssh.PublicKey{c.hostKey}, key)
+	}
+	if err := pin(keys...); err != nil {
+		return nil, fmt.Errorf("rotate host key on %s: pinning the current and the next key: %w", c.droplet, err)
+	}
+	if _, err := c.Output(ctx, swapScript(hostKeyDir, reloadSSHD)); err != nil {
+		return nil, fmt.Errorf("rotate host key on %s: %w", c.droplet, err)
+	}
 	return key, nil
 }
 
-// rotateScript is the shell script RotateHostKey runs. ssh-keygen will not
-// overwrite a key without asking, hence the rm first; sshd keeps serving the
-// keys it loaded until the reload.
-func rotateScript(dir, reload string) string {
+// stageScript makes the next host key beside the current one and prints
+// its public half. ssh-keygen will not overwrite a key without asking,
+// hence the rm of a leftover from an interrupted rotation.
+func stageScript(dir string) string {
+	next := ShellQuote(dir + "/ssh_host_ed25519_key.fleet-next")
+	return fmt.Sprintf(`set -e
+rm -f %[1]s %[1]s.pub
+ssh-keygen -q -t ed25519 -N '' -f %[1]s
+cat %[1]s.pub
+`, next)
+}
+
+// swapScript moves the staged key over the current one, removes the other
+// key types and reloads sshd; sshd serves the keys it loaded until then.
+func swapScript(dir, reload string) string {
 	key := ShellQuote(dir + "/ssh_host_ed25519_key")
+	next := ShellQuote(dir + "/ssh_host_ed25519_key.fleet-next")
 	var others []string
 	for _, t := range []string{"rsa", "ecdsa", "dsa"} {
 		k := ShellQuote(dir + "/ssh_host_" + t + "_key")
 		others = append(others, k, k+".pub")
 	}
 	return fmt.Sprintf(`set -e
-rm -f %[1]s %[1]s.pub
-ssh-keygen -q -t ed25519 -N '' -f %[1]s
-rm -f %[2]s
-{ %[3]s; } >&2
-cat %[1]s.pub
-`, key, strings.Join(others, " "), reload)
+[ -f %[2]s ] || { echo "no staged host key %[2]s" >&2; exit 1; }
+mv -f %[2]s.pub %[1]s.pub
+mv -f %[2]s %[1]s
+rm -f %[3]s
+{ %[4]s; } >&2
+`, key, next, strings.Join(others, " "), reload)
 }
 
-// shellQuote quotes s for a POSIX shell.
 // ShellQuote quotes s as one word for a POSIX shell.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

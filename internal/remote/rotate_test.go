@@ -30,8 +30,15 @@ func TestRotateHostKey(t *testing.T) {
 			f := newFixture(t)
 			f.fake.rotatedKey = tc.output(f)
 			c := f.connect(t)
-			key, err := c.RotateHostKey(t.Context())
+			var pinned []ssh.PublicKey
+			key, err := c.RotateHostKey(t.Context(), func(keys ...ssh.PublicKey) error {
+				pinned = keys
+				return nil
+			})
 			if tc.wantErr != "" {
+				if f.fake.swapped != 0 || pinned != nil {
+					t.Errorf("a refused rotation pinned %d keys and swapped %d times", len(pinned), f.fake.swapped)
+				}
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("RotateHostKey: %v, want an error with %q", err, tc.wantErr)
 				}
@@ -43,11 +50,25 @@ func TestRotateHostKey(t *testing.T) {
 			if !bytes.Equal(key.Marshal(), newKey.Marshal()) {
 				t.Errorf("got key %s, want %s", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(newKey))
 			}
+			// The current and the next key were pinned before the swap.
+			if len(pinned) != 2 || !bytes.Equal(pinned[0].Marshal(), f.srv.HostKey.Marshal()) || !bytes.Equal(pinned[1].Marshal(), newKey.Marshal()) {
+				t.Errorf("pinned %d keys before the swap, want the current and the next", len(pinned))
+			}
+			if f.fake.swapped != 1 {
+				t.Errorf("swap ran %d times, want 1", f.fake.swapped)
+			}
 			cmds := f.srv.Commands()
-			script := cmds[len(cmds)-1].Line
+			stage, script := cmds[len(cmds)-2].Line, cmds[len(cmds)-1].Line
 			for _, s := range []string{
-				"rm -f '/etc/ssh/ssh_host_ed25519_key' '/etc/ssh/ssh_host_ed25519_key'.pub\n",
-				"ssh-keygen -q -t ed25519 -N '' -f '/etc/ssh/ssh_host_ed25519_key'\n",
+				"rm -f '/etc/ssh/ssh_host_ed25519_key.fleet-next' '/etc/ssh/ssh_host_ed25519_key.fleet-next'.pub\n",
+				"ssh-keygen -q -t ed25519 -N '' -f '/etc/ssh/ssh_host_ed25519_key.fleet-next'\n",
+			} {
+				if !strings.Contains(stage, s) {
+					t.Errorf("staging script lacks %q:\n%s", s, stage)
+				}
+			}
+			for _, s := range []string{
+				"mv -f '/etc/ssh/ssh_host_ed25519_key.fleet-next' '/etc/ssh/ssh_host_ed25519_key'\n",
 				"'/etc/ssh/ssh_host_rsa_key' '/etc/ssh/ssh_host_rsa_key'.pub",
 				"'/etc/ssh/ssh_host_ecdsa_key' '/etc/ssh/ssh_host_ecdsa_key'.pub",
 				"systemctl reload ssh || ",

@@ -28,7 +28,8 @@ type fakeDroplet struct {
 	cloudInitJSON string // its stdout
 	cloudInitHang bool   // it never returns (until signalled)
 	cloudInitLog  string // output of the tail of the cloud-init log
-	rotatedKey    string // output of the host key rotation script
+	rotatedKey    string // output of the host key staging script
+	swapped       int    // how often the swap script ran
 	failStderr    string // stderr of `fail`, written in small chunks
 }
 
@@ -73,6 +74,8 @@ func (d *fakeDroplet) exec(ctx context.Context, x *remotetest.Exec) remotetest.R
 		io.WriteString(x.Stdout, d.cloudInitLog)
 	case strings.Contains(cmd, "ssh-keygen"):
 		io.WriteString(x.Stdout, d.rotatedKey)
+	case strings.Contains(cmd, "fleet-next") && strings.Contains(cmd, "mv -f"):
+		d.swapped++
 	default:
 		fmt.Fprintf(x.Stderr, "fake: %s: command not found\n", name)
 		return remotetest.Result{Code: 127}
