@@ -219,7 +219,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	if err != nil {
 		return &UsageError{Msg: fmt.Sprintf("--listen %s: %v", opts.Listen, err)}
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := localcloud.NewHTTPServer(srv.Handler())
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(opts.IO.Out, "fleet local cloud (%s backend) serving on %s\n", opts.Backend, url)
 	fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)

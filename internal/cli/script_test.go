@@ -115,7 +115,11 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		want, err := strconv.Atoi(n)
 		ts.Check(err)
 		got := 0
-		for _, r := range api.srv.Stats().Requests {
+		st := api.srv.Stats()
+		if st.Dropped > 0 {
+			ts.Fatalf("the server's request log dropped %d requests: counts would be wrong", st.Dropped)
+		}
+		for _, r := range st.Requests {
 			if r.Status == status && (args[3] == "*" || r.Method == args[3]) && strings.HasPrefix(r.Path, args[4]) {
 				got++
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -76,7 +77,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
-		writeError(w, r, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+		bodyError(w, r, err)
 		return false
 	}
 	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
@@ -84,6 +85,17 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// bodyError answers a failure to read the request body: 413 past maxBody.
+func bodyError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, r, http.StatusRequestEntityTooLarge, errorID(http.StatusRequestEntityTooLarge),
+			fmt.Sprintf("The request body is larger than %d bytes.", tooLarge.Limit))
+		return
+	}
+	writeError(w, r, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
 }
 
 func pathID(r *http.Request, name string) (int, bool) {
@@ -109,21 +121,26 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) {
 	}})
 }
 
-func listBody(r *http.Request, key string, items any, n int) map[string]any {
-	p := paginate(r, n)
+func listBody(key string, items any, p page) map[string]any {
 	return map[string]any{key: items, "links": p.links, "meta": p.meta}
 }
 
 func (s *Server) listRegions(w http.ResponseWriter, r *http.Request) {
 	all := allRegions()
-	p := paginate(r, len(all))
-	writeJSON(w, http.StatusOK, listBody(r, "regions", all[p.lo:p.hi], len(all)))
+	p, ok := paginate(w, r, len(all))
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, listBody("regions", all[p.lo:p.hi], p))
 }
 
 func (s *Server) listSizes(w http.ResponseWriter, r *http.Request) {
 	all := allSizes()
-	p := paginate(r, len(all))
-	writeJSON(w, http.StatusOK, listBody(r, "sizes", all[p.lo:p.hi], len(all)))
+	p, ok := paginate(w, r, len(all))
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, listBody("sizes", all[p.lo:p.hi], p))
 }
 
 // ---- SSH keys ----
@@ -145,12 +162,15 @@ func (s *Server) findKey(idOrFingerprint string) (int, *sshKey) {
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := paginate(r, len(s.keys))
+	p, ok := paginate(w, r, len(s.keys))
+	if !ok {
+		return
+	}
 	out := []keyJSON{}
 	for _, k := range s.keys[p.lo:p.hi] {
 		out = append(out, keyJSONOf(k))
 	}
-	writeJSON(w, http.StatusOK, listBody(r, "ssh_keys", out, len(s.keys)))
+	writeJSON(w, http.StatusOK, listBody("ssh_keys", out, p))
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +217,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name string `json:"name"`
+		Name *string `json:"name"` // optional in DO's schema
 	}
 	if !decode(w, r, &req) {
 		return
@@ -209,8 +229,12 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	if req.Name != "" {
-		k.name = req.Name
+	if req.Name != nil {
+		if strings.TrimSpace(*req.Name) == "" {
+			unprocessable(w, r, "Name can't be blank")
+			return
+		}
+		k.name = *req.Name
 		s.save()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ssh_key": keyJSONOf(k)})
@@ -437,12 +461,15 @@ func (s *Server) listDroplets(w http.ResponseWriter, r *http.Request) {
 	list := s.sortedDroplets(func(d *droplet) bool {
 		return (tagName == "" || slices.Contains(d.tags, tagName)) && (name == "" || d.name == name)
 	})
-	p := paginate(r, len(list))
+	p, ok := paginate(w, r, len(list))
+	if !ok {
+		return
+	}
 	out := []dropletJSON{}
 	for _, d := range list[p.lo:p.hi] {
 		out = append(out, s.dropletJSON(d))
 	}
-	writeJSON(w, http.StatusOK, listBody(r, "droplets", out, len(list)))
+	writeJSON(w, http.StatusOK, listBody("droplets", out, p))
 }
 
 func (s *Server) deleteDroplet(w http.ResponseWriter, r *http.Request) {
@@ -517,12 +544,15 @@ func (s *Server) destroy(ids []int, unrouted []string) {
 // ---- actions ----
 
 func (s *Server) writeActions(w http.ResponseWriter, r *http.Request, list []*action) {
-	p := paginate(r, len(list))
+	p, ok := paginate(w, r, len(list))
+	if !ok {
+		return
+	}
 	out := []actionJSON{}
 	for _, a := range list[p.lo:p.hi] {
 		out = append(out, s.actionJSON(a))
 	}
-	writeJSON(w, http.StatusOK, listBody(r, "actions", out, len(list)))
+	writeJSON(w, http.StatusOK, listBody("actions", out, p))
 }
 
 func (s *Server) listDropletActions(w http.ResponseWriter, r *http.Request) {
@@ -566,12 +596,15 @@ func (s *Server) listReservedIPs(w http.ResponseWriter, r *http.Request) {
 		list = append(list, rip)
 	}
 	slices.SortFunc(list, func(a, b *reservedIP) int { return a.created - b.created })
-	p := paginate(r, len(list))
+	p, ok := paginate(w, r, len(list))
+	if !ok {
+		return
+	}
 	out := []reservedIPJSON{}
 	for _, rip := range list[p.lo:p.hi] {
 		out = append(out, s.reservedIPJSON(rip))
 	}
-	writeJSON(w, http.StatusOK, listBody(r, "reserved_ips", out, len(list)))
+	writeJSON(w, http.StatusOK, listBody("reserved_ips", out, p))
 }
 
 func (s *Server) createReservedIP(w http.ResponseWriter, r *http.Request) {
@@ -831,12 +864,15 @@ func (s *Server) listTags(w http.ResponseWriter, r *http.Request) {
 		list = append(list, t)
 	}
 	slices.SortFunc(list, func(a, b *tag) int { return a.seq - b.seq })
-	p := paginate(r, len(list))
+	p, ok := paginate(w, r, len(list))
+	if !ok {
+		return
+	}
 	out := []tagJSON{}
 	for _, t := range list[p.lo:p.hi] {
 		out = append(out, s.tagJSON(r, t))
 	}
-	writeJSON(w, http.StatusOK, listBody(r, "tags", out, len(list)))
+	writeJSON(w, http.StatusOK, listBody("tags", out, p))
 }
 
 func (s *Server) createTag(w http.ResponseWriter, r *http.Request) {

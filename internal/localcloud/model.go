@@ -3,6 +3,9 @@ package localcloud
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -380,21 +383,55 @@ type page struct {
 	meta   map[string]int
 }
 
-// paginate applies ?page= and ?per_page= (default 20, at most 200) to a
-// list of total items and builds DigitalOcean's links.pages and meta.
-func paginate(r *http.Request, total int) page {
-	q := r.URL.Query()
-	per, err := strconv.Atoi(q.Get("per_page"))
-	if err != nil || per < 1 {
-		per = 20
+// pageParams reads ?page= and ?per_page= as DigitalOcean's OpenAPI file
+// gives them: integers, page at least 1 (default 1), per_page 1 to 200
+// (default 20). As DigitalOcean, a larger per_page is 200; a page past
+// the end (however large) is an empty page.
+func pageParams(q url.Values) (n, per int, err error) {
+	if per, err = positiveParam(q, "per_page", 20, 200); err != nil {
+		return 0, 0, err
 	}
-	per = min(per, 200)
-	n, err := strconv.Atoi(q.Get("page"))
+	if n, err = positiveParam(q, "page", 1, math.MaxInt); err != nil {
+		return 0, 0, err
+	}
+	return n, per, nil
+}
+
+// positiveParam reads the integer query parameter key: def if absent,
+// limit if above it.
+func positiveParam(q url.Values, key string, def, limit int) (int, error) {
+	v := q.Get(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if errors.Is(err, strconv.ErrRange) && v[0] != '-' {
+		return limit, nil
+	}
 	if err != nil || n < 1 {
-		n = 1
+		if len(v) > 32 {
+			v = v[:32] + "..."
+		}
+		return 0, fmt.Errorf("%s must be an integer of at least 1, not %q", key, v)
+	}
+	return min(n, limit), nil
+}
+
+// paginate applies ?page= and ?per_page= to a list of total items and
+// builds DigitalOcean's links.pages and meta; on a bad parameter it
+// answers 400 and returns false.
+func paginate(w http.ResponseWriter, r *http.Request, total int) (page, bool) {
+	q := r.URL.Query()
+	n, per, err := pageParams(q)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		return page{}, false
 	}
 	last := max(1, (total+per-1)/per)
-	p := page{lo: min(total, (n-1)*per), links: map[string]any{}, meta: map[string]int{"total": total}}
+	p := page{lo: total, links: map[string]any{}, meta: map[string]int{"total": total}}
+	if n-1 < last { // (n-1)*per cannot overflow
+		p.lo = min(total, (n-1)*per)
+	}
 	p.hi = min(total, p.lo+per)
 	link := func(k int) string {
 		u := url.URL{Path: r.URL.Path}
@@ -419,5 +456,5 @@ func paginate(r *http.Request, total int) page {
 	if len(pages) > 0 {
 		p.links["pages"] = pages
 	}
-	return p
+	return p, true
 }

@@ -6,9 +6,16 @@
 // Served: account, regions, sizes, SSH keys, droplets (create, get, list by
 // tag, delete by id or tag), droplet actions and actions, reserved IPs and
 // their assign/unassign actions, and tags with tag resources. Every /v2/
-// request needs "Authorization: Bearer <Options.Token>"; every /v2/
-// response carries ratelimit-limit, ratelimit-remaining, ratelimit-reset
-// and x-request-id; errors are {"id","message","request_id"}.
+// request needs "Authorization: Bearer <Options.Token>" (the scheme is
+// case-insensitive); every /v2/ response carries ratelimit-limit,
+// ratelimit-remaining, ratelimit-reset and x-request-id; errors are
+// {"id","message","request_id"}.
+//
+// Hostile input is bounded: a URI longer than 16 KiB is a 414, a body
+// larger than 1 MiB a 413, page and per_page are validated as DigitalOcean
+// does (see pageParams), and the request log behind Stats is a ring of
+// Options.StatsSize entries. Serve it with NewHTTPServer, which also bounds
+// headers and slow clients.
 //
 // Droplets are "new" until Backend.Boot returns, then "active", and only
 // then list their public address in networks.v4 (and a private one).
@@ -30,6 +37,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,20 +71,57 @@ type Options struct {
 	// StatePath, if set, is the JSON file the state is kept in across
 	// restarts (see state.go); "" keeps it in memory only.
 	StatePath string
+	// StatsSize is how many requests Stats keeps (the newest); 0 means
+	// 4096.
+	StatsSize int
+}
+
+const (
+	defaultStatsSize = 4096
+	// maxStatsPath bounds the URI kept per request in Stats.
+	maxStatsPath = 256
+	// maxURI is the longest request URI answered (Cloudflare, in front of
+	// DigitalOcean's API, answers 414 past 16 KB).
+	maxURI = 16 << 10
+	// maxHeaderBytes bounds the request line and headers (net/http adds
+	// 4 KiB of slack).
+	maxHeaderBytes = 64 << 10
+)
+
+// NewHTTPServer returns an http.Server for h (a Server's Handler) with the
+// limits a public API needs, so that no client can hold memory or a
+// connection for long: headers in 10 s and at most 64 KiB, the whole
+// request in a minute, idle connections closed after two.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 }
 
 // Request is one request as recorded in Stats.
 type Request struct {
-	Method   string        `json:"method"`
-	Path     string        `json:"path"` // with the query, if any
-	Time     time.Time     `json:"time"`
-	Status   int           `json:"status"`
-	Duration time.Duration `json:"duration"`
+	Method string `json:"method"`
+	// Path is the path with the query, if any, cut to its first 256 bytes
+	// (then Truncated is set).
+	Path      string        `json:"path"`
+	Truncated bool          `json:"truncated,omitempty"`
+	Time      time.Time     `json:"time"`
+	Status    int           `json:"status"`
+	Duration  time.Duration `json:"duration"`
 }
 
-// Stats is the log of the /v2/ requests a Server answered, oldest first.
+// Stats is the log of the authenticated /v2/ requests a Server answered,
+// oldest first: the newest Options.StatsSize of them.
 type Stats struct {
 	Requests []Request `json:"requests"`
+	// Dropped is how many older requests fell out of Requests.
+	Dropped int `json:"dropped"`
+	// Unauthenticated counts the requests answered 401 (not in Requests).
+	Unauthenticated int `json:"unauthenticated"`
 }
 
 // Count returns how many recorded requests have the method ("" = any) and
@@ -103,7 +148,7 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	faults    []*faultState
-	stats     []Request
+	stats     requestLog
 	rate      map[string]*rateBucket
 	projectID string
 	vpcID     string
@@ -128,8 +173,11 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.Token == "" {
 		return nil, errors.New("localcloud: Options.Token is required")
 	}
-	if opts.RateLimit < 0 || opts.RateWindow < 0 || opts.BootDelay < 0 || opts.ActionDelay < 0 {
-		return nil, errors.New("localcloud: negative RateLimit, RateWindow, BootDelay or ActionDelay")
+	if opts.RateLimit < 0 || opts.RateWindow < 0 || opts.BootDelay < 0 || opts.ActionDelay < 0 || opts.StatsSize < 0 {
+		return nil, errors.New("localcloud: negative RateLimit, RateWindow, BootDelay, ActionDelay or StatsSize")
+	}
+	if opts.StatsSize == 0 {
+		opts.StatsSize = defaultStatsSize
 	}
 	if opts.RateLimit == 0 {
 		opts.RateLimit = 5000
@@ -148,6 +196,7 @@ func NewServer(opts Options) (*Server, error) {
 		actions:   map[int]*action{},
 		tags:      map[string]*tag{},
 		rips:      map[string]*reservedIP{},
+		stats:     requestLog{size: opts.StatsSize},
 	}
 	if s.backend == nil {
 		s.backend = MemoryBackend{BootDelay: opts.BootDelay}
@@ -185,7 +234,83 @@ func (s *Server) AddFault(f Fault) {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Requests: append([]Request{}, s.stats...)}
+	return s.stats.snapshot()
+}
+
+// requestLog is a ring of the newest size requests.
+type requestLog struct {
+	buf     []Request // grows to size; once full, head is the oldest
+	head    int
+	size    int
+	dropped int
+	unauth  int
+}
+
+func (l *requestLog) add(r Request) {
+	if len(l.buf) < l.size {
+		l.buf = append(l.buf, r)
+		return
+	}
+	l.buf[l.head] = r
+	l.head = (l.head + 1) % l.size
+	l.dropped++
+}
+
+func (l *requestLog) snapshot() Stats {
+	out := make([]Request, 0, len(l.buf))
+	out = append(append(out, l.buf[l.head:]...), l.buf[:l.head]...)
+	return Stats{Requests: out, Dropped: l.dropped, Unauthenticated: l.unauth}
+}
+
+// shortURI returns the first max bytes of r's request URI, copied: a
+// substring would keep the whole request line alive.
+func shortURI(r *http.Request, max int) (uri string, cut bool) {
+	uri = r.RequestURI
+	if uri == "" || uri[0] != '/' { // in-process, or absolute-form
+		uri = r.URL.RequestURI()
+	}
+	if len(uri) > max {
+		return strings.Clone(uri[:max]), true
+	}
+	return strings.Clone(uri), false
+}
+
+// uriLen is the length of r's request URI, without building it.
+func uriLen(r *http.Request) int {
+	if r.RequestURI != "" {
+		return len(r.RequestURI)
+	}
+	return len(r.URL.Path) + 1 + len(r.URL.RawQuery)
+}
+
+// methodName is r.Method, copied for the same reason as in shortURI.
+func methodName(m string) string {
+	for _, k := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead, http.MethodPatch, http.MethodOptions} {
+		if m == k {
+			return k
+		}
+	}
+	return strings.Clone(m[:min(len(m), 16)])
+}
+
+// bearerToken returns the credentials of "Authorization: Bearer <token>";
+// the scheme is case-insensitive and may be followed by several spaces
+// (RFC 7235 section 2.1). Anything else, or several Authorization headers,
+// is no token.
+func bearerToken(r *http.Request) (string, bool) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" || strings.ContainsAny(token, " \t") {
+		return "", false
+	}
+	return token, true
 }
 
 // Close stops the background goroutines (boots and pending actions stay as
@@ -267,33 +392,43 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-request-id", rid)
 	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid))
 	sw := &statusWriter{ResponseWriter: w}
+	token, ok := bearerToken(r)
+	authed := ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.Token)) == 1
 	defer func() {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
 		d := time.Since(start)
-		s.logf("%s %s -> %d (%s)", r.Method, r.URL.RequestURI(), sw.status, d.Round(time.Microsecond))
-		if strings.HasPrefix(r.URL.Path, "/_fleet/") {
-			return
+		uri, cut := shortURI(r, maxStatsPath)
+		if cut {
+			s.logf("%s %s... (%d bytes) -> %d (%s)", methodName(r.Method), uri, uriLen(r), sw.status, d.Round(time.Microsecond))
+		} else {
+			s.logf("%s %s -> %d (%s)", methodName(r.Method), uri, sw.status, d.Round(time.Microsecond))
 		}
 		s.mu.Lock()
-		s.stats = append(s.stats, Request{Method: r.Method, Path: r.URL.RequestURI(), Time: start, Status: sw.status, Duration: d})
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		switch {
+		case !authed:
+			s.stats.unauth++ // counted only: anyone can send these
+		case !strings.HasPrefix(r.URL.Path, "/_fleet/"):
+			s.stats.add(Request{Method: methodName(r.Method), Path: uri, Truncated: cut, Time: start, Status: sw.status, Duration: d})
+		}
 	}()
 
-	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	authed := token == s.opts.Token
-	if strings.HasPrefix(r.URL.Path, "/_fleet/") {
-		if !authed {
-			writeError(sw, r, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
-			return
+	if !authed {
+		if !strings.HasPrefix(r.URL.Path, "/_fleet/") {
+			s.setRateHeaders(sw, "", false)
 		}
-		s.admin(sw, r)
+		writeError(sw, r, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
 		return
 	}
-	if !authed {
-		s.setRateHeaders(sw, token, false)
-		writeError(sw, r, http.StatusUnauthorized, "unauthorized", "Unable to authenticate you")
+	if uriLen(r) > maxURI {
+		writeError(sw, r, http.StatusRequestURITooLong, errorID(http.StatusRequestURITooLong),
+			fmt.Sprintf("The request URI is longer than %d bytes.", maxURI))
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/_fleet/") {
+		s.admin(sw, r)
 		return
 	}
 	if retry, ok := s.setRateHeaders(sw, token, true); !ok {
@@ -448,8 +583,8 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case r.URL.Path == "/_fleet/faults" && r.Method == http.MethodPost:
 		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20)); err != nil {
-			writeError(w, r, http.StatusBadRequest, "bad_request", err.Error())
+		if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBody)); err != nil {
+			bodyError(w, r, err)
 			return
 		}
 		faults, err := decodeFaults(buf.Bytes())
