@@ -121,7 +121,10 @@ func statedWait(resp *http.Response, now time.Time) (time.Duration, bool) {
 func (c *Client) budget(ctx context.Context, now time.Time) (time.Duration, string) {
 	b, why := c.cfg.RetryWaitMax, ""
 	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) < b {
-		b, why = max(0, dl.Sub(now)), "the time left for this step"
+		b = max(0, dl.Sub(now))
+		if roundBudget(b) < roundBudget(c.cfg.RetryWaitMax) {
+			why = "the time left for this step"
+		}
 	}
 	if in, ok := ctx.Value(interruptKey{}).(*Interrupt); ok && in.fired() && CleanupWait < b {
 		b, why = CleanupWait, "after Ctrl-C"
