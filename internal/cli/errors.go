@@ -33,7 +33,8 @@ const exitCodesHelp = `Exit codes:
   5    refused in this state (or --yes is needed; a rollback that would
        lose writes made since the promote)
   6    a wait timed out
-  7    the API answered an error
+  7    the API answered an error (or its rate limit asks for a longer
+       wait than fleet makes: at most 30s)
   8    a deploy failed; the candidate is kept, marked failed
   130  interrupted
 `
@@ -60,6 +61,7 @@ func exitCode(err error) int {
 		de  *deploy.DeployError
 		te  *cloud.TimeoutError
 		ae  *cloud.APIError
+		rl  *cloud.RateLimitError
 		wr  *deploy.WritesAtRiskError
 	)
 	switch {
@@ -79,6 +81,8 @@ func exitCode(err error) int {
 		return ExitDeploy
 	case errors.As(err, &te):
 		return ExitTimeout
+	case errors.As(err, &rl):
+		return ExitAPI
 	case errors.As(err, &ae):
 		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
 			return ExitConfig

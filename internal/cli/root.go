@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/fleetdeploy/fleet/internal/spec"
 	"github.com/spf13/cobra"
@@ -19,7 +17,7 @@ var Version = "dev"
 
 // Main runs fleet and returns the process exit code.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible(context.Background())
 	defer stop()
 	f := NewFactory(Version)
 	cmd := NewCmdRoot(f)

@@ -7,11 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/digitalocean/godo"
-	"golang.org/x/oauth2"
 )
 
 // Droplet is the part of a DigitalOcean droplet fleet cares about.
@@ -102,12 +100,14 @@ type Config struct {
 	PageSize     int           // items per page when listing (default 200, DO's maximum)
 	RetryMax     int           // godo retries on 429 and 5xx
 	RetryWaitMin time.Duration
+	// RetryWaitMax is the longest wait before one retry. A longer
+	// Retry-After is not waited out: the call fails (RateLimitError).
 	RetryWaitMax time.Duration
 }
 
 // Client implements Cloud with godo.
 type Client struct {
-	api *godo.Client // retries 429/5xx with backoff, honouring Retry-After
+	api *godo.Client // retries 429/5xx within the call's budget (retry.go)
 	// once never retries. It sends the non-idempotent POSTs (droplet and
 	// reserved IP create), whose retries are ours: look up, then resend.
 	once *godo.Client
@@ -116,7 +116,7 @@ type Client struct {
 
 var _ Cloud = (*Client)(nil)
 
-// New builds a Client. godo's retrying client needs an oauth2 transport.
+// New builds a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("no API token")
@@ -149,24 +149,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.UserAgent != "" {
 		opts = append(opts, godo.SetUserAgent(cfg.UserAgent))
 	}
-	httpClient := func() *http.Client {
-		c := oauth2.NewClient(context.Background(), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.Token}))
-		c.Timeout = 60 * time.Second
-		return c
-	}
-	api, err := godo.New(httpClient(), append(opts, godo.WithRetryAndBackoffs(godo.RetryConfig{
-		RetryMax:     cfg.RetryMax,
-		RetryWaitMin: godo.PtrTo(cfg.RetryWaitMin.Seconds()),
-		RetryWaitMax: godo.PtrTo(cfg.RetryWaitMax.Seconds()),
-	}))...)
+	c := &Client{cfg: cfg}
+	retrying, onceHTTP := c.httpClients()
+	api, err := godo.New(retrying, opts...)
 	if err != nil {
 		return nil, err
 	}
-	once, err := godo.New(httpClient(), opts...)
+	once, err := godo.New(onceHTTP, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{api: api, once: once, cfg: cfg}, nil
+	c.api, c.once = api, once
+	return c, nil
 }
 
 func fromGodo(d *godo.Droplet) *Droplet {

@@ -22,15 +22,29 @@ type env struct {
 
 func newEnv(t *testing.T, faults string, tweak func(*Config)) *env {
 	t.Helper()
-	v, err := contract.LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
 	fs, err := localcloud.ParseFaults(faults)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := localcloud.NewServer(localcloud.Options{Token: "t", BootDelay: 50 * time.Millisecond, ActionDelay: 50 * time.Millisecond, Faults: fs})
+	return newEnvWith(t, localcloud.Options{Faults: fs}, tweak)
+}
+
+// newEnvWith starts the server with opts (token "t"; 50ms boots and
+// actions unless set).
+func newEnvWith(t *testing.T, opts localcloud.Options, tweak func(*Config)) *env {
+	t.Helper()
+	v, err := contract.LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Token = "t"
+	if opts.BootDelay == 0 {
+		opts.BootDelay = 50 * time.Millisecond
+	}
+	if opts.ActionDelay == 0 {
+		opts.ActionDelay = 50 * time.Millisecond
+	}
+	srv, err := localcloud.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +56,9 @@ func newEnv(t *testing.T, faults string, tweak func(*Config)) *env {
 			t.Errorf("OpenAPI contract violations:\n%s", strings.Join(vs, "\n"))
 		}
 	})
-	cfg := Config{Token: "t", APIURL: hs.URL, PollInterval: 20 * time.Millisecond, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond}
+	cfg := Config{Token: "t", APIURL: hs.URL, PollInterval: 20 * time.Millisecond, RetryWaitMin: 10 * time.Millisecond,
+		// Above the Retry-After: 1 of an injected 429, which must be waited out.
+		RetryWaitMax: 2 * time.Second}
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -85,12 +85,12 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 			}
 			return fromGodo(d), actionID, nil
 		}
-		again, wait := retryable(resp, err)
-		if !again || attempt >= maxCreateAttempts {
+		if !retryable(resp, err) || attempt >= maxCreateAttempts {
 			return nil, 0, wrap(err, "create droplet "+req.Name)
 		}
-		if w := b.wait(); w > wait {
-			wait = w
+		wait, err := c.resendWait(ctx, resp, err, b)
+		if err != nil {
+			return nil, 0, wrap(err, "create droplet "+req.Name)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, 0, err

@@ -81,6 +81,12 @@ func wrap(err error, op string) error {
 	if err == nil {
 		return nil
 	}
+	var rl *RateLimitError
+	if errors.As(err, &rl) {
+		named := *rl
+		named.Op = op
+		return &named
+	}
 	var er *godo.ErrorResponse
 	if errors.As(err, &er) && er.Response != nil {
 		return &APIError{Op: op, Status: er.Response.StatusCode, Message: er.Message, RequestID: er.RequestID}
@@ -91,38 +97,41 @@ func wrap(err error, op string) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// retryable reports whether a failed non-idempotent POST may be sent again
-// (after looking up whether it took effect), and how long to wait first.
-func retryable(resp *godo.Response, err error) (bool, time.Duration) {
-	if err == nil {
-		return false, 0
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false, 0
+// retryable reports whether a failed non-idempotent POST may be sent
+// again, after looking up whether it took effect.
+func retryable(resp *godo.Response, err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
 	if resp == nil || resp.Response == nil {
-		return true, 0 // transport error: the request may or may not have arrived
+		return true // transport error: the request may or may not have arrived
 	}
-	switch s := resp.StatusCode; {
-	case s == http.StatusTooManyRequests:
-		var wait time.Duration
-		if !resp.Rate.Reset.IsZero() {
-			wait = time.Until(resp.Rate.Reset.Time)
-		}
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			var secs int
-			if _, err := fmt.Sscanf(ra, "%d", &secs); err == nil {
-				wait = time.Duration(secs) * time.Second
-			}
-		}
-		if wait > time.Minute {
-			wait = time.Minute
-		}
-		return true, wait
-	case s >= 500 && s != http.StatusNotImplemented:
-		return true, 0
+	s := resp.StatusCode
+	return s == http.StatusTooManyRequests || (s >= 500 && s != http.StatusNotImplemented)
+}
+
+// resendWait is how long to wait before resending a POST that failed with
+// err: what the answer states (Retry-After), or b's next back-off. A wait
+// the call's budget cannot hold is not slept: a stated one fails with a
+// RateLimitError, a back-off with err itself.
+func (c *Client) resendWait(ctx context.Context, resp *godo.Response, err error, b *backoff) (time.Duration, error) {
+	now := time.Now()
+	var hr *http.Response
+	if resp != nil {
+		hr = resp.Response
 	}
-	return false, 0
+	wait, stated := statedWait(hr, now)
+	if !stated {
+		wait = b.wait()
+	}
+	budget, why := c.budget(ctx, now)
+	switch {
+	case wait < budget:
+		return wait, nil
+	case stated:
+		return 0, newRateLimitError(hr, wait, now, budget, why)
+	}
+	return 0, err
 }
 
 func isPendingEvent(err error) bool {

@@ -79,15 +79,13 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 			}
 			return c.confirm(ctx, r.IP, dropletID)
 		}
-		again, wait := retryable(resp, err)
-		if !again && isPendingEvent(wrap(err, "")) {
-			again = true
+		op := "reserve an IP for droplet " + strconv.Itoa(dropletID)
+		if !(retryable(resp, err) || isPendingEvent(wrap(err, ""))) || attempt >= maxCreateAttempts {
+			return nil, wrap(err, op)
 		}
-		if !again || attempt >= maxCreateAttempts {
-			return nil, wrap(err, "reserve an IP for droplet "+strconv.Itoa(dropletID))
-		}
-		if w := b.wait(); w > wait {
-			wait = w
+		wait, err := c.resendWait(ctx, resp, err, b)
+		if err != nil {
+			return nil, wrap(err, op)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
