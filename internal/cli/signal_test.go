@@ -15,10 +15,11 @@ import (
 	"github.com/fleetdeploy/fleet/internal/localcloud"
 )
 
-// Ctrl-C stops `fleet up` promptly wherever it waits, and the clean-up
-// that follows (marking the candidate failed) does not wait out a rate
-// limit; a second Ctrl-C exits at once, saying what was left undone. The
-// fleet on PATH is this test binary (testscript.Main).
+// Ctrl-C stops fleet promptly wherever it waits; an interrupted up keeps
+// its candidate without a clean-up; the clean-up of an interrupted move
+// (reading the IP back) can be cut short by a second Ctrl-C, which exits at
+// once, saying what was left undone. The fleet on PATH is this test binary
+// (testscript.Main).
 func TestInterrupt(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs fleet as a process")
@@ -27,6 +28,9 @@ func TestInterrupt(t *testing.T) {
 		name   string
 		opts   localcloud.Options
 		faults string
+		// setup runs before faults are added; args is the command (default: up v1.0.0).
+		setup [][]string
+		args  []string
 		// ready: fleet sits in the wait to interrupt.
 		ready  func(s localcloud.Stats) bool
 		second syscall.Signal // sent once fleet says it is cleaning up; 0: none
@@ -40,33 +44,39 @@ func TestInterrupt(t *testing.T) {
 			within: time.Second,
 		},
 		{
-			// The clean-up meets the same limit: before, it waited it out
-			// (up to deploy's 30 s detached context).
+			// Before, the clean-up (tagging the candidate failed) met the
+			// same limit and waited it out (up to 30 s); now an interrupted
+			// up has no clean-up: its candidate stays the candidate.
 			name:   "in a rate-limited wait",
 			opts:   localcloud.Options{RateLimit: 6, RateWindow: 15 * time.Second},
 			faults: "stuck-new=hello-*",
 			ready:  func(s localcloud.Stats) bool { return count(s, 429, "GET", "/v2/actions/") >= 1 },
 			within: time.Second,
-			stderr: []string{"create tag fleet-failed: DigitalOcean rate limit reached (429)", "(after Ctrl-C)"},
+			stderr: []string{"is kept as the candidate"},
 		},
 		{
-			name:   "a second Ctrl-C during a stuck clean-up",
-			faults: "stuck-new=hello-*; POST /v2/tags latency=1m",
-			ready:  func(s localcloud.Stats) bool { return count(s, 200, "GET", "/v2/actions/") >= 2 },
+			name:   "a second Ctrl-C during a stuck read-back",
+			setup:  promoted,
+			args:   []string{"promote"},
+			faults: "GET /v2/reserved_ips/ latency=1m",
+			ready:  func(s localcloud.Stats) bool { return count(s, 201, "POST", "/v2/reserved_ips/") >= 1 },
 			second: syscall.SIGINT,
 			within: time.Second,
 			stderr: []string{
 				"fleet: interrupted: recording what happened; press Ctrl-C again to exit now\n",
-				"fleet: interrupted again: exiting now; left undone: POST /v2/tags; run `fleet status` to see where things stand\n",
+				"fleet: interrupted again: exiting now; left undone: GET /v2/reserved_ips/",
+				"run `fleet status` to see where things stand\n",
 			},
 		},
 		{
 			name:   "SIGTERM after Ctrl-C",
-			faults: "stuck-new=hello-*; POST /v2/tags latency=1m",
-			ready:  func(s localcloud.Stats) bool { return count(s, 200, "GET", "/v2/actions/") >= 2 },
+			setup:  promoted,
+			args:   []string{"promote"},
+			faults: "GET /v2/reserved_ips/ latency=1m",
+			ready:  func(s localcloud.Stats) bool { return count(s, 201, "POST", "/v2/reserved_ips/") >= 1 },
 			second: syscall.SIGTERM,
 			within: time.Second,
-			stderr: []string{"left undone: POST /v2/tags"},
+			stderr: []string{"left undone: GET /v2/reserved_ips/"},
 		},
 	}
 	for _, tt := range tests {
@@ -77,7 +87,7 @@ func TestInterrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			opts := tt.opts
-			opts.Token, opts.Faults = "sig-token", fs
+			opts.Token = "sig-token"
 			opts.BootDelay, opts.ActionDelay = 50*time.Millisecond, 50*time.Millisecond
 			srv, err := localcloud.NewServer(opts)
 			if err != nil {
@@ -91,10 +101,24 @@ func TestInterrupt(t *testing.T) {
 			if err := copyMissing("testdata/project", dir); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command("fleet", "up", "v1.0.0")
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "HOME="+dir, "FLEET_HOME="+dir+"/.fleet", "FLEET_API_URL="+hs.URL,
+			env := append(os.Environ(), "HOME="+dir, "FLEET_HOME="+dir+"/.fleet", "FLEET_API_URL="+hs.URL,
 				"DIGITALOCEAN_TOKEN=sig-token", "FLEET_POLL_INTERVAL=50ms", "FLEET_RETRY_WAIT_MIN=100ms")
+			for _, args := range tt.setup {
+				c := exec.Command("fleet", args...)
+				c.Dir, c.Env = dir, env
+				if out, err := c.CombinedOutput(); err != nil {
+					t.Fatalf("fleet %v: %v\n%s", args, err, out)
+				}
+			}
+			for _, f := range fs {
+				srv.AddFault(f)
+			}
+			args := tt.args
+			if args == nil {
+				args = []string{"up", "v1.0.0"}
+			}
+			cmd := exec.Command("fleet", args...)
+			cmd.Dir, cmd.Env = dir, env
 			var stderr syncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -160,6 +184,9 @@ func TestUndoneNote(t *testing.T) {
 		}
 	}
 }
+
+// promoted: v1.0.0 live, v2.0.0 a candidate, ready for a promote.
+var promoted = [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v2.0.0"}}
 
 func count(s localcloud.Stats, status int, method, path string) int {
 	n := 0

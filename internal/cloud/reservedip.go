@@ -38,6 +38,12 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 // droplet holds at most one reserved IP, which is the key.
 func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts, record func(ip string) error) (*ReservedIP, error) {
 	find := func() (*ReservedIP, error) {
+		// A create that took effect but answered an error may still be
+		// assigning its IP: the droplet is locked until it has, and only
+		// then does the IP list show it.
+		if err := c.waitUnlocked(ctx, dropletID, t); err != nil {
+			return nil, err
+		}
 		all, err := c.ListReservedIPs(ctx)
 		if err != nil {
 			return nil, err
@@ -91,6 +97,18 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 			return nil, err
 		}
 	}
+}
+
+// waitUnlocked waits until the droplet is not locked by an action.
+func (c *Client) waitUnlocked(ctx context.Context, dropletID int, t Timeouts) error {
+	what := fmt.Sprintf("droplet %d to be unlocked", dropletID)
+	return c.poll(ctx, what, t.Assign, func(ctx context.Context) (bool, string, error) {
+		d, err := c.GetDroplet(ctx, dropletID)
+		if err != nil {
+			return false, "", err
+		}
+		return !d.Locked, "locked", nil
+	})
 }
 
 // waitIdle waits until no action is in progress on the droplet: DO

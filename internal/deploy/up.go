@@ -208,7 +208,7 @@ func (d *Deployer) fail(ctx context.Context, dr *cloud.Droplet, cause error) err
 		return cause
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w\n%s is kept as the candidate: re-run `fleet up` with the same version to resume, or discard it with `fleet rollback`", cause, dr.Name)
+		return fmt.Errorf("interrupted (%w)\n%s is kept as the candidate: re-run `fleet up` with the same version to resume, or discard it with `fleet rollback`", cause, dr.Name)
 	}
 	tctx, cancel := detached(ctx)
 	defer cancel()
