@@ -51,10 +51,8 @@ var killFull bool
 const (
 	killFullTries = 30
 	killProject   = "hello"
-	// How long a signalled fleet may take to exit: its cleanup runs on a
-	// detached 30 s context.
-	killExitWait = 45 * time.Second
-	killRunWait  = 60 * time.Second // a whole command
+	// A whole command; a signalled fleet's cleanup may take 30 s.
+	killRunWait = 60 * time.Second
 )
 
 // The invariants, in table order.
@@ -159,10 +157,34 @@ var killScenarios = []killScenario{
 		},
 	},
 	{
+		// Two releases to go back to: a rerun of a rollback that took
+		// effect must not roll back a second time.
+		name: "rollback-deep", keep: 2,
+		setup: [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v1.1.0"}, {"promote"},
+			{"up", "v1.2.0"}, {"promote"}},
+		cmd:      []string{"rollback"},
+		promoted: true, survive: []string{"v1.0.0", "v1.1.0"}, live: "v1.1.0",
+		phases: []killPhase{
+			{"POST /v2/tags/{tag}/resources", 1},
+			{"POST /v2/reserved_ips/{ip}/actions", 1},
+			{"GET /v2/reserved_ips/{ip}/actions/{id}", 1},
+			{"GET /v2/reserved_ips/{ip}", 1},
+		},
+	},
+	{
 		name: "rollback-candidate", keep: 2,
 		setup:    [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v1.1.0"}},
 		cmd:      []string{"rollback"},
 		promoted: true, refusal: "nothing to roll back to", survive: []string{"v1.0.0"}, live: "v1.0.0", gone: []string{"v1.1.0"},
+		phases: []killPhase{{"DELETE /v2/droplets/{id}", 1}},
+	},
+	{
+		// With a previous droplet: a rerun of a discard that took effect
+		// must not roll the live droplet back.
+		name: "rollback-candidate-deep", keep: 2,
+		setup:    [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v1.1.0"}, {"promote"}, {"up", "v1.2.0"}},
+		cmd:      []string{"rollback"},
+		promoted: true, survive: []string{"v1.0.0", "v1.1.0"}, live: "v1.1.0", gone: []string{"v1.2.0"},
 		phases: []killPhase{{"DELETE /v2/droplets/{id}", 1}},
 	},
 	{
@@ -901,7 +923,12 @@ func killTry(t *testing.T, bin, snap string, c killCase, rng *rand.Rand) *killRe
 		res.fail("I5", "the signalled run hung (killed after %s)", killRunWait)
 	}
 
-	rerun := env.run(c.sc.cmd, killRunWait)
+	// A run that succeeded (the signal came too late) is not re-run: its
+	// user saw it succeed, and a second rollback is a new command.
+	rerun := killRun{args: c.sc.cmd, stderr: "(not re-run: the first run succeeded)"}
+	if first.code != 0 {
+		rerun = env.run(c.sc.cmd, killRunWait)
+	}
 	switch {
 	case rerun.hung:
 		res.fail("I5", "the rerun hung")
@@ -1141,8 +1168,12 @@ func checkKillState(res *killResult, sc *killScenario, w *killWorld) {
 		inProject[d.ID] = true
 	}
 	for _, ip := range w.ips {
-		if ip.Droplet == nil || !inProject[ip.Droplet.ID] {
+		switch {
+		case ip.Droplet == nil || !inProject[ip.Droplet.ID]:
 			res.fail("I3", "reserved IP %s is held by no droplet of the project", ip.IP)
+		case w.ipsOf(ip.Droplet.ID)[0] != ip.IP:
+			// fleet only ever moves the first; DigitalOcean allows one.
+			res.fail("I3", "reserved IP %s is a second IP on droplet %d", ip.IP, ip.Droplet.ID)
 		}
 	}
 	// Goal
@@ -1198,5 +1229,95 @@ func checkKillStatus(res *killResult, w *killWorld, status killRun) {
 	}
 	if len(live) == 1 && !slices.Contains(w.ipsOf(live[0].ID), gotIP) {
 		res.fail("I5", "status says reserved IP %q, the API %v", gotIP, w.ipsOf(live[0].ID))
+	}
+}
+
+// TestKillChecks: each invariant check fires on a state that breaks it,
+// and only there.
+func TestKillChecks(t *testing.T) {
+	dr := func(id int, version, status string, tags ...string) godo.Droplet {
+		return godo.Droplet{
+			ID: id, Name: fmt.Sprintf("hello-%s-%d", strings.ReplaceAll(version, ".", "-"), id), Status: status,
+			Created: fmt.Sprintf("2026-01-01T00:00:%02dZ", id),
+			Tags:    append([]string{"fleet:hello", "fleet-version:" + spec.VersionTag(version)}, tags...),
+		}
+	}
+	ip := func(addr string, id int) godo.ReservedIP {
+		r := godo.ReservedIP{IP: addr}
+		if id != 0 {
+			r.Droplet = &godo.Droplet{ID: id}
+		}
+		return r
+	}
+	sc := &killScenario{promoted: true, live: "v1.0.0", candidate: "v1.2.0", gone: []string{"v0.9.0"}}
+	prev := dr(1, "v0.8.0", "active", "fleet-promoted")
+	live := dr(2, "v1.0.0", "active", "fleet-promoted")
+	failed := dr(3, "v1.1.0", "active", "fleet-promoted", "fleet-failed")
+	cand := dr(4, "v1.2.0", "active")
+	good := []godo.Droplet{prev, live, failed, cand}
+	tests := []struct {
+		name     string
+		droplets []godo.Droplet
+		ips      []godo.ReservedIP
+		want     []string
+	}{
+		{"good", good, []godo.ReservedIP{ip("127.0.0.200", 2)}, nil},
+		{"no live", good, nil, []string{"I1", "G"}},
+		{"two live", good, []godo.ReservedIP{ip("127.0.0.200", 2), ip("127.0.0.201", 1)}, []string{"I1", "G"}},
+		{"second IP on live", good, []godo.ReservedIP{ip("127.0.0.200", 2), ip("127.0.0.201", 2)}, []string{"I1", "I3"}},
+		{"unassigned IP", good, []godo.ReservedIP{ip("127.0.0.200", 2), ip("127.0.0.201", 0)}, []string{"I3"}},
+		{"live not active", []godo.Droplet{prev, dr(2, "v1.0.0", "off", "fleet-promoted"), failed, cand},
+			[]godo.ReservedIP{ip("127.0.0.200", 2)}, []string{"I1"}},
+		{"two candidates", []godo.Droplet{prev, live, dr(3, "v1.1.0", "active"), cand},
+			[]godo.ReservedIP{ip("127.0.0.200", 2)}, []string{"I2", "I3", "G"}},
+		{"one version twice", []godo.Droplet{prev, live, dr(3, "v1.2.0", "active", "fleet-failed"), cand},
+			[]godo.ReservedIP{ip("127.0.0.200", 2)}, []string{"I2"}},
+		{"outside the project", append(slices.Clone(good), godo.Droplet{ID: 9, Name: "stray", Status: "active"}),
+			[]godo.ReservedIP{ip("127.0.0.200", 2)}, []string{"I3"}},
+		{"wrong live", good, []godo.ReservedIP{ip("127.0.0.200", 1)}, []string{"G"}},
+		{"gone is there", append(slices.Clone(good), dr(0, "v0.9.0", "active", "fleet-promoted")),
+			[]godo.ReservedIP{ip("127.0.0.200", 2)}, []string{"G"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &killResult{}
+			checkKillState(res, sc, &killWorld{droplets: tt.droplets, ips: tt.ips})
+			var got []string
+			for id := range res.broken {
+				got = append(got, id)
+			}
+			sort.Strings(got)
+			sort.Strings(tt.want)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("broken %v, want %v: %v", got, tt.want, res.broken)
+			}
+		})
+	}
+
+	w := &killWorld{droplets: good, ips: []godo.ReservedIP{ip("127.0.0.200", 2)}}
+	statusOf := func(ip string, roles ...string) killRun {
+		out := statusJSON{Project: "hello", ReservedIP: &ip}
+		for i, d := range w.project() {
+			out.Droplets = append(out.Droplets, &dropletJSON{Name: d.Name, Role: roles[i]})
+		}
+		b, _ := json.Marshal(out)
+		return killRun{stdout: string(b)}
+	}
+	for _, tt := range []struct {
+		name   string
+		status killRun
+		broken bool
+	}{
+		{"agrees", statusOf("127.0.0.200", "candidate", "failed", "live", "previous"), false},
+		{"another role", statusOf("127.0.0.200", "candidate", "previous", "live", "previous"), true},
+		{"another IP", statusOf("127.0.0.201", "candidate", "failed", "live", "previous"), true},
+		{"exit 1", killRun{code: 1}, true},
+		{"not JSON", killRun{stdout: "hello"}, true},
+	} {
+		res := &killResult{}
+		checkKillStatus(res, w, tt.status)
+		if got := len(res.broken["I5"]) > 0; got != tt.broken || len(res.broken) > 1 {
+			t.Errorf("status %s: broken %v, want I5 %v", tt.name, res.broken, tt.broken)
+		}
 	}
 }
