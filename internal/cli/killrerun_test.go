@@ -294,7 +294,7 @@ func TestKillRerun(t *testing.T) {
 		for ci, c := range cases {
 			t.Run(c.name(), func(t *testing.T) {
 				t.Parallel()
-				snap, err := snaps.get(t, c.sc)
+				snap, err := snaps.get(c.sc)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -437,7 +437,7 @@ type killSnapshots struct {
 	errs     map[string]error
 }
 
-func (s *killSnapshots) get(t *testing.T, sc *killScenario) (string, error) {
+func (s *killSnapshots) get(sc *killScenario) (string, error) {
 	s.mu.Lock()
 	if s.once == nil {
 		s.once, s.files, s.errs = map[string]*sync.Once{}, map[string]string{}, map[string]error{}
