@@ -41,12 +41,13 @@ vet:
 test: vet
 	$(GO) test ./...
 
-e2e: host build
+e2e: host build killrerun
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -timeout 60m -v ./e2e/... ./internal/localcloud/ ./internal/cloudinit/ ./internal/remote/
 
 bench: host
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
+	FLEET_KILL_REPORT=1 $(MAKE) -s --no-print-directory killrerun | grep -v -e '^=== ' -e '^    --- PASS' | tee -a bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 	$(GO) build -o $(BIN) ./cmd/fleet
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt
@@ -77,3 +78,8 @@ demo: host build
 
 clean:
 	rm -rf bin
+
+# The kill-and-rerun suite in full (internal/cli/killrerun_test.go): 30 tries
+# per phase, signal and moment. FLEET_KILL_REPORT=1 prints without failing.
+killrerun:
+	$(GO) test -tags killrerun -count=1 -run '^TestKillRerun$$' -parallel 6 -timeout 150m -v ./internal/cli/
