@@ -46,15 +46,20 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	if len(st.Members) == 0 {
 		return nil, &ConflictError{Msg: "nothing to roll back: project " + st.Project + " has no droplets"}
 	}
+	newest := st.Members[0]
+	discard := newest.Role != RoleLive && !newest.promoted()
 	prev := st.tagged(TagRollbackTarget)
 	switch {
+	case prev != nil && prev.Role == RoleLive && discard:
+		return d.discardCandidate(ctx, &newest, prev) // an interrupted discard
 	case prev != nil && prev.Role == RoleLive:
 		return d.finishRollback(ctx, d.resumedRollback(st, prev))
 	case prev != nil && prev.Role == RoleFailed:
 		prev = nil // not a target any more
-	case prev == nil:
-		if newest := st.Members[0]; newest.Role != RoleLive && !newest.promoted() {
-			return d.discardCandidate(ctx, &newest)
+	}
+	if prev == nil {
+		if discard {
+			return d.discardCandidate(ctx, &newest, st.Live())
 		}
 		prev = st.Previous()
 	}
@@ -150,13 +155,27 @@ func (d *Deployer) finishRollback(ctx context.Context, res *RollbackResult) (*Ro
 	return res, nil
 }
 
-// discardCandidate destroys the newest droplet, never promoted.
-func (d *Deployer) discardCandidate(ctx context.Context, c *Member) (*RollbackResult, error) {
+// discardCandidate destroys the newest droplet, never promoted. The live
+// droplet, if any, is marked as the rollback's target first: a re-run
+// after the destroy finds the step done, instead of rolling back further.
+func (d *Deployer) discardCandidate(ctx context.Context, c, live *Member) (*RollbackResult, error) {
+	if live != nil && !live.HasTag(TagRollbackTarget) {
+		if err := d.Cloud.Tag(ctx, live.ID, TagRollbackTarget); err != nil {
+			return nil, err
+		}
+	}
 	d.step("destroying candidate %s", c.Name)
 	if err := d.Cloud.DeleteDroplet(ctx, c.ID); err != nil {
 		return nil, err
 	}
 	d.forget(c.Name)
+	if live != nil {
+		ctx, cancel := afterCommit(ctx)
+		defer cancel()
+		if err := d.Cloud.Untag(ctx, live.ID, TagRollbackTarget); err != nil {
+			return nil, fmt.Errorf("destroyed candidate %s, but clearing %s on %s failed: %w; re-run `fleet rollback` to finish", c.Name, TagRollbackTarget, live.Name, err)
+		}
+	}
 	return &RollbackResult{Destroyed: c}, nil
 }
 
