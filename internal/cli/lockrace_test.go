@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/localcloud"
+	"github.com/fleetdeploy/fleet/internal/lock"
 )
 
 // raceEnv is one project on a fresh in-process API server; commands run
@@ -127,11 +129,12 @@ func TestLockRaces(t *testing.T) {
 		{"up vs up", nil, []string{"up", "v2.0.0"}, []string{"up", "v2.1.0"}},
 		{"promote vs rollback", [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v1.1.0"}}, []string{"promote"}, []string{"rollback"}},
 		{"up vs prune", [][]string{{"up", "v1.0.0"}, {"promote"}, {"up", "v1.1.0"}, {"promote"}, {"up", "v1.2.0"}, {"promote"}},
-			[]string{"up", "v2.0.0"}, []string{"prune", "--keep", "0", "--yes"}},
+			[]string{"up", "v2.0.0"}, []string{"prune", "--keep=0", "--yes"}},
 	}
 	for _, p := range pairs {
 		t.Run(p.name, func(t *testing.T) {
-			bad := 0
+			t.Parallel() // each try has its own server; the waits are sleeps
+			bad, refused := 0, 0
 			for i := 0; i < tries; i++ {
 				e := newRaceEnv(t)
 				for _, s := range p.setup {
@@ -164,8 +167,31 @@ func TestLockRaces(t *testing.T) {
 					bad++
 					t.Logf("try %d: %s (a: %v; b: %v)", i+1, strings.Join(b, ", "), errs[0], errs[1])
 				}
+				// The loser is refused by the lock (exit 5, naming the
+				// holder), or, when the winner was done before it began,
+				// by the state the winner left.
+				for j, err := range errs {
+					var held *lock.HeldError
+					var conflict *deploy.ConflictError
+					switch {
+					case err == nil || errors.As(err, &conflict):
+					case errors.As(err, &held):
+						refused++
+						other := strings.TrimSuffix(strings.Join([][]string{p.a, p.b}[1-j], " "), " --yes") // --yes is global
+						for _, want := range []string{"project hello is locked by ", "running `fleet " + other + "` (fleet race) since "} {
+							if !strings.Contains(err.Error(), want) {
+								t.Errorf("try %d: %q does not say %q", i+1, err, want)
+							}
+						}
+						if exitCode(err) != ExitRefused {
+							t.Errorf("try %d: exit %d, want %d", i+1, exitCode(err), ExitRefused)
+						}
+					default:
+						t.Errorf("try %d: fleet %v: %v\n%s", i+1, [][]string{p.a, p.b}[j], err, outs[j])
+					}
+				}
 			}
-			t.Logf("%s: %d of %d tries broke an invariant", p.name, bad, tries)
+			t.Logf("%s: %d of %d tries broke an invariant; the lock refused %d commands", p.name, bad, tries, refused)
 			if bad > 0 {
 				t.Errorf("%s: %d of %d tries broke an invariant", p.name, bad, tries)
 			}

@@ -66,6 +66,8 @@ type scriptAPI struct {
 //	localapi answered STATUS N[+] METHOD|* PATH
 //	                           exactly (or at least) N requests to PATH (a prefix) got STATUS
 //	localapi contract          no contract violations so far (also checked at the end)
+//	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
+//	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
 func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("localapi does not support !")
@@ -115,6 +117,24 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "contract":
 		api.assertContract(ts)
+	case "keys":
+		if len(args) != 3 {
+			ts.Fatalf("usage: localapi keys PREFIX N")
+		}
+		want, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		if got := api.countKeys(ts, args[1]); got != want {
+			ts.Fatalf("%d keys named %s..., want %d", got, args[1], want)
+		}
+	case "waitkey":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi waitkey PREFIX")
+		}
+		for deadline := time.Now().Add(20 * time.Second); api.countKeys(ts, args[1]) == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("no key named %s... after 20s", args[1])
+			}
+		}
 	default:
 		ts.Fatalf("localapi: unknown subcommand %q", args[0])
 	}
@@ -173,6 +193,27 @@ func (api *scriptAPI) countDroplets(ts *testscript.TestScript) int {
 		ts.Fatalf("GET /v2/droplets: %s", resp.Status)
 	}
 	return body.Meta.Total
+}
+
+func (api *scriptAPI) countKeys(ts *testscript.TestScript, prefix string) int {
+	req, _ := http.NewRequest("GET", api.http.URL+"/v2/account/keys?per_page=200", nil)
+	req.Header.Set("Authorization", "Bearer "+api.token)
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	var body struct {
+		Keys []struct {
+			Name string `json:"name"`
+		} `json:"ssh_keys"`
+	}
+	ts.Check(json.NewDecoder(resp.Body).Decode(&body))
+	n := 0
+	for _, k := range body.Keys {
+		if strings.HasPrefix(k.Name, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // copyMissing copies the files of src into dst, skipping files dst has.

@@ -213,7 +213,11 @@ func (l *Lock) acquire(ctx context.Context) error {
 		h, known := parseName(l.opt.Project, k.Name)
 		if why := l.stale(h, known); why != "" && churn < 10 {
 			churn++
-			l.notify("taking over the lock of project %s: %s", l.opt.Project, why)
+			from := ""
+			if known {
+				from = " from " + h.Who
+			}
+			l.notify("taking over the lock of project %s%s: %s", l.opt.Project, from, why)
 			// By ID: if someone else took it over meanwhile, theirs is a
 			// new key and this is a 404. Only one POST can win after.
 			if err := l.keys.DeleteKey(ctx, k.ID); err != nil && !errors.Is(err, cloud.ErrNotFound) {
@@ -279,10 +283,10 @@ func (l *Lock) stale(h Holder, known bool) string {
 		return "its key's name is not a lock record"
 	}
 	if age := l.now().Sub(time.Unix(h.Renewed, 0)); age > l.opt.TTL {
-		return fmt.Sprintf("%s's lock was last renewed %s ago (TTL %s)", h.Who, age.Round(time.Second), l.opt.TTL)
+		return fmt.Sprintf("its `fleet %s` (pid %d on %s) last renewed it %s ago (TTL %s)", h.Cmd, h.PID, h.Host, age.Round(time.Second), l.opt.TTL)
 	}
 	if h.Host == l.opt.host && h.NS == l.opt.ns && h.PID > 0 && h.PID != l.opt.pid && !l.opt.alive(h.PID) {
-		return fmt.Sprintf("its holder, pid %d on this machine (%s running `fleet %s`), is gone", h.PID, h.Who, h.Cmd)
+		return fmt.Sprintf("its `fleet %s`, pid %d on this machine, is gone", h.Cmd, h.PID)
 	}
 	return ""
 }

@@ -273,12 +273,12 @@ func TestStaleTakeover(t *testing.T) {
 		takeOver bool
 		why      string
 	}{
-		{"not renewed for a TTL", Holder{Host: "ci-7", NS: "x", PID: 7, Renewed: now - 3600}, "", true, "last renewed"},
-		{"its process here is gone", Holder{Host: "laptop", NS: "ns1", PID: 666, Renewed: now}, "", true, "pid 666 on this machine"},
+		{"not renewed for a TTL", Holder{Host: "ci-7", NS: "x", PID: 7, Renewed: now - 3600}, "", true, "from bob: its `fleet promote` (pid 7 on ci-7) last renewed it 1h0m"},
+		{"its process here is gone", Holder{Host: "laptop", NS: "ns1", PID: 666, Renewed: now}, "", true, "from bob: its `fleet promote`, pid 666 on this machine, is gone"},
 		{"its process here lives", Holder{Host: "laptop", NS: "ns1", PID: 667, Renewed: now}, "", false, ""},
 		{"same hostname, other PID namespace", Holder{Host: "laptop", NS: "ns2", PID: 666, Renewed: now}, "", false, ""},
 		{"another machine's PID", Holder{Host: "ci-7", NS: "x", PID: 666, Renewed: now}, "", false, ""},
-		{"renamed by hand", Holder{}, "someone renamed it", true, "not a lock record"},
+		{"renamed by hand", Holder{}, "someone renamed it", true, "hello: its key's name is not a lock record"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
