@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,7 @@ type scriptAPI struct {
 //	localapi contract          no contract violations so far (also checked at the end)
 //	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
 //	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
+//	localapi delkeys PREFIX    delete the keys named PREFIX...
 func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("localapi does not support !")
@@ -125,6 +127,20 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(err)
 		if got := api.countKeys(ts, args[1]); got != want {
 			ts.Fatalf("%d keys named %s..., want %d", got, args[1], want)
+		}
+	case "delkeys":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi delkeys PREFIX")
+		}
+		for _, id := range api.keyIDs(ts, args[1]) {
+			req, _ := http.NewRequest("DELETE", fmt.Sprintf("%s/v2/account/keys/%d", api.http.URL, id), nil)
+			req.Header.Set("Authorization", "Bearer "+api.token)
+			resp, err := http.DefaultClient.Do(req)
+			ts.Check(err)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				ts.Fatalf("DELETE key %d: %s", id, resp.Status)
+			}
 		}
 	case "waitkey":
 		if len(args) != 2 {
@@ -196,6 +212,11 @@ func (api *scriptAPI) countDroplets(ts *testscript.TestScript) int {
 }
 
 func (api *scriptAPI) countKeys(ts *testscript.TestScript, prefix string) int {
+	return len(api.keyIDs(ts, prefix))
+}
+
+// keyIDs lists the account's SSH keys named prefix...
+func (api *scriptAPI) keyIDs(ts *testscript.TestScript, prefix string) []int {
 	req, _ := http.NewRequest("GET", api.http.URL+"/v2/account/keys?per_page=200", nil)
 	req.Header.Set("Authorization", "Bearer "+api.token)
 	resp, err := http.DefaultClient.Do(req)
@@ -203,17 +224,18 @@ func (api *scriptAPI) countKeys(ts *testscript.TestScript, prefix string) int {
 	defer resp.Body.Close()
 	var body struct {
 		Keys []struct {
+			ID   int    `json:"id"`
 			Name string `json:"name"`
 		} `json:"ssh_keys"`
 	}
 	ts.Check(json.NewDecoder(resp.Body).Decode(&body))
-	n := 0
+	var ids []int
 	for _, k := range body.Keys {
 		if strings.HasPrefix(k.Name, prefix) {
-			n++
+			ids = append(ids, k.ID)
 		}
 	}
-	return n
+	return ids
 }
 
 // copyMissing copies the files of src into dst, skipping files dst has.
