@@ -17,7 +17,7 @@ help:
 	@echo "make bench   API calls per up, polls/s per resource, status wall time, boot to SSH,"
 	@echo "             failed requests across a reserved IP switch, idle droplet memory,"
 	@echo "             a stack's fleet up phase by phase; the blog's freeze window, failed reads across"
-	@echo "             a promote, rollback time, backup/restore throughput"
+	@echo "             a promote, rollback time, backup/restore throughput, the project lock's cost"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
 
 # host installs what is missing and starts dockerd if it is not running.
@@ -48,6 +48,7 @@ bench: host
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
 	FLEET_KILL_REPORT=1 $(MAKE) -s --no-print-directory killrerun | grep -v -e '^=== ' -e '^    --- PASS' | tee -a bin/bench.txt
+	$(GO) test -run '^$$' -bench Lock -benchtime 50x -count 1 ./internal/lock/ | tee -a bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 	$(GO) build -o $(BIN) ./cmd/fleet
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt

@@ -58,7 +58,7 @@ instead of taking a new backup.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return backupRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return backupRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().StringVar(&opts.Droplet, "droplet", "", "back up this droplet instead of the live one")
@@ -147,7 +147,7 @@ data as it was. Without a terminal, --yes is required.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return restoreRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return restoreRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().StringVar(&opts.Droplet, "droplet", "", "restore onto this droplet instead of the live one")

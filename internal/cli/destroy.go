@@ -40,7 +40,7 @@ checked before anything is destroyed. The live droplet is refused unless
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return destroyRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return destroyRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "also destroy the live droplet")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -31,7 +32,9 @@ const exitCodesHelp = `Exit codes:
   3    droplets.yaml is invalid
   4    missing token, bad credentials or account set-up
   5    refused in this state (or --yes is needed; a rollback that would
-       lose writes made since the promote)
+       lose writes made since the promote; another fleet holds the
+       project's lock: up, promote, rollback, prune, destroy, backup and
+       restore take it, --lock-wait waits for it)
   6    a wait timed out
   7    the API answered an error (or its rate limit asks for a longer
        wait than fleet makes: at most 30s)
@@ -63,6 +66,8 @@ func exitCode(err error) int {
 		ae  *cloud.APIError
 		rl  *cloud.RateLimitError
 		wr  *deploy.WritesAtRiskError
+		he  *lock.HeldError
+		le  *lock.LostError
 	)
 	switch {
 	case err == nil:
@@ -75,7 +80,7 @@ func exitCode(err error) int {
 		return ExitSpec
 	case errors.As(err, &ce), errors.As(err, &dce):
 		return ExitConfig
-	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr):
+	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le):
 		return ExitRefused
 	case errors.As(err, &de):
 		return ExitDeploy

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -27,6 +28,7 @@ type Factory struct {
 	APIURL   string
 	JSON     bool
 	Yes      bool
+	LockWait time.Duration // --lock-wait
 
 	// Context is the running command's, so that building a client (which
 	// may start the local cloud) stops on Ctrl-C too.
@@ -169,4 +171,35 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 		Getenv:  f.Getenv,
 		Log:     logTo,
 	}, nil
+}
+
+// Lock takes the project's lock (internal/lock) for command, waiting up to
+// --lock-wait while another fleet holds it. FLEET_LOCK_TTL (tests) sets
+// how long a lock outlives its last renewal.
+func (f *Factory) Lock(ctx context.Context, command string) (*lock.Lock, error) {
+	s, err := f.Spec()
+	if err != nil {
+		return nil, err
+	}
+	c, err := f.Cloud()
+	if err != nil {
+		return nil, err
+	}
+	keys, ok := c.(lock.Keys)
+	if !ok {
+		return nil, fmt.Errorf("the %T cloud client cannot hold the project lock", c)
+	}
+	if f.LockWait < 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("--lock-wait %s: must not be negative", f.LockWait)}
+	}
+	ttl := lock.DefaultTTL
+	if v := f.Getenv("FLEET_LOCK_TTL"); v != "" {
+		if ttl, err = time.ParseDuration(v); err != nil || ttl < time.Second || ttl > time.Hour {
+			return nil, &ConfigError{Msg: fmt.Sprintf("FLEET_LOCK_TTL=%q: want a duration from 1s to 1h", v)}
+		}
+	}
+	return lock.Acquire(ctx, keys, lock.Options{
+		Project: s.Project, Who: lock.Who(f.Getenv), Cmd: command, Version: f.Version, TTL: ttl, Wait: f.LockWait,
+		Notify: func(msg string) { fmt.Fprintln(f.IOStreams.ErrOut, msg) },
+	})
 }

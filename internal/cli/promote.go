@@ -45,7 +45,7 @@ unless --force is given.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return promoteRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return promoteRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "promote a candidate that has not passed the health gate")

@@ -36,7 +36,7 @@ never touched. Without a terminal, --yes is required.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return pruneRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return pruneRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().IntVar(&opts.Keep, "keep", -1, "previous droplets to keep (default: keep from the spec)")

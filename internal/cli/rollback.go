@@ -42,7 +42,7 @@ be lost, and leaves everything as it was, unless --discard-writes is given.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return rollbackRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return rollbackRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().BoolVar(&opts.DiscardWrites, "discard-writes", false, "roll back even if writes made since the promote cannot be carried back (they are lost)")

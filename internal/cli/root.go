@@ -62,6 +62,7 @@ droplet tags and the reserved IP assignment say which droplet is live.
 Environment:
   DIGITALOCEAN_TOKEN   API token (or DIGITALOCEAN_ACCESS_TOKEN)
   FLEET_API_URL        API base URL, e.g. a local cloud (same as --api-url)
+  FLEET_LOCK_TTL       how long the project lock outlives its holder (default 60s)
 `,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { f.Context = cmd.Context() },
 		SilenceUsage:     true,
@@ -78,6 +79,7 @@ Environment:
 	pf.StringVar(&f.APIURL, "api-url", "", "DigitalOcean API base URL (env FLEET_API_URL)")
 	pf.BoolVar(&f.JSON, "json", false, "print a JSON result for scripts")
 	pf.BoolVarP(&f.Yes, "yes", "y", false, "do not ask before destructive actions (required without a TTY)")
+	pf.DurationVar(&f.LockWait, "lock-wait", 0, "wait up to this long while another fleet holds the project's lock (default: refuse at once)")
 
 	cmd.AddCommand(
 		NewCmdValidate(f, nil),

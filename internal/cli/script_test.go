@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,9 @@ type scriptAPI struct {
 //	localapi answered STATUS N[+] METHOD|* PATH
 //	                           exactly (or at least) N requests to PATH (a prefix) got STATUS
 //	localapi contract          no contract violations so far (also checked at the end)
+//	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
+//	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
+//	localapi delkeys PREFIX    delete the keys named PREFIX...
 func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("localapi does not support !")
@@ -129,6 +133,38 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "contract":
 		api.assertContract(ts)
+	case "keys":
+		if len(args) != 3 {
+			ts.Fatalf("usage: localapi keys PREFIX N")
+		}
+		want, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		if got := api.countKeys(ts, args[1]); got != want {
+			ts.Fatalf("%d keys named %s..., want %d", got, args[1], want)
+		}
+	case "delkeys":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi delkeys PREFIX")
+		}
+		for _, id := range api.keyIDs(ts, args[1]) {
+			req, _ := http.NewRequest("DELETE", fmt.Sprintf("%s/v2/account/keys/%d", api.http.URL, id), nil)
+			req.Header.Set("Authorization", "Bearer "+api.token)
+			resp, err := http.DefaultClient.Do(req)
+			ts.Check(err)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNoContent {
+				ts.Fatalf("DELETE key %d: %s", id, resp.Status)
+			}
+		}
+	case "waitkey":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi waitkey PREFIX")
+		}
+		for deadline := time.Now().Add(20 * time.Second); api.countKeys(ts, args[1]) == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("no key named %s... after 20s", args[1])
+			}
+		}
 	default:
 		ts.Fatalf("localapi: unknown subcommand %q", args[0])
 	}
@@ -188,6 +224,33 @@ func (api *scriptAPI) count(ts *testscript.TestScript, what string) int {
 		ts.Fatalf("GET /v2/%s: %s", what, resp.Status)
 	}
 	return body.Meta.Total
+}
+
+func (api *scriptAPI) countKeys(ts *testscript.TestScript, prefix string) int {
+	return len(api.keyIDs(ts, prefix))
+}
+
+// keyIDs lists the account's SSH keys named prefix...
+func (api *scriptAPI) keyIDs(ts *testscript.TestScript, prefix string) []int {
+	req, _ := http.NewRequest("GET", api.http.URL+"/v2/account/keys?per_page=200", nil)
+	req.Header.Set("Authorization", "Bearer "+api.token)
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	var body struct {
+		Keys []struct {
+			ID   int    `json:"id"`
+			Name string `json:"name"`
+		} `json:"ssh_keys"`
+	}
+	ts.Check(json.NewDecoder(resp.Body).Decode(&body))
+	var ids []int
+	for _, k := range body.Keys {
+		if strings.HasPrefix(k.Name, prefix) {
+			ids = append(ids, k.ID)
+		}
+	}
+	return ids
 }
 
 // copyMissing copies the files of src into dst, skipping files dst has.

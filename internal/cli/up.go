@@ -47,7 +47,7 @@ same version resumes an interrupted deploy.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return upRun(cmd.Context(), opts)
+			return withLock(cmd, f, args, func(ctx context.Context) error { return upRun(ctx, opts) })
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Worktree, "from-worktree", false, "deploy the working tree instead of git tag VERSION (tags the droplet "+deploy.TagWorktree+")")
