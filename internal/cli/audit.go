@@ -2,39 +2,31 @@ package cli
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/spf13/cobra"
 )
 
-// audited are the commands that change a project: each is written to the
-// audit journal (`fleet history`) when it ends, whatever the outcome.
-var audited = map[string]bool{"up": true, "promote": true, "rollback": true, "prune": true, "destroy": true, "restore": true, "backup": true}
+// startAudit begins the journal entry of a command that changes the
+// project (those that take the lock); the command fills in what only it
+// knows (freeze window, version) through f.audit.
+func (f *Factory) startAudit(cmd *cobra.Command, args []string) *deploy.Entry {
+	e := &deploy.Entry{ID: deploy.NewEntryID(), Who: lock.Who(f.Getenv), Command: cmd.Name(), Start: time.Now().UTC()}
+	if cmd.Name() == "up" && len(args) > 0 {
+		e.Version = args[0]
+	}
+	f.audit = e
+	return e
+}
 
-// auditCommands wraps the RunE of every audited command of root.
-func auditCommands(f *Factory, root *cobra.Command) {
-	for _, c := range root.Commands() {
-		if !audited[c.Name()] || c.RunE == nil {
-			continue
-		}
-		run := c.RunE
-		c.RunE = func(cmd *cobra.Command, args []string) error {
-			e := &deploy.Entry{ID: deploy.NewEntryID(), Who: Who(f.Getenv), Command: cmd.Name(), Start: time.Now().UTC()}
-			if cmd.Name() == "up" && len(args) > 0 {
-				e.Version = args[0]
-			}
-			f.audit = e
-			err := run(cmd, args)
-			f.audit = nil
-			if recordable(err) {
-				f.record(cmd, e, err)
-			}
-			return err
-		}
+// finishAudit records the entry, still under the lock, unless the
+// command was refused before it did anything.
+func (f *Factory) finishAudit(cmd *cobra.Command, e *deploy.Entry, err error) {
+	f.audit = nil
+	if recordable(err) {
+		f.record(cmd, e, err)
 	}
 }
 
@@ -78,25 +70,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// Who names the operator for the journal: the CI's actor and run, else
-// git's user, else $USER@host.
-func Who(getenv func(string) string) string {
-	if a := getenv("GITHUB_ACTOR"); a != "" {
-		return a + " (" + getenv("GITHUB_SERVER_URL") + "/" + getenv("GITHUB_REPOSITORY") + "/actions/runs/" + getenv("GITHUB_RUN_ID") + ")"
-	}
-	if a := getenv("GITLAB_USER_LOGIN"); a != "" {
-		return a + " (" + getenv("CI_JOB_URL") + ")"
-	}
-	name, _ := exec.Command("git", "config", "user.name").Output()
-	mail, _ := exec.Command("git", "config", "user.email").Output()
-	if n := strings.TrimSpace(string(name)); n != "" {
-		if m := strings.TrimSpace(string(mail)); m != "" {
-			n += " <" + m + ">"
-		}
-		return n
-	}
-	host, _ := os.Hostname()
-	return getenv("USER") + "@" + host
 }

@@ -38,7 +38,10 @@ func withLock(cmd *cobra.Command, f *Factory, args []string, run func(context.Co
 			err = fmt.Errorf("%w; %s stopped: %v", lost, cmd.Name(), err)
 		}
 	}()
-	return run(l.Context())
+	e := f.startAudit(cmd, args)
+	err = run(l.Context())
+	f.finishAudit(cmd, e, err)
+	return err
 }
 
 // lockCmd is the command as the lock records it, with the flags given to

@@ -98,7 +98,6 @@ Environment:
 		NewCmdLocal(f),
 		NewCmdVersion(f),
 	)
-	auditCommands(f, cmd)
 	return cmd
 }
 
