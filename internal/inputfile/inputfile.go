@@ -27,17 +27,20 @@ type Error struct {
 	Err  error       // ErrNotRegular or ErrTooLarge
 }
 
-func (e *Error) Error() string {
-	if e.Err == ErrTooLarge {
-		if e.Max%1024 == 0 {
-			return fmt.Sprintf("%s: larger than %d KiB", e.Path, e.Max>>10)
-		}
-		return fmt.Sprintf("%s: larger than %d bytes", e.Path, e.Max)
+func (e *Error) Error() string { return e.Path + ": " + e.Reason() }
+
+// Reason is the error without the path: "not a regular file (a named
+// pipe)", "is a directory" or "larger than 64 KiB".
+func (e *Error) Reason() string {
+	switch {
+	case e.Err == ErrTooLarge && e.Max%1024 == 0:
+		return fmt.Sprintf("larger than %d KiB", e.Max>>10)
+	case e.Err == ErrTooLarge:
+		return fmt.Sprintf("larger than %d bytes", e.Max)
+	case e.Mode.IsDir():
+		return "is a directory"
 	}
-	if e.Mode.IsDir() {
-		return e.Path + ": is a directory"
-	}
-	return fmt.Sprintf("%s: %v (%s)", e.Path, ErrNotRegular, kind(e.Mode))
+	return fmt.Sprintf("%v (%s)", ErrNotRegular, kind(e.Mode))
 }
 
 func (e *Error) Unwrap() error { return e.Err }
