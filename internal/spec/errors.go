@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Error is one problem in a spec file, at a 1-based line and column.
@@ -54,4 +56,42 @@ func (e Errors) sort() {
 	slices.SortStableFunc(e, func(a, b Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
+}
+
+// maxQuoted is how much of a value an error repeats.
+const maxQuoted = 80
+
+// quote is strconv.Quote(v), of at most the first 80 bytes of v; a longer
+// value is cut (at a character boundary) and its length given:
+// "AAAA…"… (30000000 bytes).
+func quote(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(v[:cutAt(v, maxQuoted)]), len(v))
+}
+
+// clip is v unquoted, cut like quote: for names and paths shown as they are.
+func clip(v string) string {
+	if len(v) <= maxQuoted {
+		return v
+	}
+	return fmt.Sprintf("%s… (%d bytes)", v[:cutAt(v, maxQuoted)], len(v))
+}
+
+// cutAt is the largest index ≤ n that starts a UTF-8 character of v.
+func cutAt(v string, n int) int {
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return n
+}
+
+// clipMsg cuts a message from a library that may quote the input (a YAML
+// anchor name, template text) to its first 200 bytes.
+func clipMsg(msg string) string {
+	if len(msg) <= 200 {
+		return msg
+	}
+	return fmt.Sprintf("%s… (%d bytes)", msg[:cutAt(msg, 200)], len(msg))
 }
