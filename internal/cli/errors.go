@@ -36,6 +36,9 @@ const exitCodesHelp = `Exit codes:
   7    the API answered an error
   8    a deploy failed; the candidate is kept, marked failed
   130  interrupted
+With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
+on stdout; code is error, usage, spec, config, refused, timeout, api,
+deploy or interrupted.
 `
 
 // UsageError is a bad flag or argument.
