@@ -55,7 +55,7 @@ func validateRun(_ context.Context, opts *ValidateOptions) error {
 	if err != nil {
 		fmt.Fprintln(opts.IO.ErrOut, err)
 		if !opts.JSON {
-			fmt.Fprintf(opts.IO.ErrOut, "%d problem(s) in %s\n", len(*errs), opts.Path)
+			fmt.Fprintf(opts.IO.ErrOut, "%d problem(s) in %s\n", errs.Total(), opts.Path)
 		}
 	}
 	if opts.JSON {

@@ -16,6 +16,9 @@ type Error struct {
 	File      string
 	Line, Col int
 	Msg       string
+	// Omitted is set on a last Error that stands for that many problems
+	// not listed (Load lists at most 100).
+	Omitted int
 }
 
 // Error formats e as "file:line:col: message", leaving out the parts that are 0.
@@ -39,6 +42,15 @@ func (e *Errors) Error() string {
 		lines[i] = err.Error()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Total is how many problems there are, listed or not.
+func (e *Errors) Total() int {
+	n := len(*e)
+	if n > 0 && (*e)[n-1].Omitted > 0 {
+		n += (*e)[n-1].Omitted - 1
+	}
+	return n
 }
 
 // Unwrap gives the single errors, for errors.As(err, &spec.Error{}).

@@ -199,3 +199,59 @@ func TestLoadRendersLikeUp(t *testing.T) {
 		})
 	}
 }
+
+// Load lists at most 100 problems; the rest are counted at the first one
+// left out.
+func TestLoadCapsErrors(t *testing.T) {
+	setup(t, mustReplace(t, baseSpec, "tags: [web, prod]", "tags: ["+strings.TrimSuffix(strings.Repeat("v1.0, ", 150), ", ")+"]"), nil)
+	_, err := Load("droplets.yaml")
+	errs := errLines(t, err)
+	if len(errs) != 101 {
+		t.Fatalf("%d errors, want 101", len(errs))
+	}
+	last := errs[100]
+	if last.Msg != "50 more problems from here on, not shown" || last.Line != 9 || last.Col != 10+6*100 || last.Omitted != 50 {
+		t.Errorf("last error = %+v", last)
+	}
+	if n := err.(*Errors).Total(); n != 150 {
+		t.Errorf("Total = %d, want 150", n)
+	}
+}
+
+// The largest hostile specs (256 KiB) load in bounded time: yaml.v3
+// decodes into nodes without expanding aliases, and nesting stops at
+// 10000 levels.
+func TestLoadHostileBounded(t *testing.T) {
+	fill := func(prefix, unit, suffix string) []byte {
+		return []byte(prefix + strings.Repeat(unit, (MaxSpecSize-len(prefix)-len(suffix))/len(unit)) + suffix)
+	}
+	var anchors strings.Builder
+	anchors.WriteString("a0: &a0 x\n")
+	for i := 1; anchors.Len() < MaxSpecSize-100; i++ {
+		fmt.Fprintf(&anchors, "a%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
+	}
+	for name, data := range map[string][]byte{
+		"flow mapping":   fill("{", "a: b, ", "}"),
+		"flow sequence":  fill("project: [", "1,", "]"),
+		"alias doubling": []byte(anchors.String()),
+		"deep flow":      fill("", "[", ""),
+		"deep block":     fill("", "- ", "x"),
+		"bad tags":       fill("droplet:\n  tags: [", "v1.0,", "]"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			_, err := loadData("droplets.yaml", data)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+			for _, e := range errLines(t, err) {
+				if e.Line < 1 {
+					t.Errorf("error without a line: %v", e)
+				}
+			}
+			if err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+}

@@ -87,7 +87,8 @@ func (l *loader) result(s *Spec) (*Spec, error) {
 	}
 	l.errs.sort()
 	if n := len(l.errs); n > maxErrors {
-		l.errs = append(l.errs[:maxErrors], Error{File: l.file, Msg: fmt.Sprintf("and %d more problems", n-maxErrors)})
+		next := l.errs[maxErrors]
+		l.errs = append(l.errs[:maxErrors], Error{File: l.file, Line: next.Line, Col: next.Col, Msg: fmt.Sprintf("%d more problems from here on, not shown", n-maxErrors), Omitted: n - maxErrors})
 	}
 	return nil, &l.errs
 }

@@ -519,15 +519,15 @@ func TestErrorFormat(t *testing.T) {
 		e    Error
 		want string
 	}{
-		{Error{"a.yaml", 3, 7, "bad"}, "a.yaml:3:7: bad"},
-		{Error{"a.yaml", 3, 0, "bad"}, "a.yaml:3: bad"},
-		{Error{"a.yaml", 0, 0, "bad"}, "a.yaml: bad"},
+		{Error{File: "a.yaml", Line: 3, Col: 7, Msg: "bad"}, "a.yaml:3:7: bad"},
+		{Error{File: "a.yaml", Line: 3, Msg: "bad"}, "a.yaml:3: bad"},
+		{Error{File: "a.yaml", Msg: "bad"}, "a.yaml: bad"},
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
 		}
 	}
-	errs := &Errors{{"a", 1, 1, "x"}, {"a", 2, 1, "y"}}
+	errs := &Errors{{File: "a", Line: 1, Col: 1, Msg: "x"}, {File: "a", Line: 2, Col: 1, Msg: "y"}}
 	if got := errs.Error(); got != "a:1:1: x\na:2:1: y" {
 		t.Errorf("Errors = %q", got)
 	}
