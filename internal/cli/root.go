@@ -33,7 +33,8 @@ func Main() int {
 	return printError(f.IOStreams.Out, f.IOStreams.ErrOut, f.JSON || jsonFlag(os.Args[1:]), err)
 }
 
-// silentError has already been reported (validate prints its own list).
+// silentError has already been reported, on stderr and with --json on
+// stdout (validate prints its own report).
 type silentError struct{ err error }
 
 func (e *silentError) Error() string { return e.err.Error() }

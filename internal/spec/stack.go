@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,15 +244,17 @@ func (l *loader) health(n *yaml.Node) Health {
 		if n.Kind != yaml.SequenceNode {
 			l.errorf(n, "stack.health.paths: expected a list of paths like [/healthz], got %s", describe(n))
 		} else {
+			seen := map[string]bool{}
 			for i, p := range n.Content {
 				v := l.str("stack.health.paths", p, "a path like /healthz")
 				switch {
 				case v == "":
 				case !httpPathRE.MatchString(v):
 					l.errorf(p, "stack.health.paths[%d]: %s must start with / and hold no spaces", i, quote(v))
-				case slices.Contains(h.Paths, v):
+				case seen[v]:
 					l.errorf(p, "stack.health.paths[%d]: %s is listed twice", i, quote(v))
 				default:
+					seen[v] = true
 					h.Paths = append(h.Paths, v)
 				}
 			}
@@ -271,15 +272,17 @@ func (l *loader) composeFiles(n *yaml.Node) []string {
 		return nil
 	}
 	var files []string
+	seen := map[string]bool{}
 	for i, c := range n.Content {
 		p := l.relPath("stack.compose["+itoa(i)+"]", c)
 		if p == "" {
 			continue
 		}
-		if slices.Contains(files, p) {
+		if seen[p] {
 			l.errorf(c, "stack.compose[%d]: %s is listed twice", i, quote(p))
 			continue
 		}
+		seen[p] = true
 		files = append(files, p)
 	}
 	return files
