@@ -40,6 +40,9 @@ const exitCodesHelp = `Exit codes:
        wait than fleet makes: at most 30s)
   8    a deploy failed; the candidate is kept, marked failed
   130  interrupted
+With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
+on stdout; code is error, usage, spec, config, refused, timeout, api,
+deploy or interrupted.
 `
 
 // UsageError is a bad flag or argument.

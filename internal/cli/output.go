@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
 // dropletJSON is the stable JSON shape of a droplet.
@@ -57,6 +59,7 @@ func toJSONs(ms []deploy.Member) []*dropletJSON {
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // messages hold <project> and the like, for people too
 	return enc.Encode(v)
 }
 
@@ -136,4 +139,77 @@ func phasesJSON(ps []deploy.Phase) []phaseJSON {
 		out[i] = phaseJSON{p.Name, p.Duration.Seconds()}
 	}
 	return out
+}
+
+// ErrorJSON is how a failed command reports itself on stdout with --json
+// (the plain message still goes to stderr):
+//
+//	{"error": "no API token: ...", "code": "config", "exit": 4}
+//
+// Error is the message (a spec's problems one per line, as on stderr),
+// Exit the process's exit code and Code its stable name (ExitCodeName).
+// A command that prints its own JSON report on failure (validate) adds the
+// same three fields to it. README's --json section documents this.
+type ErrorJSON struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	Exit  int    `json:"exit"`
+}
+
+// exitCodeNames are the codes of ErrorJSON, one word per exit code.
+var exitCodeNames = map[int]string{
+	ExitError:       "error",
+	ExitUsage:       "usage",
+	ExitSpec:        "spec",
+	ExitConfig:      "config",
+	ExitRefused:     "refused",
+	ExitTimeout:     "timeout",
+	ExitAPI:         "api",
+	ExitDeploy:      "deploy",
+	ExitInterrupted: "interrupted",
+}
+
+// ExitCodeName is the stable word for an exit code ("error" for one not listed).
+func ExitCodeName(code int) string {
+	if n, ok := exitCodeNames[code]; ok {
+		return n
+	}
+	return "error"
+}
+
+// printError reports err: on stderr as text, and with asJSON also on
+// stdout as an ErrorJSON. It returns the exit code.
+func printError(stdout, stderr io.Writer, asJSON bool, err error) int {
+	code := exitCode(err)
+	var (
+		silent   *silentError
+		specErrs *spec.Errors
+	)
+	switch {
+	case errors.As(err, &silent):
+		return code // already reported, on both streams
+	case errors.As(err, &specErrs):
+		// Each line already says file:line:col, for editors to jump to.
+		fmt.Fprintln(stderr, err)
+	default:
+		fmt.Fprintln(stderr, "fleet:", err)
+	}
+	if asJSON {
+		_ = printJSON(stdout, ErrorJSON{Error: err.Error(), Code: ExitCodeName(code), Exit: code})
+	}
+	return code
+}
+
+// jsonFlag reports whether args ask for --json, for errors that happen
+// before (or while) the flags are parsed.
+func jsonFlag(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--json", "--json=true", "--json=1":
+			return true
+		}
+	}
+	return false
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/fleetdeploy/fleet/internal/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -29,22 +28,11 @@ func Main() int {
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
 	}
-	var (
-		silent   *silentError
-		specErrs *spec.Errors
-	)
-	switch {
-	case errors.As(err, &silent):
-	case errors.As(err, &specErrs):
-		// Each line already says file:line:col, for editors to jump to.
-		fmt.Fprintln(f.IOStreams.ErrOut, err)
-	default:
-		fmt.Fprintln(f.IOStreams.ErrOut, "fleet:", err)
-	}
-	return exitCode(err)
+	return printError(f.IOStreams.Out, f.IOStreams.ErrOut, f.JSON || jsonFlag(os.Args[1:]), err)
 }
 
-// silentError has already been reported (validate prints its own list).
+// silentError has already been reported, on stderr and with --json on
+// stdout (validate prints its own report).
 type silentError struct{ err error }
 
 func (e *silentError) Error() string { return e.err.Error() }

@@ -37,34 +37,45 @@ there is any.`,
 	}
 }
 
+// validateJSON is validate's --json report; on failure it carries
+// ErrorJSON's fields too, so every failing --json command has them.
+type validateJSON struct {
+	File   string   `json:"file"`
+	Valid  bool     `json:"valid"`
+	Errors []string `json:"errors"`
+	*ErrorJSON
+}
+
 func validateRun(_ context.Context, opts *ValidateOptions) error {
 	s, err := spec.Load(opts.Path)
 	var errs *spec.Errors
 	if err != nil && !errors.As(err, &errs) {
 		return err
 	}
+	if err != nil {
+		fmt.Fprintln(opts.IO.ErrOut, err)
+		if !opts.JSON {
+			fmt.Fprintf(opts.IO.ErrOut, "%d problem(s) in %s\n", errs.Total(), opts.Path)
+		}
+	}
 	if opts.JSON {
-		out := map[string]any{"file": opts.Path, "valid": err == nil, "errors": []string{}}
+		out := validateJSON{File: opts.Path, Valid: err == nil, Errors: []string{}}
 		if errs != nil {
-			var list []string
 			for _, e := range *errs {
-				list = append(list, e.Error())
+				out.Errors = append(out.Errors, e.Error())
 			}
-			out["errors"] = list
+			code := exitCode(err)
+			out.ErrorJSON = &ErrorJSON{Error: err.Error(), Code: ExitCodeName(code), Exit: code}
 		}
 		if perr := printJSON(opts.IO.Out, out); perr != nil {
 			return perr
 		}
-		if err != nil {
-			return &silentError{err}
-		}
-		return nil
 	}
 	if err != nil {
-		fmt.Fprintln(opts.IO.ErrOut, err)
-		fmt.Fprintf(opts.IO.ErrOut, "%d problem(s) in %s\n", len(*errs), opts.Path)
 		return &silentError{err}
 	}
-	fmt.Fprintf(opts.IO.Out, "%s is valid: project %s, %s in %s, keep %d\n", opts.Path, s.Project, s.Droplet.Size, s.Droplet.Region, s.Keep)
+	if !opts.JSON {
+		fmt.Fprintf(opts.IO.Out, "%s is valid: project %s, %s in %s, keep %d\n", opts.Path, s.Project, s.Droplet.Size, s.Droplet.Region, s.Keep)
+	}
 	return nil
 }

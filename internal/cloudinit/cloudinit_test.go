@@ -4,9 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -35,7 +38,11 @@ func TestRender(t *testing.T) {
 		{name: "invalid yaml", template: "#cloud-config\nruncmd: [a\n", wantErr: true, want: "rendered user_data is not valid YAML"},
 		{name: "not a mapping", template: "#cloud-config\n- a\n", wantErr: true, want: "is not a YAML mapping (line 2)"},
 		{name: "just under the limit", template: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-16) + "\n", want: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-16) + "\n"},
-		{name: "over the limit", template: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-15) + "\n", wantErr: true, want: "rendered user_data is 65537 bytes, over DigitalOcean's limit of 65536 bytes (64 KiB)"},
+		{name: "over the limit", template: "#cloud-config\n#" + strings.Repeat("x", MaxUserData-15) + "\n", wantErr: true, want: "rendered user_data is over DigitalOcean's limit of 65536 bytes (64 KiB); rendering stopped there"},
+		{name: "printf width", template: "#cloud-config\n# {{printf \"%2000000000d\" 1}}\n", wantErr: true, want: "printf: a width or precision over 65536 cannot fit in user_data"},
+		{name: "printf star width", template: "#cloud-config\n# {{printf \"%*d\" 2000000000 1}}\n", wantErr: true, want: "printf: a width or precision over 65536 cannot fit in user_data"},
+		{name: "printf precision", template: "#cloud-config\n# {{printf \"%.900000f\" 1.0}}\n", wantErr: true, want: "printf: a width or precision over 65536 cannot fit in user_data"},
+		{name: "printf small width", template: "#cloud-config\n# {{printf \"%-6s|%5.2f|%%\" .Project 1.5}}\n", want: "#cloud-config\n# blog  | 1.50|%\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "droplet.yaml")
@@ -72,7 +79,7 @@ func TestRenderTooLarge(t *testing.T) {
 	}
 	_, err := Render(path, data)
 	var tooLarge *TooLargeError
-	if !errors.As(err, &tooLarge) || tooLarge.Size != len("#cloud-config\n#")+MaxUserData || tooLarge.Path != path {
+	if !errors.As(err, &tooLarge) || !tooLarge.Stopped || tooLarge.Size != MaxUserData+1 || tooLarge.Path != path {
 		t.Fatalf("Render error = %#v, want a *TooLargeError", err)
 	}
 }
@@ -181,6 +188,94 @@ func TestRepoTemplateResponderOnlyWithoutStack(t *testing.T) {
 		starts := strings.Contains(string(out), "enable --now fleet-http") || strings.Contains(string(out), "setsid nohup python3 -m http.server 80")
 		if starts == stack {
 			t.Errorf("stack=%v: the responder starts=%v, want %v", stack, starts, !stack)
+		}
+	}
+}
+
+// Rendering stops as soon as the output passes MaxUserData: a template
+// that would print gigabytes fails fast and small.
+func TestRenderStopsAtTheLimit(t *testing.T) {
+	for _, tmpl := range []string{
+		"#cloud-config\n{{range 2000000000}}# {{$.Project}} padding padding padding\n{{end}}",
+		"#cloud-config\n{{range $i := 2000000000}}{{$i}}{{end}}",
+	} {
+		path := filepath.Join(t.TempDir(), "droplet.yaml")
+		if err := os.WriteFile(path, []byte(tmpl), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Render(path, data)
+		runtime.ReadMemStats(&after)
+		var tooLarge *TooLargeError
+		if !errors.As(err, &tooLarge) || tooLarge.Path != path {
+			t.Fatalf("Render error = %v, want a *TooLargeError", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Render took %v", d)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+			t.Errorf("Render allocated %d MiB", n>>20)
+		}
+		if want := "rendered user_data is over DigitalOcean's limit of 65536 bytes (64 KiB); rendering stopped there"; !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// A template that loops without printing is stopped by a deadline.
+func TestRenderDeadline(t *testing.T) {
+	defer func(d time.Duration) { renderTimeout = d }(renderTimeout)
+	renderTimeout = 50 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "droplet.yaml")
+	// Some seconds of work, and nothing printed.
+	if err := os.WriteFile(path, []byte("#cloud-config\n{{range 3000}}{{range 3000}}{{end}}{{end}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := Render(path, data)
+	if err == nil || !strings.Contains(err.Error(), path+": rendering took longer than 50ms") {
+		t.Fatalf("Render error = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Render took %v", d)
+	}
+}
+
+// Only a regular template file is read, up to MaxTemplateSize.
+func TestRenderTemplateFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { // unblock a reader stuck on the pipe (the bug)
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	}()
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, []byte("#cloud-config\n{{/* "+strings.Repeat("x", 300<<10)+" */}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ path, want string }{
+		{"/dev/zero", "cloud-init template: /dev/zero: not a regular file (a character device)"},
+		{fifo, "cloud-init template: " + fifo + ": not a regular file (a named pipe)"},
+		{huge, "cloud-init template: " + huge + ": larger than 256 KiB"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Render(tt.path, data)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Render(%s) = %v, want %q", tt.path, err, tt.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Render(%s) still running after 5s", tt.path)
 		}
 	}
 }

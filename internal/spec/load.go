@@ -14,11 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	yaml4 "go.yaml.in/yaml/v4"
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/fleetdeploy/fleet/internal/cloudinit"
+	"github.com/fleetdeploy/fleet/internal/inputfile"
 )
 
 // Defaults and limits of droplets.yaml.
@@ -35,8 +38,18 @@ const (
 	ProviderLocal        = "local"
 
 	// SampleVersion is the version Load renders the cloud-init template
-	// with, to check that it executes and fits in MaxUserData.
-	SampleVersion = "v0.0.0-sample"
+	// with, to check that it executes and fits in MaxUserData: as long as
+	// a version may be, so a template that grows with the version fits
+	// every release.
+	SampleVersion = "v0.0.0-sample.longest.version.32"
+
+	// Caps on the files the spec reads or names.
+	MaxSpecSize        = 256 << 10 // droplets.yaml
+	MaxKeyFileSize     = 16 << 10  // a public key file (an RSA-16384 key is 3 KiB)
+	MaxSecretsFileSize = 1 << 20   // stack.secrets.file
+
+	// maxErrors is how many problems Load reports; the rest are counted.
+	maxErrors = 100
 )
 
 var (
@@ -50,17 +63,34 @@ var (
 
 // Load reads the spec at path, decodes it strictly (unknown keys, duplicate
 // keys and values of the wrong kind are errors), applies defaults and
-// validates it, including rendering the cloud-init template once with
-// SampleVersion. On failure it returns nil and an *Errors holding every
-// problem found, in file order, each at its position in path.
+// validates it, including rendering the cloud-init template once the way
+// `fleet up` will (SampleVersion; with a stack, .Stack and a host key).
+// On failure it returns nil and an *Errors holding every problem found
+// (up to 100, then a count), in file order, each at its position in path.
+//
+// path and every file the spec names must be regular files (a FIFO or a
+// device is an error, never read) within the caps above.
 func Load(path string) (*Spec, error) {
 	l := &loader{file: path, dir: filepath.Dir(path)}
-	s := l.load()
-	if len(l.errs) > 0 {
-		l.errs.sort()
-		return nil, &l.errs
+	return l.result(l.load())
+}
+
+// loadData is Load of a spec whose contents are data (for the fuzzer).
+func loadData(path string, data []byte) (*Spec, error) {
+	l := &loader{file: path, dir: filepath.Dir(path)}
+	return l.result(l.decode(data))
+}
+
+func (l *loader) result(s *Spec) (*Spec, error) {
+	if len(l.errs) == 0 {
+		return s, nil
 	}
-	return s, nil
+	l.errs.sort()
+	if n := len(l.errs); n > maxErrors {
+		next := l.errs[maxErrors]
+		l.errs = append(l.errs[:maxErrors], Error{File: l.file, Line: next.Line, Col: next.Col, Msg: fmt.Sprintf("%d more problems from here on, not shown", n-maxErrors), Omitted: n - maxErrors})
+	}
+	return nil, &l.errs
 }
 
 type loader struct {
@@ -74,18 +104,37 @@ func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
 }
 
 func (l *loader) load() *Spec {
-	data, err := os.ReadFile(l.file)
+	data, err := inputfile.Read(l.file, MaxSpecSize)
 	if err != nil {
-		msg := fmt.Sprintf("cannot read the spec: %v", err)
-		if errors.Is(err, fs.ErrNotExist) {
+		var ie *inputfile.Error
+		msg := "cannot read the spec: " + reason(err)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			msg = "spec file does not exist"
 			if abs, err := filepath.Abs(l.file); err == nil && abs != l.file {
 				msg += " (looked for " + abs + ")"
 			}
+		case errors.As(err, &ie) && ie.Mode.IsDir():
+			msg = "is a directory; name the spec file"
+		case errors.As(err, &ie):
+			msg = ie.Reason()
 		}
 		l.errs = append(l.errs, Error{File: l.file, Msg: msg})
 		return nil
 	}
+	return l.decode(data)
+}
+
+// reason is err without the path an *fs.PathError repeats.
+func reason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func (l *loader) decode(data []byte) *Spec {
 	root := l.parse(data)
 	if root == nil {
 		return nil
@@ -121,7 +170,7 @@ func (l *loader) load() *Spec {
 		s.Stack = l.stack(n)
 	}
 	if n, ok := f.required("droplet", "a mapping with region, size, image, ssh_keys and cloud_init"); ok {
-		s.Droplet = l.droplet(n, s.Project)
+		s.Droplet = l.droplet(n, s.Project, s.Stack != nil)
 	}
 	return s
 }
@@ -129,13 +178,18 @@ func (l *loader) load() *Spec {
 // parse decodes data into a single YAML document and returns its root node,
 // or nil after recording why it could not.
 func (l *loader) parse(data []byte) *yaml.Node {
+	if e := l.checkText(data); e != nil {
+		l.errs = append(l.errs, *e)
+		return nil
+	}
+	const empty = "spec is empty; it needs at least project and droplet"
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if err == io.EOF {
-			l.errs = append(l.errs, Error{File: l.file, Msg: "spec is empty; it needs at least project and droplet"})
+			l.errs = append(l.errs, Error{File: l.file, Line: 1, Msg: empty})
 		} else {
-			l.yamlError(err)
+			l.yamlError(data, err)
 		}
 		return nil
 	}
@@ -145,24 +199,76 @@ func (l *loader) parse(data []byte) *yaml.Node {
 		l.errorf(&next, "a second YAML document; a spec is a single document (remove the '---')")
 		return nil
 	case err != io.EOF:
-		l.yamlError(err)
+		l.yamlError(data, err)
 		return nil
 	}
 	if len(doc.Content) != 1 {
-		l.errs = append(l.errs, Error{File: l.file, Msg: "spec is empty; it needs at least project and droplet"})
+		l.errs = append(l.errs, Error{File: l.file, Line: 1, Msg: empty})
 		return nil
 	}
 	return doc.Content[0]
 }
 
-// yamlError records a syntax error at the line yaml reports (it gives no column).
-func (l *loader) yamlError(err error) {
-	e := Error{File: l.file, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+// checkText finds what yaml.v3's reader refuses without saying where:
+// text that is not UTF-8, and control characters. YAML allows tab, LF, CR,
+// NEL and the printable rest of Unicode.
+func (l *loader) checkText(data []byte) *Error {
+	if bytes.HasPrefix(data, []byte("\xff\xfe")) || bytes.HasPrefix(data, []byte("\xfe\xff")) {
+		return &Error{File: l.file, Line: 1, Col: 1, Msg: "invalid YAML: the spec is UTF-16; save it as UTF-8"}
+	}
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return &Error{File: l.file, Line: line, Col: col, Msg: "invalid YAML: invalid UTF-8 (the spec must be UTF-8 text)"}
+		case r == '\n':
+			line, col = line+1, 0
+		case r == '\t' || r == '\r' || r == 0x85 || r == 0xFEFF:
+		case r < 0x20 || r == 0x7F || (r >= 0x80 && r < 0xA0) || r == 0xFFFE || r == 0xFFFF:
+			return &Error{File: l.file, Line: line, Col: col, Msg: fmt.Sprintf("invalid YAML: control character %U (only tab, newline and carriage return are allowed)", r)}
+		}
+		i += size
+		col++
+	}
+	return nil
+}
+
+// yamlError records a syntax error. yaml.v3 gives no column, no line on
+// line 1, and a line off by one for some parser errors; go.yaml.in/yaml/v4
+// (the same parser, maintained) reports exact marks, so it is asked where.
+func (l *loader) yamlError(data []byte, err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := Error{File: l.file, Line: 1}
 	if m := yamlErrRE.FindStringSubmatch(err.Error()); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
-		e.Msg = "invalid YAML: " + m[2]
+		msg = m[2]
 	}
+	if le := locate(data); le != nil && le.Mark.Line > 0 {
+		e.Line, e.Col, msg = le.Mark.Line, le.Mark.Column, le.Message
+	}
+	e.Msg = "invalid YAML: " + clipMsg(msg)
 	l.errs = append(l.errs, e)
+}
+
+// locate decodes data with yaml v4, every document, and returns its first
+// load error, if any.
+func locate(data []byte) (le *yaml4.LoadError) {
+	defer func() {
+		if recover() != nil { // its errors are for positions only
+			le = nil
+		}
+	}()
+	dec := yaml4.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml4.Node
+		err := dec.Decode(&n)
+		if err == nil {
+			continue
+		}
+		errors.As(err, &le)
+		return le
+	}
 }
 
 // fields is a decoded mapping: its known keys, first occurrence each.
@@ -191,14 +297,14 @@ func (l *loader) mapping(path string, n *yaml.Node, known ...string) *fields {
 		}
 		name := k.Value
 		if first, dup := f.keys[name]; dup {
-			l.errorf(k, "%s: duplicate key; it is already set at line %d", join(path, name), first.Line)
+			l.errorf(k, "%s: duplicate key; it is already set at line %d", join(path, clip(name)), first.Line)
 			continue
 		}
 		if !slices.Contains(known, name) {
-			msg := fmt.Sprintf("%s: unknown key", join(path, name))
+			msg := fmt.Sprintf("%s: unknown key", join(path, clip(name)))
 			if name == "<<" {
 				msg = fmt.Sprintf("%smerge keys (<<) are not supported", prefix(path))
-			} else if s := suggest(name, known); s != "" {
+			} else if s := suggest(name, known); s != "" && len(name) <= maxQuoted {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			l.errorf(k, "%s (allowed: %s)", msg, strings.Join(known, ", "))
@@ -225,7 +331,7 @@ func (f *fields) optional(key string) (*yaml.Node, bool) {
 	return n, ok
 }
 
-func (l *loader) droplet(n *yaml.Node, project string) Droplet {
+func (l *loader) droplet(n *yaml.Node, project string, stack bool) Droplet {
 	var d Droplet
 	f := l.mapping("droplet", n, "region", "size", "image", "ssh_keys", "tags", "cloud_init")
 	if f == nil {
@@ -247,7 +353,7 @@ func (l *loader) droplet(n *yaml.Node, project string) Droplet {
 		d.Tags = l.tags(n)
 	}
 	if n, ok := f.required("cloud_init", "the path of a cloud-init template like cloud-init/droplet.yaml"); ok {
-		d.CloudInit = l.cloudInit(n, project)
+		d.CloudInit = l.cloudInit(n, project, stack)
 	}
 	return d
 }
@@ -271,11 +377,11 @@ func (l *loader) project(n *yaml.Node) string {
 	switch {
 	case v == "":
 	case len(v) > MaxProjectLen:
-		l.errorf(n, "project: %q is %d characters; at most %d are allowed (droplet names are <project>-<version>-<suffix> and must fit a 63-character hostname)", v, len(v), MaxProjectLen)
+		l.errorf(n, "project: %s is %d characters; at most %d are allowed (droplet names are <project>-<version>-<suffix> and must fit a 63-character hostname)", quote(v), len(v), MaxProjectLen)
 	case !projectRE.MatchString(v):
-		l.errorf(n, "project: %q is not a valid project name (allowed: a-z 0-9 -, starting with a letter, e.g. blog)", v)
+		l.errorf(n, "project: %s is not a valid project name (allowed: a-z 0-9 -, starting with a letter, e.g. blog)", quote(v))
 	case strings.HasSuffix(v, "-"):
-		l.errorf(n, "project: %q must not end with '-'", v)
+		l.errorf(n, "project: %s must not end with '-'", quote(v))
 	default:
 		return v
 	}
@@ -286,7 +392,7 @@ func (l *loader) provider(n *yaml.Node) string {
 	want := fmt.Sprintf("%s or %s", ProviderDigitalOcean, ProviderLocal)
 	v := l.str("provider", n, want)
 	if v != "" && v != ProviderDigitalOcean && v != ProviderLocal {
-		l.errorf(n, "provider: %q is not a provider fleet knows (allowed: %s)", v, want)
+		l.errorf(n, "provider: %s is not a provider fleet knows (allowed: %s)", quote(v), want)
 	}
 	return v
 }
@@ -295,7 +401,7 @@ func (l *loader) slug(path string, n *yaml.Node, example string) string {
 	want := "a DigitalOcean slug like " + example
 	v := l.str(path, n, want)
 	if v != "" && !slugRE.MatchString(v) {
-		l.errorf(n, "%s: %q is not a DigitalOcean slug (allowed: a-z 0-9 -, starting with a letter or digit, e.g. %s)", path, v, example)
+		l.errorf(n, "%s: %s is not a DigitalOcean slug (allowed: a-z 0-9 -, starting with a letter or digit, e.g. %s)", path, quote(v), example)
 	}
 	return v
 }
@@ -308,7 +414,7 @@ func (l *loader) reservedIP(n *yaml.Node) string {
 	}
 	ip, err := netip.ParseAddr(v)
 	if err != nil || !ip.Is4() || ip.IsUnspecified() {
-		l.errorf(n, "reserved_ip: %q is not an IPv4 address (allowed: %s)", v, want)
+		l.errorf(n, "reserved_ip: %s is not an IPv4 address (allowed: %s)", quote(v), want)
 	}
 	return v
 }
@@ -352,11 +458,11 @@ func (l *loader) duration(path string, n *yaml.Node) time.Duration {
 	d, err := time.ParseDuration(v)
 	switch {
 	case err != nil && n.Tag == "!!int":
-		l.errorf(n, "%s: %s has no unit; write %q or %q", path, v, v+"s", v+"m")
+		l.errorf(n, "%s: %s has no unit; write %s or %s", path, clip(v), quote(v+"s"), quote(v+"m"))
 	case err != nil:
-		l.errorf(n, "%s: %q is not %s", path, v, want)
+		l.errorf(n, "%s: %s is not %s", path, quote(v), want)
 	case d <= 0 || d > MaxTimeout:
-		l.errorf(n, "%s: %s is out of range (allowed: more than 0, at most 1h)", path, v)
+		l.errorf(n, "%s: %s is out of range (allowed: more than 0, at most 1h)", path, clip(v))
 	}
 	return d
 }
@@ -378,12 +484,12 @@ func (l *loader) tags(n *yaml.Node) []string {
 		case len(v) > MaxTagLen:
 			l.errorf(item, "%s: tag is %d characters; DigitalOcean allows at most %d", path, len(v), MaxTagLen)
 		case !tagRE.MatchString(v):
-			l.errorf(item, "%s: %q has characters DigitalOcean does not allow in tags (allowed: A-Z a-z 0-9 _ : -)", path, v)
+			l.errorf(item, "%s: %s has characters DigitalOcean does not allow in tags (allowed: A-Z a-z 0-9 _ : -)", path, quote(v))
 		case strings.HasPrefix(strings.ToLower(v), "fleet"):
-			l.errorf(item, "%s: %q is reserved: tags beginning with \"fleet\" are the ones fleet sets itself", path, v)
+			l.errorf(item, "%s: %s is reserved: tags beginning with \"fleet\" are the ones fleet sets itself", path, quote(v))
 		default:
 			if j, dup := seen[v]; dup {
-				l.errorf(item, "%s: %q is already listed as droplet.tags[%d]", path, v, j)
+				l.errorf(item, "%s: %s is already listed as droplet.tags[%d]", path, quote(v), j)
 				continue
 			}
 			seen[v] = i
@@ -432,30 +538,35 @@ func (l *loader) sshKey(v string) (SSHKey, error) {
 	case fingerprintRE.MatchString(v):
 		return SSHKey{Fingerprint: strings.ToLower(v)}, nil
 	case strings.HasPrefix(v, "SHA256:"):
-		return SSHKey{}, fmt.Errorf("%q is a SHA256 fingerprint; DigitalOcean identifies keys by MD5 fingerprint (ssh-keygen -l -E md5 -f KEY.pub prints it)", v)
+		return SSHKey{}, fmt.Errorf("%s is a SHA256 fingerprint; DigitalOcean identifies keys by MD5 fingerprint (ssh-keygen -l -E md5 -f KEY.pub prints it)", quote(v))
 	case hexColonRE.MatchString(v):
-		return SSHKey{}, fmt.Errorf("%q is not an MD5 fingerprint (allowed: 16 pairs of hex digits separated by ':', like 3b:16:bf:...)", v)
+		return SSHKey{}, fmt.Errorf("%s is not an MD5 fingerprint (allowed: 16 pairs of hex digits separated by ':', like 3b:16:bf:...)", quote(v))
 	}
 	file, err := l.resolveHome(v)
 	if err != nil {
 		return SSHKey{}, err
 	}
-	data, err := os.ReadFile(file)
+	data, err := inputfile.Read(file, MaxKeyFileSize)
+	var ie *inputfile.Error
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return SSHKey{}, fmt.Errorf("public key file %q does not exist (looked for %s); put your public key there, or list its MD5 fingerprint", v, file)
+		return SSHKey{}, fmt.Errorf("public key file %s does not exist (looked for %s); put your public key there, or list its MD5 fingerprint", quote(v), clip(file))
+	case errors.As(err, &ie) && ie.Mode.IsDir():
+		return SSHKey{}, fmt.Errorf("%s: is a directory; name a public key file", clip(v))
+	case errors.As(err, &ie):
+		return SSHKey{}, fmt.Errorf("%s: %s", clip(v), ie.Reason())
 	case err != nil:
-		return SSHKey{}, fmt.Errorf("cannot read public key file %q: %v", v, err)
+		return SSHKey{}, fmt.Errorf("cannot read public key file %s: %s", quote(v), reason(err))
 	}
 	pk, comment, _, rest, err := ssh.ParseAuthorizedKey(data)
 	switch {
 	case err != nil && bytes.Contains(data, []byte("PRIVATE KEY")):
-		return SSHKey{}, fmt.Errorf("%q is a private key; list the public key (the .pub file) instead", v)
+		return SSHKey{}, fmt.Errorf("%s is a private key; list the public key (the .pub file) instead", quote(v))
 	case err != nil:
-		return SSHKey{}, fmt.Errorf("%q holds no public key in authorized_keys format (like \"ssh-ed25519 AAAA... you@host\")", v)
+		return SSHKey{}, fmt.Errorf("%s holds no public key in authorized_keys format (like \"ssh-ed25519 AAAA... you@host\")", quote(v))
 	}
 	if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
-		return SSHKey{}, fmt.Errorf("%q holds more than one public key; list one file per key", v)
+		return SSHKey{}, fmt.Errorf("%s holds more than one public key; list one file per key", quote(v))
 	}
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pk)))
 	name := comment
@@ -477,7 +588,7 @@ func (l *loader) resolveHome(p string) (string, error) {
 	if p == "~" || strings.HasPrefix(p, "~/") {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("cannot expand ~ in %q: %v", p, err)
+			return "", fmt.Errorf("cannot expand ~ in %s: %v", quote(p), err)
 		}
 		return filepath.Join(home, p[1:]), nil
 	}
@@ -491,40 +602,57 @@ func (l *loader) resolve(p string) string {
 	return filepath.Join(l.dir, p)
 }
 
-func (l *loader) cloudInit(n *yaml.Node, project string) string {
+// cloudInit checks the template by rendering it as `fleet up` would:
+// with the longest version, and for a stack with .Stack set and a host key
+// injected (it adds some 600 bytes).
+func (l *loader) cloudInit(n *yaml.Node, project string, stack bool) string {
 	const path = "droplet.cloud_init"
 	v := l.str(path, n, "the path of a cloud-init template like cloud-init/droplet.yaml")
 	if v == "" {
 		return ""
 	}
 	file := l.resolve(v)
-	fi, err := os.Stat(file)
+	err := inputfile.Check(file, cloudinit.MaxTemplateSize)
+	var ie *inputfile.Error
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		l.errorf(n, "%s: template %q does not exist (looked for %s)", path, v, file)
+		l.errorf(n, "%s: template %s does not exist (looked for %s)", path, quote(v), clip(file))
+		return file
+	case errors.As(err, &ie) && ie.Mode.IsDir():
+		l.errorf(n, "%s: %s is a directory; name the template file", path, quote(v))
+		return file
+	case errors.As(err, &ie):
+		l.errorf(n, "%s: %s: %s", path, clip(v), ie.Reason())
 		return file
 	case err != nil:
-		l.errorf(n, "%s: %v", path, err)
-		return file
-	case fi.IsDir():
-		l.errorf(n, "%s: %q is a directory; name the template file", path, v)
+		l.errorf(n, "%s: %s: %s", path, clip(v), reason(err))
 		return file
 	}
 	if project == "" {
 		project = "project" // invalid, reported elsewhere; still check the template
 	}
-	_, err = cloudinit.Render(file, cloudinit.Data{
+	data := cloudinit.Data{
 		Project:     project,
 		Version:     SampleVersion,
 		DropletName: DropletName(project, SampleVersion, "sample"),
-		DeployID:    "sample-deploy",
-	})
+		DeployID:    "sample",
+		Stack:       stack,
+	}
+	as := "version " + SampleVersion
+	if stack {
+		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+			l.errorf(n, "%s: %v", path, err)
+			return file
+		}
+		as += ", with the stack and its host key"
+	}
+	_, err = cloudinit.Render(file, data)
 	var tooLarge *cloudinit.TooLargeError
 	switch {
 	case errors.As(err, &tooLarge):
-		l.errorf(n, "%s: rendered with version %s, %q is %d bytes of user_data; DigitalOcean allows at most %d (64 KiB)", path, SampleVersion, v, tooLarge.Size, cloudinit.MaxUserData)
+		l.errorf(n, "%s: %s renders to more than %d bytes of user_data (64 KiB, DigitalOcean's limit), rendered as fleet up would (%s)", path, quote(v), cloudinit.MaxUserData, as)
 	case err != nil:
-		l.errorf(n, "%s: %v", path, err)
+		l.errorf(n, "%s: %v", path, err) // cloudinit bounds its messages
 	}
 	return file
 }
@@ -548,7 +676,7 @@ func describe(n *yaml.Node) string {
 		if n.Tag == "!!null" {
 			return "nothing"
 		}
-		return strconv.Quote(n.Value)
+		return quote(n.Value)
 	}
 	return "something else"
 }

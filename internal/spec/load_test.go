@@ -239,14 +239,14 @@ func TestLoadErrors(t *testing.T) {
 		{name: "ssh key file private", old: "- keys/test.pub", new: "- keys/id", files: map[string]string{"keys/id": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"}, want: []string{`8:7: droplet.ssh_keys[0]: "keys/id" is a private key; list the public key (the .pub file) instead`}},
 		{name: "ssh key file garbage", old: "- keys/test.pub", new: "- keys/bad.pub", files: map[string]string{"keys/bad.pub": "not a key\n"}, want: []string{`8:7: droplet.ssh_keys[0]: "keys/bad.pub" holds no public key`}},
 		{name: "ssh key file two keys", old: "- keys/test.pub", new: "- keys/two.pub", want: []string{`8:7: droplet.ssh_keys[0]: "keys/two.pub" holds more than one public key`}},
-		{name: "ssh key file a directory", old: "- keys/test.pub", new: "- keys", want: []string{`8:7: droplet.ssh_keys[0]: cannot read public key file "keys"`}},
+		{name: "ssh key file a directory", old: "- keys/test.pub", new: "- keys", want: []string{`8:7: droplet.ssh_keys[0]: keys: is a directory; name a public key file`}},
 		{name: "fingerprint too short", old: "- keys/test.pub", new: "- aa:bb:cc", want: []string{`8:7: droplet.ssh_keys[0]: "aa:bb:cc" is not an MD5 fingerprint (allowed: 16 pairs of hex digits`}},
 		{name: "fingerprint sha256", old: "- keys/test.pub", new: "- SHA256:abc", want: []string{`8:7: droplet.ssh_keys[0]: "SHA256:abc" is a SHA256 fingerprint; DigitalOcean identifies keys by MD5`}},
 		{name: "same key twice", old: "- keys/test.pub", new: "- keys/test.pub\n    - " + testFP, want: []string{`9:7: droplet.ssh_keys[1]: same key as droplet.ssh_keys[0] (` + testFP + `)`}},
 		// cloud_init
 		{name: "cloud_init missing file", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/nope.yaml", want: []string{`10:15: droplet.cloud_init: template "cloud-init/nope.yaml" does not exist`}},
 		{name: "cloud_init a directory", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init", want: []string{`10:15: droplet.cloud_init: "cloud-init" is a directory`}},
-		{name: "cloud_init too big", files: map[string]string{"cloud-init/droplet.yaml": big}, want: []string{fmt.Sprintf(`10:15: droplet.cloud_init: rendered with version v0.0.0-sample, "cloud-init/droplet.yaml" is %d bytes of user_data; DigitalOcean allows at most 65536 (64 KiB)`, len(big))}},
+		{name: "cloud_init too big", files: map[string]string{"cloud-init/droplet.yaml": big}, want: []string{`10:15: droplet.cloud_init: "cloud-init/droplet.yaml" renders to more than 65536 bytes of user_data (64 KiB, DigitalOcean's limit), rendered as fleet up would (version v0.0.0-sample.longest.version.32)`}},
 		{name: "cloud_init parse error", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n{{.Project\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:3: unclosed action started at cloud-init/droplet.yaml:2`}},
 		{name: "cloud_init unknown field", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n# {{.Nope}}\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:2:4: executing`, "can't evaluate field Nope"}},
 		{name: "cloud_init no header", files: map[string]string{"cloud-init/droplet.yaml": "runcmd: []\n"}, want: []string{`10:15: droplet.cloud_init: cloud-init/droplet.yaml: rendered user_data must start with a "#cloud-config" line`}},
@@ -295,11 +295,11 @@ func TestLoadErrors(t *testing.T) {
 			`18:55: stack.health.timeout: 0s is out of range (allowed: more than 0, at most 1h)`,
 		}},
 		{name: "second document", old: "keep: 2", new: "keep: 2\n---\nproject: x", want: []string{`13:1: a second YAML document`}},
-		// yaml.v3 reports a line only, and for parser errors the line of
-		// the construct the problem is in (here the '[' on line 12 reads 11).
-		{name: "syntax error", old: "keep: 2", new: "keep: a: b", want: []string{`12:0: invalid YAML: mapping values are not allowed in this context`}},
-		{name: "unclosed flow", old: "keep: 2", new: "keep: [2", want: []string{`11:0: invalid YAML: did not find expected ',' or ']'`}},
-		{name: "tab indentation", old: "  size:", new: "\tsize:", want: []string{`4:0: invalid YAML: found a tab character that violates indentation`}},
+		// Syntax errors are where the parser stopped (the unclosed '[' on
+		// line 12 is found wanting at the ':' on line 13).
+		{name: "syntax error", old: "keep: 2", new: "keep: a: b", want: []string{`12:8: invalid YAML: mapping values are not allowed in this context`}},
+		{name: "unclosed flow", old: "keep: 2", new: "keep: [2", want: []string{`13:9: invalid YAML: did not find expected ',' or ']'`}},
+		{name: "tab indentation", old: "  size:", new: "\tsize:", want: []string{`5:1: invalid YAML: found a tab character that violates indentation`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := baseSpec
@@ -406,8 +406,8 @@ func TestLoadFile(t *testing.T) {
 		name, content string
 		want          string
 	}{
-		{"empty", "", "droplets.yaml: spec is empty; it needs at least project and droplet"},
-		{"only a comment", "# nothing\n", "droplets.yaml: spec is empty"},
+		{"empty", "", "droplets.yaml:1: spec is empty; it needs at least project and droplet"},
+		{"only a comment", "# nothing\n", "droplets.yaml:1: spec is empty"},
 		{"a list", "- project\n", "droplets.yaml:1:1: expected a mapping of project, provider, droplet, reserved_ip, keep, timeouts, stack, got a list"},
 		{"a scalar", "blog\n", `droplets.yaml:1:1: expected a mapping of project`},
 	} {
@@ -519,15 +519,15 @@ func TestErrorFormat(t *testing.T) {
 		e    Error
 		want string
 	}{
-		{Error{"a.yaml", 3, 7, "bad"}, "a.yaml:3:7: bad"},
-		{Error{"a.yaml", 3, 0, "bad"}, "a.yaml:3: bad"},
-		{Error{"a.yaml", 0, 0, "bad"}, "a.yaml: bad"},
+		{Error{File: "a.yaml", Line: 3, Col: 7, Msg: "bad"}, "a.yaml:3:7: bad"},
+		{Error{File: "a.yaml", Line: 3, Msg: "bad"}, "a.yaml:3: bad"},
+		{Error{File: "a.yaml", Msg: "bad"}, "a.yaml: bad"},
 	} {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
 		}
 	}
-	errs := &Errors{{"a", 1, 1, "x"}, {"a", 2, 1, "y"}}
+	errs := &Errors{{File: "a", Line: 1, Col: 1, Msg: "x"}, {File: "a", Line: 2, Col: 1, Msg: "y"}}
 	if got := errs.Error(); got != "a:1:1: x\na:2:1: y" {
 		t.Errorf("Errors = %q", got)
 	}
@@ -541,7 +541,7 @@ func TestLoadStack(t *testing.T) {
 		{"defaults", "stack:\n  dir: stacks/hello\n", Stack{Dir: "stacks/hello", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout}}},
 		{"everything", "stack:\n  dir: ./stacks/blog/\n  compose: [docker-compose-common.yaml, docker-compose-production.yaml]\n  build: local\n  secrets: {file: .env.production}\n  health: {host: Blog.Example.com, paths: [/healthz, /], timeout: 90s}\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"docker-compose-common.yaml", "docker-compose-production.yaml"}, Build: BuildLocal,
-				Secrets: Secrets{File: ".env.production"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
+				Secrets: Secrets{File: ".env.production", At: "droplets.yaml:21:19"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
 		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n  after_promote: x ensure\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
 				Env:          []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},

@@ -1,14 +1,18 @@
 package spec
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fleetdeploy/fleet/internal/inputfile"
 )
 
 // Stack is the compose stack a deploy runs on the droplet. Without it a
@@ -50,6 +54,7 @@ type Data struct {
 // user_data, process arguments, image layers or logs.
 type Secrets struct {
 	File string // a dotenv file (resolved against Spec.Dir) that git must not track; "" = environment only
+	At   string // where the spec sets File, "droplets.yaml:17:19", for errors about it
 }
 
 // SecretEnvPrefix names the environment variables secrets may come from
@@ -98,7 +103,7 @@ func (l *loader) stack(n *yaml.Node) *Stack {
 				st.Build = v
 			}
 		default:
-			l.errorf(n, "stack.build: %q is not a build mode (allowed: remote, local)", v)
+			l.errorf(n, "stack.build: %s is not a build mode (allowed: remote, local)", quote(v))
 		}
 	}
 	if n, ok := f.optional("secrets"); ok {
@@ -106,6 +111,8 @@ func (l *loader) stack(n *yaml.Node) *Stack {
 			if n, ok := sf.optional("file"); ok {
 				if p := l.relPath("stack.secrets.file", n); p != "" {
 					st.Secrets.File = l.resolve(p)
+					st.Secrets.At = fmt.Sprintf("%s:%d:%d", l.file, n.Line, n.Column)
+					l.secretsFile(n, p, st.Secrets.File)
 				}
 			}
 		}
@@ -142,19 +149,19 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 		name := k.Value
 		switch {
 		case k.Kind != yaml.ScalarNode || !envNameRE.MatchString(name):
-			l.errorf(k, "stack.env: %q is not a variable name (letters, digits and _, not starting with a digit)", name)
+			l.errorf(k, "stack.env: %s is not a variable name (letters, digits and _, not starting with a digit)", quote(name))
 			continue
 		case strings.HasPrefix(strings.ToUpper(name), "FLEET_"):
-			l.errorf(k, "stack.env.%s: FLEET_ variables are fleet's own (FLEET_VERSION, FLEET_PROJECT, FLEET_SECRETS_DIR)", name)
+			l.errorf(k, "stack.env.%s: FLEET_ variables are fleet's own (FLEET_VERSION, FLEET_PROJECT, FLEET_SECRETS_DIR)", clip(name))
 			continue
 		case seen[name] > 0:
-			l.errorf(k, "stack.env.%s: duplicate key; it is already set at line %d", name, seen[name])
+			l.errorf(k, "stack.env.%s: duplicate key; it is already set at line %d", clip(name), seen[name])
 			continue
 		case v.Kind != yaml.ScalarNode:
-			l.errorf(v, "stack.env.%s: expected a string, got %s", name, describe(v))
+			l.errorf(v, "stack.env.%s: expected a string, got %s", clip(name), describe(v))
 			continue
 		case strings.ContainsAny(v.Value, "\n\x00"):
-			l.errorf(v, "stack.env.%s: must be one line", name)
+			l.errorf(v, "stack.env.%s: must be one line", clip(name))
 			continue
 		}
 		seen[name] = k.Line
@@ -176,7 +183,7 @@ func (l *loader) data(n *yaml.Node) *Data {
 	if n, ok := f.required("service", "the compose service that holds the data, like app"); ok {
 		d.Service = l.str("stack.data.service", n, "a compose service name")
 		if d.Service != "" && !serviceNameRE.MatchString(d.Service) {
-			l.errorf(n, "stack.data.service: %q is not a compose service name (a-z 0-9 _ . -)", d.Service)
+			l.errorf(n, "stack.data.service: %s is not a compose service name (a-z 0-9 _ . -)", quote(d.Service))
 		}
 	}
 	if n, ok := f.required("backup", "a command that writes an archive to stdout"); ok {
@@ -229,7 +236,7 @@ func (l *loader) health(n *yaml.Node) Health {
 	if n, ok := f.optional("host"); ok {
 		v := l.str("stack.health.host", n, "the site's host name, like blog.example.com")
 		if v != "" && !hostnameRE.MatchString(strings.ToLower(v)) {
-			l.errorf(n, "stack.health.host: %q is not a host name (letters, digits, - and dots)", v)
+			l.errorf(n, "stack.health.host: %s is not a host name (letters, digits, - and dots)", quote(v))
 		}
 		h.Host = strings.ToLower(v)
 	}
@@ -237,15 +244,17 @@ func (l *loader) health(n *yaml.Node) Health {
 		if n.Kind != yaml.SequenceNode {
 			l.errorf(n, "stack.health.paths: expected a list of paths like [/healthz], got %s", describe(n))
 		} else {
+			seen := map[string]bool{}
 			for i, p := range n.Content {
 				v := l.str("stack.health.paths", p, "a path like /healthz")
 				switch {
 				case v == "":
 				case !httpPathRE.MatchString(v):
-					l.errorf(p, "stack.health.paths[%d]: %q must start with / and hold no spaces", i, v)
-				case slices.Contains(h.Paths, v):
-					l.errorf(p, "stack.health.paths[%d]: %q is listed twice", i, v)
+					l.errorf(p, "stack.health.paths[%d]: %s must start with / and hold no spaces", i, quote(v))
+				case seen[v]:
+					l.errorf(p, "stack.health.paths[%d]: %s is listed twice", i, quote(v))
 				default:
+					seen[v] = true
 					h.Paths = append(h.Paths, v)
 				}
 			}
@@ -263,15 +272,17 @@ func (l *loader) composeFiles(n *yaml.Node) []string {
 		return nil
 	}
 	var files []string
+	seen := map[string]bool{}
 	for i, c := range n.Content {
 		p := l.relPath("stack.compose["+itoa(i)+"]", c)
 		if p == "" {
 			continue
 		}
-		if slices.Contains(files, p) {
-			l.errorf(c, "stack.compose[%d]: %q is listed twice", i, p)
+		if seen[p] {
+			l.errorf(c, "stack.compose[%d]: %s is listed twice", i, quote(p))
 			continue
 		}
+		seen[p] = true
 		files = append(files, p)
 	}
 	return files
@@ -286,10 +297,24 @@ func (l *loader) relPath(where string, n *yaml.Node) string {
 	}
 	c := path.Clean(v)
 	if path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
-		l.errorf(n, "%s: %q must be a relative path inside the repository (no leading / or ..)", where, v)
+		l.errorf(n, "%s: %s must be a relative path inside the repository (no leading / or ..)", where, quote(v))
 		return ""
 	}
 	return c
+}
+
+// secretsFile checks the secrets file the way stack.LoadSecrets will read
+// it; a file that does not exist is fine (the environment may hold every
+// secret).
+func (l *loader) secretsFile(n *yaml.Node, shown, file string) {
+	var ie *inputfile.Error
+	switch err := inputfile.Check(file, MaxSecretsFileSize); {
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+	case errors.As(err, &ie):
+		l.errorf(n, "stack.secrets.file: %s: %s", clip(shown), ie.Reason())
+	default:
+		l.errorf(n, "stack.secrets.file: %s: %s", clip(shown), reason(err))
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -22,11 +22,11 @@ func ParseVersion(v string) error {
 	case v == "":
 		return fmt.Errorf("version is empty; %s", allowed)
 	case len(v) > MaxVersionLen:
-		return fmt.Errorf("version %q is %d characters; at most %d are allowed", v, len(v), MaxVersionLen)
+		return fmt.Errorf("version %s is %d characters; at most %d are allowed", quote(v), len(v), MaxVersionLen)
 	case strings.Contains(v, "_"):
-		return fmt.Errorf("version %q contains '_', which fleet reserves (it stands for '.' in DigitalOcean tags); use '.' or '-' instead", v)
+		return fmt.Errorf("version %s contains '_', which fleet reserves (it stands for '.' in DigitalOcean tags); use '.' or '-' instead", quote(v))
 	case !versionRE.MatchString(v):
-		return fmt.Errorf("version %q is not allowed: %s", v, allowed)
+		return fmt.Errorf("version %s is not allowed: %s", quote(v), allowed)
 	}
 	return nil
 }

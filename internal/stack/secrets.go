@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fleetdeploy/fleet/internal/inputfile"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -76,12 +77,15 @@ func LoadSecrets(st *spec.Stack, repoDir string, need []string, getenv func(stri
 		if err := checkUntracked(file, shown); err != nil {
 			return nil, err
 		}
-		data, err := os.ReadFile(file)
+		data, err := inputfile.Read(file, spec.MaxSecretsFileSize)
+		var ie *inputfile.Error
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			fileMissing = true
+		case errors.As(err, &ie):
+			return nil, fmt.Errorf("%sstack.secrets.file: %s: %s", at(st), shown, ie.Reason())
 		case err != nil:
-			return nil, fmt.Errorf("reading the secrets file: %w", err)
+			return nil, fmt.Errorf("%sstack.secrets.file: reading %s: %w", at(st), shown, err)
 		default:
 			if fromFile, err = parseDotenv(shown, data); err != nil {
 				return nil, err
@@ -114,6 +118,14 @@ func LoadSecrets(st *spec.Stack, repoDir string, need []string, getenv func(stri
 		return nil, &MissingSecretsError{Names: missing, File: shown, FileMissing: fileMissing}
 	}
 	return values, nil
+}
+
+// at is where the spec names the secrets file, as an error's prefix.
+func at(st *spec.Stack) string {
+	if st.Secrets.At == "" {
+		return ""
+	}
+	return st.Secrets.At + ": "
 }
 
 // secretsPath is the spec's secrets file as an OS path. spec.Load has
@@ -206,7 +218,7 @@ func parseDotenv(name string, data []byte) (map[string]string, error) {
 				switch {
 				case c == q:
 					if rest := strings.TrimSpace(body[j+1:]); rest != "" && rest[0] != '#' {
-						return nil, fmt.Errorf("%s:%d: %s: unexpected text after the closing quote", name, i+1, key)
+						return nil, fmt.Errorf("%s:%d: %s: unexpected text after the closing quote", name, i+1, clipName(key))
 					}
 					closed = true
 				case q == '"' && c == '\\' && j+1 < len(body):
@@ -235,7 +247,7 @@ func parseDotenv(name string, data []byte) (map[string]string, error) {
 				break
 			}
 			if i+1 >= len(lines) {
-				return nil, fmt.Errorf("%s:%d: %s: the quoted value is not closed", name, ln, key)
+				return nil, fmt.Errorf("%s:%d: %s: the quoted value is not closed", name, ln, clipName(key))
 			}
 			i++
 			b.WriteByte('\n')
@@ -244,6 +256,14 @@ func parseDotenv(name string, data []byte) (map[string]string, error) {
 		out[key] = b.String()
 	}
 	return out, nil
+}
+
+// clipName cuts a (validated, ASCII) name to 80 bytes for an error.
+func clipName(key string) string {
+	if len(key) <= 80 {
+		return key
+	}
+	return fmt.Sprintf("%s… (%d bytes)", key[:80], len(key))
 }
 
 // commentStart is the index of an inline comment (# after a space or tab)

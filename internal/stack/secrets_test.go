@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
@@ -174,6 +176,7 @@ func TestParseDotenv(t *testing.T) {
 		{"bad name", "1A=secretvalue\n", nil, "f.env:1: the text before '=' is not a name"},
 		{"unterminated", "A=1\nB=\"secretvalue\nmore\n", nil, "f.env:2: B: the quoted value is not closed"},
 		{"text after quote", "A='secretvalue' x\n", nil, "f.env:1: A: unexpected text after the closing quote"},
+		{"long name", strings.Repeat("N", 5000) + "='secretvalue\n", nil, "f.env:1: " + strings.Repeat("N", 80) + "… (5000 bytes): the quoted value is not closed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,5 +242,42 @@ func TestExtractRejects(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// The secrets file must be a regular file of at most MaxSecretsFileSize:
+// a FIFO must not hang, a device must not be read.
+func TestLoadSecretsFileKinds(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe.env")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { // unblock a reader stuck on the pipe (the bug)
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	}()
+	huge := filepath.Join(dir, "huge.env")
+	write(t, dir, map[string]string{"huge.env": strings.Repeat("A=1\n", 300<<10)})
+	for _, tt := range []struct{ file, want, at string }{
+		{"/dev/zero", "stack.secrets.file: /dev/zero: not a regular file (a character device)", ""},
+		{fifo, "stack.secrets.file: " + fifo + ": not a regular file (a named pipe)", ""},
+		{huge, "stack.secrets.file: " + huge + ": larger than 1024 KiB", ""},
+		{"/dev/zero", "droplets.yaml:15:19: stack.secrets.file: /dev/zero: not a regular file (a character device)", "droplets.yaml:15:19"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := LoadSecrets(&spec.Stack{Secrets: spec.Secrets{File: tt.file, At: tt.at}}, dir, []string{"a"}, func(string) string { return "" })
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("LoadSecrets(%s) = %v, want %q", tt.file, err, tt.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("LoadSecrets(%s) still running after 5s", tt.file)
+		}
 	}
 }
