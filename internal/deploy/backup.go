@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -202,18 +203,27 @@ func OpenArchive(path string) (*Manifest, *ArchiveReader, error) {
 	return &man, &ArchiveReader{f: f, dec: dec, h: sha256.New(), want: man.Stream.SHA256, path: path}, nil
 }
 
-// ArchiveReader reads a saved archive's stream and checks its sha256.
+// ArchiveReader reads a saved archive's stream and checks its sha256. It
+// is safe to Close while an SSH session's stdin copier, which outlives
+// Run, is still reading it.
 type ArchiveReader struct {
-	f    *os.File
-	dec  *zstd.Decoder
-	h    hash.Hash
-	n    int64
-	want string
-	path string
-	eof  bool
+	mu     sync.Mutex
+	closed bool
+	f      *os.File
+	dec    *zstd.Decoder
+	h      hash.Hash
+	n      int64
+	want   string
+	path   string
+	eof    bool
 }
 
 func (a *ArchiveReader) Read(p []byte) (int, error) {
+	a.mu.Lock() // a file read: never blocks for long
+	defer a.mu.Unlock()
+	if a.closed {
+		return 0, os.ErrClosed
+	}
 	n, err := a.dec.Read(p)
 	a.h.Write(p[:n])
 	a.n += int64(n)
@@ -226,6 +236,12 @@ func (a *ArchiveReader) Read(p []byte) (int, error) {
 // Close releases the file; it fails when the stream was read to the end
 // and does not match the manifest.
 func (a *ArchiveReader) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
 	a.dec.Close()
 	a.f.Close()
 	if a.eof {
