@@ -161,6 +161,14 @@ func TestPromoteAbort(t *testing.T) {
 			},
 			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"freeze", "backup!", "unfreeze"}, 2: {"freeze", "restore"}},
 				err: []string{"context canceled", "{1} is live and writable again"}}},
+		{name: "old droplet's connection drops midway through the backup",
+			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("backup", step{drop: true}) },
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"freeze", "backup!", "unfreeze"}, 2: {"freeze", "restore"}},
+				err: []string{"backup on {1}", "{1} is live and writable again"}}},
+		{name: "old droplet vanishes midway through the backup",
+			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("backup", step{drop: true, gone: true}) },
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"freeze", "backup!"}, 2: {"freeze", "restore"}},
+				err: []string{"backup on {1}", "{1} is still frozen", "connecting again", "authentication failed", "fleet exec --droplet {1}"}}},
 		{name: "backup's sha256 disagrees",
 			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("backup", step{badSum: true}) },
 			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: {"freeze", "restore"}},
@@ -408,6 +416,13 @@ func TestRollbackAbort(t *testing.T) {
 			setup: func(w *world, _ context.CancelFunc) {
 				w.drops[2].writes = "3\n"
 				w.drops[2].script("backup", step{midway: true})
+			},
+			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: {"freeze", "since", "writes", "backup!", "unfreeze"}, 1: {"restore"}},
+				err: []string{"backup on {2}", "{2} is live and writable again"}}},
+		{name: "live droplet's connection drops midway through the backup",
+			setup: func(w *world, _ context.CancelFunc) {
+				w.drops[2].writes = "3\n"
+				w.drops[2].script("backup", step{drop: true})
 			},
 			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: {"freeze", "since", "writes", "backup!", "unfreeze"}, 1: {"restore"}},
 				err: []string{"backup on {2}", "{2} is live and writable again"}}},

@@ -187,6 +187,8 @@ func TestRestoreAbort(t *testing.T) {
 			logs: map[int][]string{1: {"freeze", "restore!", "unfreeze"}}, err: []string{"restore on {1}"}},
 		{name: "restore's sha256 disagrees", setup: func(w *world, _ string) { w.drops[1].script("restore", step{badSum: true}) },
 			logs: map[int][]string{1: {"freeze", "restore", "unfreeze"}}, err: []string{"checksum mismatch: archive as received by {1}"}, as: new(*ChecksumError)},
+		{name: "connection drops during the restore", setup: func(w *world, _ string) { w.drops[1].script("restore", step{drop: true}) },
+			logs: map[int][]string{1: {"freeze", "restore!", "unfreeze"}}, err: []string{"restore on {1}"}},
 		{name: "health check fails", setup: func(w *world, _ string) { w.unhealthy() },
 			logs: map[int][]string{1: {"freeze", "restore", "unfreeze"}}, err: []string{"health paths"}},
 		{name: "unfreeze fails", setup: func(w *world, _ string) { w.drops[1].script("unfreeze", step{code: 1}) },

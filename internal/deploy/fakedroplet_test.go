@@ -46,6 +46,7 @@ type step struct {
 	// restore: exit before reading stdin, as the wrapper does when its
 	// mkfifo fails
 	noRead bool
+	gone   bool // with drop: refuse every login after (the droplet is gone)
 }
 
 func (s step) fails() bool { return s.code != 0 || s.midway || s.drop || s.hang }
@@ -133,6 +134,9 @@ func (fd *fakeDroplet) handle(ctx context.Context, x *remotetest.Exec) remotetes
 		if s.hang {
 			<-ctx.Done()
 			return remotetest.Result{Signal: "TERM"}
+		}
+		if s.gone {
+			fd.srv.Authorize()
 		}
 		return remotetest.Result{Code: s.code, Drop: s.drop}
 	}
