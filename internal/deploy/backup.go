@@ -323,7 +323,7 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { c.Close() }() // unfreezeAfter may dial again
 	data := d.Spec.Stack.Data
 	out := d.outputs(nil)
 	res := &RestoreResult{Droplet: *m, Manifest: man}
@@ -332,7 +332,7 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 	if live {
 		d.step("freezing writes on %s", m.Name)
 		if err := d.runData(ctx, c, "freeze", data.Freeze, out); err != nil {
-			return nil, d.unfreezeAfter(ctx, c, err, out)
+			return nil, d.unfreezeAfter(ctx, &c, m, err, out)
 		}
 	}
 	d.step("restoring %s onto %s", filepath.Base(path), m.Name)
@@ -352,17 +352,17 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 		// Unfrozen even on failure: the old data is still in place when
 		// the restore refused, and a half-restored site is the operator's
 		// call (the error says so), not a reason to stay read-only.
-		err = d.unfreezeAfter(ctx, c, err, out)
+		err = d.unfreezeAfter(ctx, &c, m, err, out)
 		res.Frozen = time.Since(start)
 	}
 	return res, err
 }
 
-func (d *Deployer) unfreezeAfter(ctx context.Context, c *remote.Client, cause error, out outputs) error {
+func (d *Deployer) unfreezeAfter(ctx context.Context, c **remote.Client, m *Member, cause error, out outputs) error {
 	uctx, cancel := detached(ctx)
 	defer cancel()
-	d.step("unfreezing %s", c.Droplet())
-	if err := d.runData(uctx, c, "unfreeze", d.Spec.Stack.Data.Unfreeze, out); err != nil {
+	d.step("unfreezing %s", m.Name)
+	if err := d.mustRunData(uctx, c, m, "unfreeze", d.Spec.Stack.Data.Unfreeze, out); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
