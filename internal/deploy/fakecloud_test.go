@@ -163,7 +163,10 @@ func (c *fakeCloud) EnsureSSHKeys(_ context.Context, keys []cloud.SSHKey) ([]str
 	return fps, nil
 }
 
-func (c *fakeCloud) CreateDroplet(_ context.Context, req cloud.CreateRequest) (*cloud.Droplet, int, error) {
+func (c *fakeCloud) CreateDroplet(ctx context.Context, req cloud.CreateRequest) (*cloud.Droplet, int, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, 0, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("CreateDroplet %s", req.Name)
@@ -177,11 +180,14 @@ func (c *fakeCloud) CreateDroplet(_ context.Context, req cloud.CreateRequest) (*
 	return &cp, 0, nil
 }
 
-func (c *fakeCloud) WaitReady(_ context.Context, d *cloud.Droplet, _ int, _ cloud.Timeouts) (*cloud.Droplet, error) {
-	return c.GetDroplet(context.Background(), d.ID)
+func (c *fakeCloud) WaitReady(ctx context.Context, d *cloud.Droplet, _ int, _ cloud.Timeouts) (*cloud.Droplet, error) {
+	return c.GetDroplet(ctx, d.ID)
 }
 
-func (c *fakeCloud) GetDroplet(_ context.Context, id int) (*cloud.Droplet, error) {
+func (c *fakeCloud) GetDroplet(ctx context.Context, id int) (*cloud.Droplet, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fire("GetDroplet"); f != nil {
@@ -196,7 +202,10 @@ func (c *fakeCloud) GetDroplet(_ context.Context, id int) (*cloud.Droplet, error
 	return &cp, nil
 }
 
-func (c *fakeCloud) ListByTag(_ context.Context, tag string) ([]cloud.Droplet, error) {
+func (c *fakeCloud) ListByTag(ctx context.Context, tag string) ([]cloud.Droplet, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fire("ListByTag"); f != nil {
@@ -214,7 +223,10 @@ func (c *fakeCloud) ListByTag(_ context.Context, tag string) ([]cloud.Droplet, e
 	return out, nil
 }
 
-func (c *fakeCloud) DeleteDroplet(_ context.Context, id int) error {
+func (c *fakeCloud) DeleteDroplet(ctx context.Context, id int) error {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("DeleteDroplet %d", id)
@@ -234,7 +246,10 @@ func (c *fakeCloud) DeleteDroplet(_ context.Context, id int) error {
 	return nil
 }
 
-func (c *fakeCloud) Tag(_ context.Context, id int, tag string) error {
+func (c *fakeCloud) Tag(ctx context.Context, id int, tag string) error {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("Tag %d %s", id, tag)
@@ -255,7 +270,10 @@ func (c *fakeCloud) Tag(_ context.Context, id int, tag string) error {
 	return nil
 }
 
-func (c *fakeCloud) Untag(_ context.Context, id int, tag string) error {
+func (c *fakeCloud) Untag(ctx context.Context, id int, tag string) error {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("Untag %d %s", id, tag)
@@ -272,7 +290,10 @@ func (c *fakeCloud) Untag(_ context.Context, id int, tag string) error {
 	return nil
 }
 
-func (c *fakeCloud) ReservedIP(_ context.Context, ip string) (*cloud.ReservedIP, error) {
+func (c *fakeCloud) ReservedIP(ctx context.Context, ip string) (*cloud.ReservedIP, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fire("ReservedIP"); f != nil {
@@ -286,7 +307,10 @@ func (c *fakeCloud) ReservedIP(_ context.Context, ip string) (*cloud.ReservedIP,
 	return &cp, nil
 }
 
-func (c *fakeCloud) ListReservedIPs(context.Context) ([]cloud.ReservedIP, error) {
+func (c *fakeCloud) ListReservedIPs(ctx context.Context) ([]cloud.ReservedIP, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f := c.fire("ListReservedIPs"); f != nil {
@@ -300,7 +324,10 @@ func (c *fakeCloud) ListReservedIPs(context.Context) ([]cloud.ReservedIP, error)
 	return out, nil
 }
 
-func (c *fakeCloud) CreateReservedIP(_ context.Context, id int, _ cloud.Timeouts, record func(ip string) error) (*cloud.ReservedIP, error) {
+func (c *fakeCloud) CreateReservedIP(ctx context.Context, id int, _ cloud.Timeouts, record func(ip string) error) (*cloud.ReservedIP, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	c.logCall("CreateReservedIP %d", id)
 	f := c.fire("CreateReservedIP")
@@ -340,14 +367,20 @@ func (c *fakeCloud) CreateReservedIP(_ context.Context, id int, _ cloud.Timeouts
 	return &cp, nil
 }
 
-func (c *fakeCloud) Assign(_ context.Context, ip string, id int, _ cloud.Timeouts) error {
+func (c *fakeCloud) Assign(ctx context.Context, ip string, id int, _ cloud.Timeouts) error {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("Assign %s %d", ip, id)
 	return c.assign("Assign", ip, id)
 }
 
-func (c *fakeCloud) Unassign(_ context.Context, ip string, _ cloud.Timeouts) error {
+func (c *fakeCloud) Unassign(ctx context.Context, ip string, _ cloud.Timeouts) error {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("Unassign %s", ip)
@@ -385,7 +418,10 @@ func (c *fakeCloud) assign(method, ip string, id int) error {
 
 // Settle finishes ip's pending action, then reads it: the fake's actions
 // end exactly when someone waits for them.
-func (c *fakeCloud) Settle(_ context.Context, ip string, _ cloud.Timeouts) (*cloud.ReservedIP, error) {
+func (c *fakeCloud) Settle(ctx context.Context, ip string, _ cloud.Timeouts) (*cloud.ReservedIP, error) {
+	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.logCall("Settle %s", ip)
