@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -202,18 +203,27 @@ func OpenArchive(path string) (*Manifest, *ArchiveReader, error) {
 	return &man, &ArchiveReader{f: f, dec: dec, h: sha256.New(), want: man.Stream.SHA256, path: path}, nil
 }
 
-// ArchiveReader reads a saved archive's stream and checks its sha256.
+// ArchiveReader reads a saved archive's stream and checks its sha256. It
+// is safe to Close while an SSH session's stdin copier, which outlives
+// Run, is still reading it.
 type ArchiveReader struct {
-	f    *os.File
-	dec  *zstd.Decoder
-	h    hash.Hash
-	n    int64
-	want string
-	path string
-	eof  bool
+	mu     sync.Mutex
+	closed bool
+	f      *os.File
+	dec    *zstd.Decoder
+	h      hash.Hash
+	n      int64
+	want   string
+	path   string
+	eof    bool
 }
 
 func (a *ArchiveReader) Read(p []byte) (int, error) {
+	a.mu.Lock() // a file read: never blocks for long
+	defer a.mu.Unlock()
+	if a.closed {
+		return 0, os.ErrClosed
+	}
 	n, err := a.dec.Read(p)
 	a.h.Write(p[:n])
 	a.n += int64(n)
@@ -226,6 +236,12 @@ func (a *ArchiveReader) Read(p []byte) (int, error) {
 // Close releases the file; it fails when the stream was read to the end
 // and does not match the manifest.
 func (a *ArchiveReader) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
 	a.dec.Close()
 	a.f.Close()
 	if a.eof {
@@ -307,7 +323,7 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { c.Close() }() // unfreezeAfter may dial again
 	data := d.Spec.Stack.Data
 	out := d.outputs(nil)
 	res := &RestoreResult{Droplet: *m, Manifest: man}
@@ -316,7 +332,7 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 	if live {
 		d.step("freezing writes on %s", m.Name)
 		if err := d.runData(ctx, c, "freeze", data.Freeze, out); err != nil {
-			return nil, d.unfreezeAfter(ctx, c, err, out)
+			return nil, d.unfreezeAfter(ctx, &c, m, err, out)
 		}
 	}
 	d.step("restoring %s onto %s", filepath.Base(path), m.Name)
@@ -336,17 +352,17 @@ func (d *Deployer) Restore(ctx context.Context, path, droplet string) (*RestoreR
 		// Unfrozen even on failure: the old data is still in place when
 		// the restore refused, and a half-restored site is the operator's
 		// call (the error says so), not a reason to stay read-only.
-		err = d.unfreezeAfter(ctx, c, err, out)
+		err = d.unfreezeAfter(ctx, &c, m, err, out)
 		res.Frozen = time.Since(start)
 	}
 	return res, err
 }
 
-func (d *Deployer) unfreezeAfter(ctx context.Context, c *remote.Client, cause error, out outputs) error {
+func (d *Deployer) unfreezeAfter(ctx context.Context, c **remote.Client, m *Member, cause error, out outputs) error {
 	uctx, cancel := detached(ctx)
 	defer cancel()
-	d.step("unfreezing %s", c.Droplet())
-	if err := d.runData(uctx, c, "unfreeze", d.Spec.Stack.Data.Unfreeze, out); err != nil {
+	d.step("unfreezing %s", m.Name)
+	if err := d.mustRunData(uctx, c, m, "unfreeze", d.Spec.Stack.Data.Unfreeze, out); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause

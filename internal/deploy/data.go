@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/remote"
@@ -156,12 +158,11 @@ func short(s string) string {
 // restoreFrom streams r into the stack's restore on c and checks that the
 // droplet received exactly what was sent.
 func (d *Deployer) restoreFrom(ctx context.Context, c *remote.Client, name string, r io.Reader, out outputs) (n int64, sum string, err error) {
-	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(r, h)}
+	sr := &sumReader{r: r, h: sha256.New()}
 	sc := &sumCatcher{w: out.stderr}
-	err = c.Run(ctx, restoreScript(d.Spec.Project, d.Spec.Stack.Data.Restore), cr, out.stdout, sc)
+	err = c.Run(ctx, restoreScript(d.Spec.Project, d.Spec.Stack.Data.Restore), sr, out.stdout, sc)
 	sc.Flush()
-	n, sum = cr.n, hex.EncodeToString(h.Sum(nil))
+	n, sum = sr.finish()
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Code == 3 {
 		return n, sum, &IncompatibleDataError{Droplet: name, Detail: stackSaid(ee.Stderr, 3)}
@@ -297,13 +298,34 @@ func lastLine(s string) string {
 	return s
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// sumReader counts and hashes what is read through it until finish. The
+// SSH session's stdin copier may still be inside a Read when Run returns
+// (x/crypto does not wait for it): what it gets after finish is dropped,
+// never counted or hashed while the caller reads the sum.
+type sumReader struct {
+	r    io.Reader
+	mu   sync.Mutex
+	h    hash.Hash
+	n    int64
+	done bool
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (s *sumReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p) // may block: outside the lock
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return 0, io.ErrClosedPipe
+	}
+	s.h.Write(p[:n])
+	s.n += int64(n)
 	return n, err
+}
+
+// finish stops the count and returns it with the sha256 of what was read.
+func (s *sumReader) finish() (int64, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	return s.n, hex.EncodeToString(s.h.Sum(nil))
 }

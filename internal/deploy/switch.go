@@ -18,6 +18,7 @@ type switchover struct {
 	d         *Deployer
 	from, to  *remote.Client // from is nil on a first promote
 	fromName  string
+	fromM     *Member // to dial again if the connection is lost
 	out       outputs
 	frozenAt  time.Time
 	fromFroze bool
@@ -53,7 +54,7 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 		return sw, nil // after_promote only
 	}
 	if old != nil {
-		sw.fromName = old.Name
+		sw.fromName, sw.fromM = old.Name, old
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
@@ -123,11 +124,30 @@ func (sw *switchover) abort(ctx context.Context, cause error) error {
 		// It was made writable for the move that did not happen.
 		_ = sw.d.runData(uctx, sw.to, "freeze", data.Freeze, sw.out)
 	}
-	if err := sw.d.runData(uctx, sw.from, "unfreeze", data.Unfreeze, sw.out); err != nil {
+	if err := sw.d.mustRunData(uctx, &sw.from, sw.fromM, "unfreeze", data.Unfreeze, sw.out); err != nil {
 		return fmt.Errorf("%w\nthe reserved IP did not move, but %s is still frozen (read-only): unfreezing it failed: %v; run `fleet exec --droplet %s -- %s`", cause, sw.fromName, err, sw.fromName, data.Unfreeze)
 	}
 	sw.fromFroze = false
 	return fmt.Errorf("%w\nthe reserved IP did not move: %s is live and writable again", cause, sw.fromName)
+}
+
+// mustRunData runs a data command that must happen on the way out of a
+// failure (an unfreeze). If the connection was lost (the droplet's network
+// dropped midway through a backup), it dials m once more.
+func (d *Deployer) mustRunData(ctx context.Context, c **remote.Client, m *Member, what, cmd string, out outputs) error {
+	err := d.runData(ctx, *c, what, cmd, out)
+	var exit *remote.ExitError
+	if err == nil || errors.As(err, &exit) || m == nil || ctx.Err() != nil {
+		return err // it ran and said no, or no time is left
+	}
+	d.step("connecting to %s again", m.Name)
+	nc, derr := d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, 10*time.Second)
+	if derr != nil {
+		return fmt.Errorf("%w; connecting again: %v", err, derr)
+	}
+	(*c).Close()
+	*c = nc
+	return d.runData(ctx, nc, what, cmd, out)
 }
 
 // moved is how long writes were frozen: from the freeze until the IP
@@ -177,7 +197,7 @@ func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 // (prev's restore migrates them) unless discard, and make prev writable.
 func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, discard bool) (sw *switchover, writes int, err error) {
 	data := d.Spec.Stack.Data
-	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name}
+	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live}
 	writes = -1
 	defer func() {
 		if err != nil {

@@ -358,7 +358,10 @@ func (s *Server) handleSession(connCtx context.Context, nc net.Conn, ch ssh.Chan
 			var p struct{ Command string }
 			if ssh.Unmarshal(req.Payload, &p) == nil && !started {
 				started, ok = true, true
-				then = func() { ss.start(p.Command) }
+				// Recorded before the reply: a client that saw the command
+				// start finds it in Commands, even if it gives up at once.
+				cmd := ss.record(p.Command)
+				then = func() { ss.start(cmd) }
 			}
 		case "signal":
 			var p struct{ Signal string }
@@ -389,15 +392,20 @@ func (s *Server) handleSession(connCtx context.Context, nc net.Conn, ch ssh.Chan
 	}
 }
 
-func (ss *session) start(line string) {
+func (ss *session) record(line string) *Command {
 	s := ss.s
 	cmd := newCommand(line, ss.env)
 	s.mu.Lock()
 	s.commands = append(s.commands, cmd)
 	ss.cmd = cmd
 	s.mu.Unlock()
+	return cmd
+}
+
+func (ss *session) start(cmd *Command) {
+	s := ss.s
 	x := &Exec{
-		Line: line, Calls: cmd.Calls, Env: cmd.Env,
+		Line: cmd.Line, Calls: cmd.Calls, Env: cmd.Env,
 		Stdin:  &stdinRecorder{s: s, cmd: cmd, r: ss.ch},
 		Stdout: ss.ch, Stderr: ss.ch.Stderr(),
 		s: s, cmd: cmd,

@@ -118,8 +118,10 @@ func words(w *syntax.Word) ([]string, error) {
 		static = false // ~ is $HOME
 	}
 	if static {
-		// No ReadDir in the config: no globbing, "*" stays itself.
-		f, err := expand.Fields(nil, w)
+		// No ReadDir in the config: no globbing, "*" stays itself. A
+		// fresh Config each time: expand writes into the one it is given,
+		// and nil means a shared global (a data race between sessions).
+		f, err := expand.Fields(&expand.Config{}, w)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", w.Pos(), err)
 		}
