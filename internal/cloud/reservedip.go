@@ -37,17 +37,29 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 // it is resent only after a look-up shows it did not take effect; a
 // droplet holds at most one reserved IP, which is the key.
 func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts) (*ReservedIP, error) {
-	find := func() (*ReservedIP, error) {
-		all, err := c.ListReservedIPs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for i := range all {
-			if all[i].DropletID == dropletID {
-				return &all[i], nil
+	// find looks for the IP an earlier attempt made. That IP names its
+	// droplet only once its assign action is done; while an unassigned IP
+	// is locked (assigning), it may be ours, so wait.
+	find := func() (found *ReservedIP, err error) {
+		err = c.poll(ctx, fmt.Sprintf("reserved IPs being assigned (droplet %d)", dropletID), t.Assign, func(ctx context.Context) (bool, string, error) {
+			all, err := c.ListReservedIPs(ctx)
+			if err != nil {
+				return false, "", err
 			}
-		}
-		return nil, nil
+			for i := range all {
+				if all[i].DropletID == dropletID {
+					found = &all[i]
+					return true, "", nil
+				}
+			}
+			for _, r := range all {
+				if r.Locked && r.DropletID == 0 {
+					return false, "reserved IP " + r.IP + " is locked", nil
+				}
+			}
+			return true, "", nil
+		})
+		return found, err
 	}
 	if err := c.waitIdle(ctx, dropletID, t); err != nil {
 		return nil, err
