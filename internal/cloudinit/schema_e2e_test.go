@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -34,7 +35,25 @@ func cloudInitSchema(t *testing.T, userData []byte) (string, bool) {
 		}
 		return string(out), false
 	}
-	return string(out), strings.Contains(string(out), "Valid cloud-config")
+	return string(out), schemaValid.Match(out)
+}
+
+// schemaValid is cloud-init's verdict line: "Valid cloud-config: FILE"
+// (22.x, Debian 12) or "Valid schema FILE" (25.x, Debian 13).
+var schemaValid = regexp.MustCompile(`(?m)^Valid (cloud-config|schema)\b`)
+
+// deprecations returns what cloud-init lists after "deprecations:", up to
+// its verdict line.
+func deprecations(msg string) string {
+	i := strings.Index(msg, "deprecations:")
+	if i < 0 {
+		return ""
+	}
+	rest := msg[i+len("deprecations:"):]
+	if j := schemaValid.FindStringIndex(rest); j != nil {
+		rest = rest[:j[0]]
+	}
+	return strings.TrimSpace(rest)
 }
 
 // The repository's template, rendered for sample droplets with and without
@@ -47,7 +66,7 @@ func TestRepoTemplateSchema(t *testing.T) {
 			out := renderRepoTemplate(t, sample.data)
 			if msg, ok := cloudInitSchema(t, out); !ok {
 				t.Errorf("cloud-init schema rejects the rendered user_data:\n%s\n--- user_data:\n%s", msg, out)
-			} else if i := strings.Index(msg, "deprecations:"); i >= 0 && strings.TrimSpace(msg[i+len("deprecations:"):strings.Index(msg, "Valid cloud-config")]) != "" {
+			} else if d := deprecations(msg); d != "" {
 				t.Errorf("cloud-init schema reports deprecated keys:\n%s", msg)
 			}
 		})
