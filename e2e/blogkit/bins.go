@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 )
@@ -115,18 +114,10 @@ func EnsureBinary(ctx context.Context, tool Tool) (string, error) {
 	return bin, nil
 }
 
-// goCommand is the go command: on PATH, else the one that built this test.
+// goCommand is the go command on PATH (go test puts its own GOROOT/bin first).
 func goCommand() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
 	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

@@ -24,10 +24,9 @@ import (
 // http01Server serves HTTP-01 challenge responses on addr (as nginx on a
 // droplet serves certbot's webroot) until the test ends.
 type http01Server struct {
-	mu    sync.Mutex
-	resp  map[string]string // path -> body
-	hits  atomic.Int32
-	close func()
+	mu   sync.Mutex
+	resp map[string]string // path -> body
+	hits atomic.Int32
 }
 
 func startHTTP01(t *testing.T, addr string) *http01Server {

@@ -38,7 +38,8 @@ func (d *Droplet) HasTag(tag string) bool {
 type ReservedIP struct {
 	IP        string
 	Region    string
-	DropletID int // 0 when unassigned
+	DropletID int  // 0 when unassigned
+	Locked    bool // an action (assign, unassign) is in progress
 }
 
 // SSHKey is a public key the droplet must accept.
@@ -181,6 +182,7 @@ func fromGodoIP(ip *godo.ReservedIP) *ReservedIP {
 	if ip.Droplet != nil {
 		out.DropletID = ip.Droplet.ID
 	}
+	out.Locked = ip.Locked
 	return out
 }
 

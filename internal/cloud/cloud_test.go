@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,11 +23,17 @@ type env struct {
 
 func newEnv(t *testing.T, faults string, tweak func(*Config)) *env {
 	t.Helper()
+	return newEnvDelay(t, faults, 50*time.Millisecond, tweak)
+}
+
+// newEnvDelay is newEnv with actions (such as an assign) taking actionDelay.
+func newEnvDelay(t *testing.T, faults string, actionDelay time.Duration, tweak func(*Config)) *env {
+	t.Helper()
 	fs, err := localcloud.ParseFaults(faults)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvWith(t, localcloud.Options{Faults: fs}, tweak)
+	return newEnvWith(t, localcloud.Options{Faults: fs, ActionDelay: actionDelay}, tweak)
 }
 
 // newEnvWith starts the server with opts (token "t"; 50ms boots and
@@ -204,14 +211,18 @@ func TestReservedIPLifecycle(t *testing.T) {
 	tests := []struct {
 		name   string
 		faults string
+		delay  time.Duration // of actions; 0 = newEnv's
 	}{
-		{"clean", ""},
-		{"create answered 500 after it took effect", "POST /v2/reserved_ips#1=500+after"},
-		{"assign refused with a pending event twice", "POST /v2/reserved_ips/#1=422; POST /v2/reserved_ips/#2=422"},
+		{"clean", "", 0},
+		{"create answered 500 after it took effect", "POST /v2/reserved_ips#1=500+after", 0},
+		// The retry looks while the first create is still assigning.
+		{"create answered 500 after it took effect, slow assign", "POST /v2/reserved_ips#1=500+after", 400 * time.Millisecond},
+		{"assign refused with a pending event twice", "POST /v2/reserved_ips/#1=422; POST /v2/reserved_ips/#2=422", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, tt.faults, nil)
+			delay := cmp.Or(tt.delay, 50*time.Millisecond)
+			e := newEnvDelay(t, tt.faults, delay, nil)
 			ctx := context.Background()
 			a := e.create(t, "web-a", "fleet-deploy:a")
 			b := e.create(t, "web-b", "fleet-deploy:b")

@@ -37,33 +37,39 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 // it is resent only after a look-up shows it did not take effect; a
 // droplet holds at most one reserved IP, which is the key.
 func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts, record func(ip string) error) (*ReservedIP, error) {
-	find := func() (*ReservedIP, error) {
-		// A create that took effect but answered an error may still be
-		// assigning its IP: the droplet is locked until it has, and only
-		// then does the IP list show it.
-		if err := c.waitUnlocked(ctx, dropletID, t); err != nil {
-			return nil, err
-		}
-		all, err := c.ListReservedIPs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for i := range all {
-			if all[i].DropletID == dropletID {
-				return &all[i], nil
+	// find looks for the IP an earlier attempt (or an earlier, killed fleet) made. That IP names its
+	// droplet only once its assign action is done; while an unassigned IP
+	// is locked (assigning), it may be ours, so wait.
+	find := func() (found *ReservedIP, err error) {
+		err = c.poll(ctx, fmt.Sprintf("reserved IPs being assigned (droplet %d)", dropletID), t.Assign, func(ctx context.Context) (bool, string, error) {
+			all, err := c.ListReservedIPs(ctx)
+			if err != nil {
+				return false, "", err
 			}
-		}
-		return nil, nil
+			for i := range all {
+				if all[i].DropletID == dropletID {
+					found = &all[i]
+					return true, "", nil
+				}
+			}
+			for _, r := range all {
+				if r.Locked && r.DropletID == 0 {
+					return false, "reserved IP " + r.IP + " is locked", nil
+				}
+			}
+			return true, "", nil
+		})
+		return found, err
 	}
 	if err := c.waitIdle(ctx, dropletID, t); err != nil {
 		return nil, err
 	}
 	b := c.backoff()
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			if r, err := find(); err != nil || r != nil {
-				return r, err
-			}
+		// Also before the first POST: a killed fleet's create may be
+		// assigning its IP still, unseen by the caller's read.
+		if r, err := find(); err != nil || r != nil {
+			return r, err
 		}
 		r, resp, err := c.once.ReservedIPs.Create(ctx, &godo.ReservedIPCreateRequest{DropletID: dropletID})
 		if err == nil {
@@ -97,18 +103,6 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 			return nil, err
 		}
 	}
-}
-
-// waitUnlocked waits until the droplet is not locked by an action.
-func (c *Client) waitUnlocked(ctx context.Context, dropletID int, t Timeouts) error {
-	what := fmt.Sprintf("droplet %d to be unlocked", dropletID)
-	return c.poll(ctx, what, t.Assign, func(ctx context.Context) (bool, string, error) {
-		d, err := c.GetDroplet(ctx, dropletID)
-		if err != nil {
-			return false, "", err
-		}
-		return !d.Locked, "locked", nil
-	})
 }
 
 // waitIdle waits until no action is in progress on the droplet: DO

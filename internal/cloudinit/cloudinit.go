@@ -226,7 +226,7 @@ func check(out []byte) error {
 		return fmt.Errorf("is not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if len(doc.Content) == 1 && doc.Content[0].Kind != yaml.MappingNode {
-		return fmt.Errorf("is not a YAML mapping (line %d); a cloud-config is keys like write_files: and runcmd:", doc.Content[0].Line)
+		return fmt.Errorf("is not a YAML mapping (line %d); a cloud-config maps keys such as write_files and runcmd", doc.Content[0].Line)
 	}
 	return nil
 }

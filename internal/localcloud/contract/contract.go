@@ -40,46 +40,17 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	doopenapi "github.com/fleetdeploy/fleet/third_party/digitalocean-openapi"
 )
 
-// EnvPath names the environment variable that overrides DefaultPath.
+// EnvPath names the environment variable that, when set, names an OpenAPI
+// file to use instead of the copy embedded from
+// third_party/digitalocean-openapi.
 const EnvPath = "FLEET_OPENAPI"
 
-// relPath is where the document sits relative to an ancestor of the
-// repository (the repository is X/main, the document X/shared/...).
-var relPath = filepath.Join("shared", "digitalocean-openapi", "DigitalOcean-public.v2.bundled.yaml")
-
-// DefaultPath returns $FLEET_OPENAPI if set; otherwise it walks up from the
-// current directory and returns the first
-// shared/digitalocean-openapi/DigitalOcean-public.v2.bundled.yaml found in
-// an ancestor.
-func DefaultPath() (string, error) {
-	if p := os.Getenv(EnvPath); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("contract: %s=%q: %w", EnvPath, p, err)
-		}
-		return p, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("contract: %w", err)
-	}
-	for dir := wd; ; {
-		p := filepath.Join(dir, relPath)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return "", fmt.Errorf("contract: DigitalOcean OpenAPI file not found: no %s in %s or any parent directory; set %s to its path", relPath, wd, EnvPath)
-}
-
 // loaded is one parsed document and its router, shared by every Validator
-// loaded from the same path.
+// loaded from the same source.
 type loaded struct {
 	once   sync.Once
 	doc    *openapi3.T
@@ -92,23 +63,42 @@ var (
 	cache   = map[string]*loaded{}
 )
 
+// embeddedKey is the cache key of the embedded document (paths are absolute).
+const embeddedKey = "embedded:" + doopenapi.Name
+
 func load(path string) (*loaded, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("contract: %w", err)
 	}
+	return loadOnce(abs, func(loader *openapi3.Loader) (*openapi3.T, error) {
+		return loader.LoadFromFile(abs)
+	})
+}
+
+func loadEmbedded() (*loaded, error) {
+	return loadOnce(embeddedKey, func(loader *openapi3.Loader) (*openapi3.T, error) {
+		b, err := doopenapi.YAML()
+		if err != nil {
+			return nil, err
+		}
+		return loader.LoadFromData(b)
+	})
+}
+
+// loadOnce parses the document named key with read, once per process.
+func loadOnce(key string, read func(*openapi3.Loader) (*openapi3.T, error)) (*loaded, error) {
 	cacheMu.Lock()
-	l := cache[abs]
+	l := cache[key]
 	if l == nil {
 		l = &loaded{}
-		cache[abs] = l
+		cache[key] = l
 	}
 	cacheMu.Unlock()
 	l.once.Do(func() {
-		loader := openapi3.NewLoader()
-		doc, err := loader.LoadFromFile(abs)
+		doc, err := read(openapi3.NewLoader())
 		if err != nil {
-			l.err = fmt.Errorf("contract: load %s: %w", abs, err)
+			l.err = fmt.Errorf("contract: load %s: %w", key, err)
 			return
 		}
 		// Route on the path alone: DigitalOcean's servers list names
@@ -124,7 +114,7 @@ func load(path string) (*loaded, error) {
 		}
 		router, err := gorillamux.NewRouter(doc)
 		if err != nil {
-			l.err = fmt.Errorf("contract: route %s: %w", abs, err)
+			l.err = fmt.Errorf("contract: route %s: %w", key, err)
 			return
 		}
 		l.doc, l.router = doc, router
@@ -153,6 +143,27 @@ func Load(path string) (*Validator, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newValidator(l), nil
+}
+
+// LoadDefault returns a Validator for the file $FLEET_OPENAPI names if it is
+// set, else for the copy embedded from third_party/digitalocean-openapi.
+func LoadDefault() (*Validator, error) {
+	if p := os.Getenv(EnvPath); p != "" {
+		v, err := Load(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", EnvPath, p, err)
+		}
+		return v, nil
+	}
+	l, err := loadEmbedded()
+	if err != nil {
+		return nil, err
+	}
+	return newValidator(l), nil
+}
+
+func newValidator(l *loaded) *Validator {
 	v := &Validator{doc: l.doc, router: l.router}
 	v.opts = openapi3filter.Options{
 		AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
@@ -167,7 +178,7 @@ func Load(path string) (*Validator, error) {
 			openapi3.WithStringFormatValidator("uri", openapi3.NewCallbackValidator(validateURI)),
 		},
 	}
-	return v, nil
+	return v
 }
 
 func validateURI(s string) error {
@@ -416,13 +427,4 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.v.checkRequest(req.Context(), req, body)
 	return t.base.RoundTrip(req)
-}
-
-// LoadDefault loads the validator from DefaultPath.
-func LoadDefault() (*Validator, error) {
-	path, err := DefaultPath()
-	if err != nil {
-		return nil, err
-	}
-	return Load(path)
 }

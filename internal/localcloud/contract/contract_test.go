@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,11 +13,7 @@ import (
 
 func loadT(t *testing.T) *Validator {
 	t.Helper()
-	p, err := DefaultPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := Load(p)
+	v, err := LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,24 +139,74 @@ func TestTransport(t *testing.T) {
 	}
 }
 
-func TestDefaultPath(t *testing.T) {
-	real, err := DefaultPath()
-	if err != nil {
+// tinyDoc is an OpenAPI document with one operation, GET /v2/only.
+const tinyDoc = `openapi: 3.0.0
+info: {title: tiny, version: "1"}
+paths:
+  /v2/only:
+    get:
+      responses:
+        "200": {description: ok}
+`
+
+// LoadDefault reads $FLEET_OPENAPI when set and otherwise the copy embedded
+// in the repository: no shared/ folder around the tree is looked at.
+func TestLoadDefault(t *testing.T) {
+	// A decoy where the old lookup searched: shared/... in a parent directory.
+	root := t.TempDir()
+	decoy := filepath.Join(root, "shared", "digitalocean-openapi", "DigitalOcean-public.v2.bundled.yaml")
+	if err := os.MkdirAll(filepath.Dir(decoy), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(EnvPath, real)
-	if p, err := DefaultPath(); err != nil || p != real {
-		t.Errorf("with %s: %q, %v", EnvPath, p, err)
+	if err := os.WriteFile(decoy, []byte("not: [an openapi document"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	t.Setenv(EnvPath, filepath.Join(t.TempDir(), "missing.yaml"))
-	if _, err := DefaultPath(); err == nil {
-		t.Error("missing $FLEET_OPENAPI file: want an error")
+	wd := filepath.Join(root, "clone", "internal", "pkg")
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	t.Setenv(EnvPath, "")
-	t.Chdir(t.TempDir())
-	_, err = DefaultPath()
-	if err == nil || !strings.Contains(err.Error(), "not found") {
-		t.Errorf("outside the tree: want a not-found error, got %v", err)
+	tiny := filepath.Join(root, "tiny.yaml")
+	if err := os.WriteFile(tiny, []byte(tinyDoc), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	os.Unsetenv(EnvPath)
+	tests := []struct {
+		name    string
+		env     string // "" = unset
+		wantErr string
+		known   string // a path the loaded document routes
+		unknown string // a path it does not
+	}{
+		{name: "embedded, decoy in a parent shared/", known: "/v2/account", unknown: "/v2/only"},
+		{name: "override", env: tiny, known: "/v2/only", unknown: "/v2/account"},
+		{name: "override missing", env: filepath.Join(root, "missing.yaml"), wantErr: EnvPath + "="},
+		{name: "override is not a document", env: decoy, wantErr: EnvPath + "="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env == "" {
+				t.Setenv(EnvPath, "")
+				os.Unsetenv(EnvPath)
+			} else {
+				t.Setenv(EnvPath, tt.env)
+			}
+			t.Chdir(wd)
+			v, err := LoadDefault()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for path, want := range map[string]bool{tt.known: true, tt.unknown: false} {
+				v.Reset()
+				v.checkRequest(context.Background(), httptest.NewRequest("GET", path, nil), nil)
+				if got := len(v.Violations()) == 0; got != want {
+					t.Errorf("GET %s routed = %v, want %v (violations %q)", path, got, want, v.Violations())
+				}
+			}
+		})
+	}
 }
