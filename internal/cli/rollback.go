@@ -15,8 +15,10 @@ type RollbackOptions struct {
 	// DiscardWrites rolls back even when writes made since the promote
 	// cannot be carried back.
 	DiscardWrites bool
-	Deployer      func(step func(string)) (*deploy.Deployer, error)
-	Audit         *deploy.Entry // the journal entry to complete, if any
+	// Further rolls back past the droplet the last rollback made live.
+	Further  bool
+	Deployer func(step func(string)) (*deploy.Deployer, error)
+	Audit    *deploy.Entry // the journal entry to complete, if any
 }
 
 // NewCmdRollback builds `fleet rollback`.
@@ -35,7 +37,12 @@ With stack.data, the live droplet is frozen (read-only) first and the writes
 it took since its promote are counted. They are carried back (its backup
 restored onto the previous droplet, which migrates it); when the previous
 release cannot read that data, rollback refuses, says how many writes would
-be lost, and leaves everything as it was, unless --discard-writes is given.`,
+be lost, and leaves everything as it was, unless --discard-writes is given.
+
+Rollback is undo, and running it again does not undo twice: the droplet a
+rollback made live stays marked until the next promote, so a re-run (after
+an interruption, or a success you did not see) says the rollback is done.
+To go back one more release, pass --further.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.JSON, opts.Deployer, opts.Audit = f.JSON, f.Deployer, f.audit
@@ -45,6 +52,7 @@ be lost, and leaves everything as it was, unless --discard-writes is given.`,
 			return withLock(cmd, f, args, func(ctx context.Context) error { return rollbackRun(ctx, opts) })
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Further, "further", false, "roll back one more release when the last step was already a rollback")
 	cmd.Flags().BoolVar(&opts.DiscardWrites, "discard-writes", false, "roll back even if writes made since the promote cannot be carried back (they are lost)")
 	return cmd
 }
@@ -55,7 +63,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := d.Rollback(ctx, deploy.RollbackOptions{DiscardWrites: opts.DiscardWrites})
+	res, err := d.Rollback(ctx, deploy.RollbackOptions{DiscardWrites: opts.DiscardWrites, Further: opts.Further})
 	p.Stop(err == nil)
 	if err != nil {
 		return err
@@ -68,15 +76,17 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 			"destroyed": toJSON(res.Destroyed), "reserved_ip": res.ReservedIP,
 			"live": toJSON(res.Live), "failed": toJSON(res.Failed),
 			"writes": res.Writes, "writes_discarded": res.Discarded, "data": res.Data,
-			"freeze_seconds": res.Freeze.Seconds(), "resumed": res.Resumed,
+			"freeze_seconds": res.Freeze.Seconds(), "already_done": res.AlreadyDone,
 		})
 	}
 	if res.Destroyed != nil {
 		fmt.Fprintf(opts.IO.Out, "destroyed candidate %s (%s)\n", res.Destroyed.Name, res.Destroyed.Version)
 		return nil
 	}
-	if res.Resumed {
-		fmt.Fprintln(opts.IO.Out, "an interrupted rollback had already moved the IP: finished it")
+	if res.AlreadyDone {
+		fmt.Fprintf(opts.IO.Out, "the last rollback is done: %s (%s) is live on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
+		fmt.Fprintln(opts.IO.ErrOut, "to roll back one more release, run `fleet rollback --further`")
+		return nil
 	}
 	fmt.Fprintf(opts.IO.Out, "%s (%s) is live again on %s\n", res.Live.Name, res.Live.Version, res.ReservedIP)
 	if res.Failed != nil {

@@ -325,7 +325,7 @@ func rollbackWorld(t *testing.T) *world {
 }
 
 var (
-	rolledBack    = map[int][]string{1: {P}, 2: {F, H, P}}
+	rolledBack    = map[int][]string{1: {P, RT}, 2: {F, H, P}} // RT stays until the next promote
 	notRolledBack = map[int][]string{1: {P}, 2: {H, P}}
 	counted       = []string{"freeze", "since", "writes"}
 	liveUnfrozen  = []string{"freeze", "since", "writes", "unfreeze"}
@@ -502,12 +502,6 @@ func TestRollbackAbort(t *testing.T) {
 			},
 			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: liveUnfrozen, 1: prevRefrozen},
 				err: []string{"did not move", "{2} is live and writable again"}}},
-		{name: "clearing the target fails after the move",
-			setup: func(w *world, _ context.CancelFunc) {
-				w.cloud.inject("Untag:"+RT, fault{err: errors.New("API answered 500")})
-			},
-			end: end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {F, H, P}}, logs: map[int][]string{2: counted, 1: prevWritable},
-				err: []string{"{1} is live again on " + testIP, "re-run `fleet rollback` to finish"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := rollbackWorld(t)
@@ -518,8 +512,8 @@ func TestRollbackAbort(t *testing.T) {
 			}
 			res, err := w.d.Rollback(ctx, RollbackOptions{DiscardWrites: tc.discard})
 			w.check(t, tc.end, err)
-			if err == nil && (res.Live.ID != tc.end.holder || res.Resumed) {
-				t.Errorf("result: live %d, resumed %v", res.Live.ID, res.Resumed)
+			if err == nil && (res.Live.ID != tc.end.holder || res.AlreadyDone) {
+				t.Errorf("result: live %d, already done %v", res.Live.ID, res.AlreadyDone)
 			}
 			if err == nil && tc.check != nil {
 				tc.check(t, w, res)
@@ -548,7 +542,7 @@ func TestRerunAfterAbort(t *testing.T) {
 		if err != nil {
 			return nil, false, 0, err
 		}
-		return res, res.Resumed, res.Live.ID, nil
+		return res, res.AlreadyDone, res.Live.ID, nil
 	}
 	promote := func(w *world) (any, bool, int, error) {
 		res, err := w.d.Promote(t.Context(), false)
@@ -565,7 +559,7 @@ func TestRerunAfterAbort(t *testing.T) {
 			member{id: 1, version: "v1.0.0", tags: []string{P}},
 			member{id: 2, version: "v1.1.0", tags: []string{H, P}, live: true})
 	}
-	rolledBack3 := map[int][]string{3: {P}, 1: {P}, 2: {F, H, P}}
+	rolledBack3 := map[int][]string{3: {P}, 1: {P, RT}, 2: {F, H, P}}
 	for _, tc := range []struct {
 		name  string
 		world func(t *testing.T) *world
@@ -607,12 +601,26 @@ func TestRerunAfterAbort(t *testing.T) {
 				// The recorded address is reused, not a second one reserved.
 				{end: end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}}}},
 			}},
-		{name: "rollback: clearing the target failed after the move",
+		{name: "rollback: done, and run again",
 			world: threeWorld, cmd: rollback,
 			runs: []run{
-				{setup: func(w *world) { w.cloud.inject("Untag:"+RT, fault{times: 1}) },
-					end: end{holder: 1, tags: map[int][]string{3: {P}, 1: {P, RT}, 2: {F, H, P}}, logs: map[int][]string{2: counted, 1: prevWritable}, err: []string{"re-run `fleet rollback`"}}},
+				{end: end{holder: 1, tags: rolledBack3, logs: map[int][]string{2: counted, 1: prevWritable}}},
+				// Not one release further: the mark says the step is done.
 				{end: end{holder: 1, tags: rolledBack3}, resumed: true},
+			}},
+		{name: "rollback: done, then --further",
+			world: threeWorld,
+			cmd: func(w *world) (any, bool, int, error) {
+				res, err := w.d.Rollback(t.Context(), RollbackOptions{Further: w.runs > 0})
+				w.runs++
+				if err != nil {
+					return nil, false, 0, err
+				}
+				return res, res.AlreadyDone, res.Live.ID, nil
+			},
+			runs: []run{
+				{end: end{holder: 1, tags: rolledBack3, logs: map[int][]string{2: counted, 1: prevWritable}}},
+				{end: end{holder: 3, tags: map[int][]string{3: {P, RT}, 1: {F, P}, 2: {F, H, P}}, logs: map[int][]string{1: counted, 3: prevWritable}}},
 			}},
 		{name: "rollback: read-back failed, the IP had moved",
 			world: threeWorld, cmd: rollback,

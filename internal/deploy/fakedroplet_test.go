@@ -215,6 +215,7 @@ type world struct {
 	drops map[int]*fakeDroplet
 	warn  *bytes.Buffer
 	log   *bytes.Buffer
+	runs  int // commands run so far, for tests that vary their options
 }
 
 // member describes one droplet of a world.

@@ -129,6 +129,15 @@ func (d *Deployer) finishPromote(ctx context.Context, st *State, res *PromoteRes
 	if live != nil {
 		live.Role, live.Tags = RoleLive, res.Live.Tags
 	}
+	// A promote is a new last step: no droplet is "made live by the last
+	// rollback" any more.
+	for i := range st.Members {
+		if m := &st.Members[i]; m.HasTag(TagRollbackTarget) {
+			if err := d.Cloud.Untag(ctx, m.ID, TagRollbackTarget); err != nil {
+				return nil, fmt.Errorf("%s is live on %s, but clearing %s on %s failed: %w; re-run `fleet promote` to finish", res.Live.Name, res.ReservedIP, TagRollbackTarget, m.Name, err)
+			}
+		}
+	}
 	var err error
 	if !interrupted(ctx) {
 		res.Pruned, err = d.prune(ctx, st, d.Spec.Keep)

@@ -20,9 +20,10 @@ type RollbackResult struct {
 	Data      *Transfer
 	Discarded bool
 	Freeze    time.Duration
-	// Resumed: an interrupted rollback had already moved the IP; this one
-	// finished its bookkeeping.
-	Resumed bool
+	// AlreadyDone: the last rollback (perhaps interrupted after its move)
+	// had made Live live; nothing was changed. RollbackOptions.Further
+	// rolls back one more release.
+	AlreadyDone bool
 }
 
 // RollbackOptions tune a rollback after a promote.
@@ -30,14 +31,19 @@ type RollbackOptions struct {
 	// DiscardWrites rolls back even when the writes made since the
 	// promote cannot be carried back to the previous droplet.
 	DiscardWrites bool
+	// Further rolls back past a droplet that the last rollback made live.
+	Further bool
 }
 
 // Rollback undoes the last step. After an up (the newest droplet was never
 // promoted) it destroys that candidate; after a promote it moves the IP
 // back to the newest previous droplet and marks the one it left failed.
-// The target is marked before the move, so a re-run after an interruption
-// finishes that rollback (the IP had moved) or redoes it: it never rolls
-// back one step further.
+//
+// The droplet a rollback leaves live keeps the fleet-rollback-target mark,
+// set before the move, until the next promote: a re-run after an
+// interruption (or after a success the operator never saw) finds the step
+// done, or redoes it if the IP had not moved. It never rolls back one
+// release further unless opt.Further says so.
 func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*RollbackResult, error) {
 	st, err := d.State(ctx)
 	if err != nil {
@@ -46,21 +52,20 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	if len(st.Members) == 0 {
 		return nil, &ConflictError{Msg: "nothing to roll back: project " + st.Project + " has no droplets"}
 	}
-	newest := st.Members[0]
-	discard := newest.Role != RoleLive && !newest.promoted()
+	if newest := st.Members[0]; newest.Role != RoleLive && !newest.promoted() {
+		return d.discardCandidate(ctx, &newest, st.Live())
+	}
 	prev := st.tagged(TagRollbackTarget)
 	switch {
-	case prev != nil && prev.Role == RoleLive && discard:
-		return d.discardCandidate(ctx, &newest, prev) // an interrupted discard
+	case prev != nil && prev.Role == RoleLive && !opt.Further:
+		return d.rolledBack(st, prev), nil
 	case prev != nil && prev.Role == RoleLive:
-		return d.finishRollback(ctx, d.resumedRollback(st, prev))
-	case prev != nil && prev.Role == RoleFailed:
-		prev = nil // not a target any more
-	}
-	if prev == nil {
-		if discard {
-			return d.discardCandidate(ctx, &newest, st.Live())
+		// Roll back past the droplet the last rollback made live.
+		if err := d.Cloud.Untag(ctx, prev.ID, TagRollbackTarget); err != nil {
+			return nil, err
 		}
+		prev = st.Previous()
+	case prev == nil || prev.Role == RoleFailed:
 		prev = st.Previous()
 	}
 	if prev == nil {
@@ -126,11 +131,11 @@ func (d *Deployer) unmarkRollback(ctx context.Context, prev, live *Member, cause
 	return cause
 }
 
-// resumedRollback is the result of a rollback whose move an earlier,
-// interrupted run made: the droplet it left is the newest failed one.
-func (d *Deployer) resumedRollback(st *State, prev *Member) *RollbackResult {
-	d.step("finishing the rollback to %s (the IP had moved)", prev.Name)
-	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev, Writes: -1, Resumed: true}
+// rolledBack is the result of a rollback already done: prev is live and
+// carries the mark; the droplet it left is the newest failed one.
+func (d *Deployer) rolledBack(st *State, prev *Member) *RollbackResult {
+	d.step("the last rollback is done: %s is live", prev.Name)
+	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev, Writes: -1, AlreadyDone: true}
 	for i := range st.Members {
 		if m := &st.Members[i]; m.Role == RoleFailed && m.promoted() {
 			res.Failed = m
@@ -141,14 +146,10 @@ func (d *Deployer) resumedRollback(st *State, prev *Member) *RollbackResult {
 }
 
 // finishRollback is the bookkeeping once the IP is on res.Live: the
-// target mark goes; the droplet left behind was marked failed before the
-// move.
-func (d *Deployer) finishRollback(ctx context.Context, res *RollbackResult) (*RollbackResult, error) {
-	prev := res.Live
-	if err := d.Cloud.Untag(ctx, prev.ID, TagRollbackTarget); err != nil {
-		return nil, fmt.Errorf("%s is live again on %s, but clearing %s failed: %w; re-run `fleet rollback` to finish", prev.Name, res.ReservedIP, TagRollbackTarget, err)
-	}
-	prev.Role = RoleLive
+// droplet left behind was marked failed before the move, and the mark on
+// res.Live stays until the next promote.
+func (d *Deployer) finishRollback(_ context.Context, res *RollbackResult) (*RollbackResult, error) {
+	res.Live.Role = RoleLive
 	if res.Failed != nil {
 		res.Failed.Role = RoleFailed
 	}
@@ -169,13 +170,6 @@ func (d *Deployer) discardCandidate(ctx context.Context, c, live *Member) (*Roll
 		return nil, err
 	}
 	d.forget(c.Name)
-	if live != nil {
-		ctx, cancel := afterCommit(ctx)
-		defer cancel()
-		if err := d.Cloud.Untag(ctx, live.ID, TagRollbackTarget); err != nil {
-			return nil, fmt.Errorf("destroyed candidate %s, but clearing %s on %s failed: %w; re-run `fleet rollback` to finish", c.Name, TagRollbackTarget, live.Name, err)
-		}
-	}
 	return &RollbackResult{Destroyed: c}, nil
 }
 
