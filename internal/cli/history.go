@@ -13,8 +13,9 @@ import (
 type HistoryOptions struct {
 	IO       *IOStreams
 	JSON     bool
-	Limit    int
-	Deployer func(step func(string)) (*deploy.Deployer, error)
+	Limit int
+	// History reads the journal and says which droplet it came from.
+	History func(ctx context.Context) ([]deploy.Entry, string, error)
 }
 
 // NewCmdHistory builds `fleet history`.
@@ -38,7 +39,14 @@ kept for projects with a stack. history takes no lock.`,
 			if opts.Limit < 0 {
 				return &UsageError{Msg: "--limit must be 0 (all) or more"}
 			}
-			opts.JSON, opts.Deployer = f.JSON, f.Deployer
+			opts.JSON = f.JSON
+			opts.History = func(ctx context.Context) ([]deploy.Entry, string, error) {
+				d, err := f.Deployer(nil)
+				if err != nil {
+					return nil, "", err
+				}
+				return d.History(ctx)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -49,12 +57,15 @@ kept for projects with a stack. history takes no lock.`,
 	return cmd
 }
 
+// historyJSON is `fleet history --json`: the droplet the journal was read
+// from and its entries, oldest first (see deploy.Entry for the fields).
+type historyJSON struct {
+	From    string         `json:"from"`
+	Entries []deploy.Entry `json:"entries"`
+}
+
 func historyRun(ctx context.Context, opts *HistoryOptions) error {
-	d, err := opts.Deployer(nil)
-	if err != nil {
-		return err
-	}
-	es, from, err := d.History(ctx)
+	es, from, err := opts.History(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,7 +76,7 @@ func historyRun(ctx context.Context, opts *HistoryOptions) error {
 		if es == nil {
 			es = []deploy.Entry{}
 		}
-		return printJSON(opts.IO.Out, map[string]any{"from": from, "entries": es})
+		return printJSON(opts.IO.Out, historyJSON{From: from, Entries: es})
 	}
 	if len(es) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "the journal is empty")

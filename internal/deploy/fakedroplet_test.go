@@ -58,9 +58,10 @@ type fakeDroplet struct {
 	srv     *remotetest.Server
 	payload []byte // what its backup writes
 
-	mu     sync.Mutex
-	steps  map[string]step
-	writes string // what `writes` prints (default 0)
+	mu      sync.Mutex
+	steps   map[string]step
+	writes  string // what `writes` prints (default 0)
+	journal []byte // the audit journal file
 }
 
 func (fd *fakeDroplet) script(kind string, s step) {
@@ -119,6 +120,10 @@ func kindOf(calls []remotetest.Call) string {
 			return "mark"
 		case len(a) == 2 && a[0] == "cat" && a[1] == promotedAtFile("blog"):
 			return "since"
+		case len(a) >= 1 && a[0] == "tail" && a[len(a)-1] == journalFile("blog"):
+			return "journal-read"
+		case len(a) == 3 && a[0] == "mv" && a[2] == journalFile("blog"):
+			return "journal-write"
 		}
 	}
 	return ""
@@ -143,6 +148,17 @@ func (fd *fakeDroplet) handle(ctx context.Context, x *remotetest.Exec) remotetes
 	switch k {
 	case "":
 		return remotetest.Result{Code: 127}
+	case "journal-read":
+		fd.mu.Lock()
+		x.Stdout.Write(fd.journal)
+		fd.mu.Unlock()
+		return end()
+	case "journal-write":
+		b, _ := io.ReadAll(x.Stdin)
+		fd.mu.Lock()
+		fd.journal = b
+		fd.mu.Unlock()
+		return end()
 	case "backup":
 		out := fd.payload
 		if s.midway || s.drop || s.hang {

@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +41,57 @@ func TestSortedEntriesKeepsTheNewest(t *testing.T) {
 	got := sortedEntries(m)
 	if len(got) != journalKeep || !got[0].Start.Equal(t0.Add(5*time.Second)) {
 		t.Errorf("kept %d from %v", len(got), got[0].Start.Sub(t0))
+	}
+}
+
+// Record merges the journals of the live droplet, the candidate and the
+// newest previous droplet, adds the entry, and writes the result to the
+// live droplet and the candidate: the next live droplet has it all.
+func TestRecordMovesWithTheProject(t *testing.T) {
+	w := newWorld(t, testIP,
+		member{id: 1, version: "v1.0.0", tags: []string{TagPromoted}},
+		member{id: 2, version: "v1.1.0", tags: []string{TagPromoted}, live: true},
+		member{id: 3, version: "v1.2.0"})
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	line := func(id string, at time.Time) string {
+		b, _ := json.Marshal(Entry{ID: id, Command: "up", Start: at, End: at})
+		return string(b) + "\n"
+	}
+	w.drops[1].journal = []byte(line("old", t0)) // only on the previous droplet
+	w.drops[2].journal = []byte(line("old", t0) + line("live", t0.Add(time.Hour)))
+	w.drops[3].journal = []byte(line("cand", t0.Add(2*time.Hour)) + "torn lin")
+	e := &Entry{ID: "new", Command: "promote", Start: t0.Add(3 * time.Hour)}
+	if err := w.d.Record(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(e.Recorded, []string{w.drops[2].Name, w.drops[3].Name}) || e.Live != w.drops[2].Name {
+		t.Errorf("recorded on %v, live %q", e.Recorded, e.Live)
+	}
+	for _, id := range []int{2, 3} {
+		var ids []string
+		for _, x := range parseJournal(w.drops[id].journal) {
+			ids = append(ids, x.ID)
+		}
+		if strings.Join(ids, " ") != "old live cand new" {
+			t.Errorf("droplet %d holds %v, want old live cand new", id, ids)
+		}
+	}
+	if string(w.drops[1].journal) != line("old", t0) {
+		t.Errorf("the previous droplet's journal was rewritten: %q", w.drops[1].journal)
+	}
+	es, from, err := w.d.History(t.Context())
+	if err != nil || from != w.drops[2].Name || len(es) != 4 {
+		t.Errorf("History: %d entries from %q, %v", len(es), from, err)
+	}
+
+	// A target that cannot be reached fails the record; an old droplet
+	// that cannot be reached only adds nothing.
+	w.unreachable(1)
+	if err := w.d.Record(t.Context(), &Entry{ID: "n2", Start: t0.Add(4 * time.Hour)}); err != nil {
+		t.Errorf("previous droplet unreachable: %v", err)
+	}
+	w.unreachable(3)
+	if err := w.d.Record(t.Context(), &Entry{ID: "n3", Start: t0.Add(5 * time.Hour)}); err == nil || !strings.Contains(err.Error(), w.drops[3].Name) {
+		t.Errorf("candidate unreachable: %v, want an error naming it", err)
 	}
 }
