@@ -1,0 +1,119 @@
+package deploy
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/remote"
+	"github.com/fleetdeploy/fleet/internal/spec"
+)
+
+// upDeployer is a provision-only deployer of project "blog" on c.
+func upDeployer(t *testing.T, c cloud.Cloud) *Deployer {
+	t.Helper()
+	tmpl := filepath.Join(t.TempDir(), "droplet.yaml")
+	if err := os.WriteFile(tmpl, []byte("#cloud-config\nhostname: {{.DropletName}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &Deployer{Cloud: c, Spec: &spec.Spec{
+		Project: "blog", ReservedIP: "auto", Keep: 2,
+		Droplet:  spec.Droplet{Region: "fra1", Size: "s-1vcpu-1gb", Image: "debian-13-x64", CloudInit: tmpl},
+		Timeouts: spec.Timeouts{Create: time.Second, Active: time.Second, Assign: time.Second, SSH: time.Second},
+	}}
+}
+
+// stopAtReady cancels the command when it waits for the droplet to boot,
+// as Ctrl-C would.
+type stopAtReady struct {
+	*fakeCloud
+	cancel context.CancelFunc
+}
+
+func (s *stopAtReady) WaitReady(ctx context.Context, d *cloud.Droplet, _ int, _ cloud.Timeouts) (*cloud.Droplet, error) {
+	s.cancel()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// An interrupted up keeps its candidate as the candidate; the re-run
+// adopts it: no failed tag, no second droplet (issue 9.4).
+func TestUpInterruptedIsResumed(t *testing.T) {
+	fc := newFakeCloud()
+	ctx, cancel := context.WithCancel(t.Context())
+	d := upDeployer(t, &stopAtReady{fakeCloud: fc, cancel: cancel})
+	_, err := d.Up(ctx, "v1.0.0", UpOptions{})
+	if err == nil || !strings.Contains(err.Error(), "kept as the candidate") {
+		t.Fatalf("interrupted up: %v", err)
+	}
+	ds, _ := fc.ListByTag(t.Context(), ProjectTag("blog"))
+	if len(ds) != 1 || ds[0].HasTag(TagFailed) {
+		t.Fatalf("after the interrupt: %+v", ds)
+	}
+	res, err := upDeployer(t, fc).Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Resumed || res.Droplet.ID != ds[0].ID {
+		t.Fatalf("re-run: %+v, %v", res, err)
+	}
+	if ds, _ = fc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 {
+		t.Errorf("%d droplets after the re-run, want 1", len(ds))
+	}
+}
+
+// Candidates of the same version left by an up killed mid-create are
+// destroyed by the up that adopts one of them.
+func TestUpDropsDuplicateCandidates(t *testing.T) {
+	fc := newFakeCloud()
+	base := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	for i, id := range []int{7, 8} {
+		fc.addDroplet(cloud.Droplet{ID: id, Name: "blog-v1-0-0-x" + string(rune('a'+i)), Status: "active", PublicIPv4: "192.0.2.1",
+			Tags: []string{ProjectTag("blog"), VersionTag("v1.0.0")}, CreatedAt: base.Add(time.Duration(i) * time.Minute)})
+	}
+	res, err := upDeployer(t, fc).Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Resumed || res.Droplet.ID != 8 || len(res.Duplicates) != 1 || res.Duplicates[0].ID != 7 {
+		t.Fatalf("up: %+v, %v", res, err)
+	}
+	if ds, _ := fc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 || ds[0].ID != 8 {
+		t.Errorf("droplets left: %+v", ds)
+	}
+}
+
+// pinCheck fails the create unless the droplet's host key is pinned.
+type pinCheck struct {
+	*fakeCloud
+	kh     remote.KnownHosts
+	pinned bool
+}
+
+func (p *pinCheck) CreateDroplet(ctx context.Context, req cloud.CreateRequest) (*cloud.Droplet, int, error) {
+	_, err := os.Stat(p.kh.Path(req.Name))
+	p.pinned = err == nil
+	return p.fakeCloud.CreateDroplet(ctx, req)
+}
+
+// With a stack, the host key fleet generated is pinned before the create
+// request: a droplet whose create outlives a killed fleet is verifiable.
+func TestCreatePinsBeforeTheRequest(t *testing.T) {
+	kh := remote.KnownHosts{Dir: t.TempDir()}
+	pc := &pinCheck{fakeCloud: newFakeCloud(), kh: kh}
+	d := upDeployer(t, pc)
+	d.Remote = &Remote{Dialer: &remote.Dialer{KnownHosts: kh}}
+	dr, _, key, err := d.create(t.Context(), "v1.0.0", UpOptions{}, true)
+	if err != nil || key == nil {
+		t.Fatalf("create: %v", err)
+	}
+	if !pc.pinned {
+		t.Fatal("the host key was not pinned when the create request went out")
+	}
+	cb, err := kh.Callback(dr.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cb("192.0.2.7:22", &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 22}, key); err != nil {
+		t.Errorf("the pre-create pin does not accept the droplet's key at its future address: %v", err)
+	}
+}
