@@ -11,8 +11,8 @@ import (
 
 // HistoryOptions are the inputs of `fleet history`.
 type HistoryOptions struct {
-	IO       *IOStreams
-	JSON     bool
+	IO    *IOStreams
+	JSON  bool
 	Limit int
 	// History reads the journal and says which droplet it came from.
 	History func(ctx context.Context) ([]deploy.Entry, string, error)
