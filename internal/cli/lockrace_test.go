@@ -52,19 +52,19 @@ func (e *raceEnv) factory() (*Factory, *strings.Builder) {
 }
 
 // fleet runs one command and returns its error and combined output.
-func (e *raceEnv) fleet(args ...string) (error, string) {
+func (e *raceEnv) fleet(args ...string) (string, error) {
 	f, out := e.factory()
 	cmd := NewCmdRoot(f)
 	cmd.SetArgs(append(args, "-f", filepath.Join(e.dir, "droplets.yaml")))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := cmd.ExecuteContext(ctx)
-	return err, out.String()
+	return out.String(), err
 }
 
 func (e *raceEnv) must(t *testing.T, args ...string) {
 	t.Helper()
-	if err, out := e.fleet(args...); err != nil {
+	if out, err := e.fleet(args...); err != nil {
 		t.Fatalf("fleet %v: %v\n%s", args, err, out)
 	}
 }
@@ -158,7 +158,7 @@ func TestLockRaces(t *testing.T) {
 						if j == i%2 {
 							time.Sleep(skew)
 						}
-						errs[j], outs[j] = e.fleet(args...)
+						outs[j], errs[j] = e.fleet(args...)
 					}()
 				}
 				close(start)

@@ -70,12 +70,6 @@ func (fd *fakeDroplet) script(kind string, s step) {
 	fd.steps[kind] = s
 }
 
-func (fd *fakeDroplet) clear() {
-	fd.mu.Lock()
-	defer fd.mu.Unlock()
-	fd.steps = map[string]step{}
-}
-
 func (fd *fakeDroplet) step(kind string) step {
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
@@ -324,13 +318,4 @@ func (w *world) expand(s string) string {
 		s = strings.ReplaceAll(s, "{"+strconv.Itoa(id)+"}", fd.Name)
 	}
 	return s
-}
-
-// logs is every droplet's command log.
-func (w *world) logs() map[int][]string {
-	out := map[int][]string{}
-	for id, fd := range w.drops {
-		out[id] = fd.log()
-	}
-	return out
 }
