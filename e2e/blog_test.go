@@ -668,12 +668,16 @@ func TestBlog(t *testing.T) {
 		t.Fatalf("the comment made after the promote was not carried back: %+v", got)
 	}
 
-	// Rollback to v1.2.0, which has no comments: refused with a count,
-	// and nothing changes; --discard-writes goes ahead.
+	// Rollback is undo, never twice: run again, it says the rollback is
+	// done. --further to v1.2.0, which has no comments: refused with a
+	// count, and nothing changes; --discard-writes goes ahead.
 	if code, _, err := s.comment("boring-deploys", "Linus", "linus@example.com", "One more"); err != nil || code != http.StatusCreated {
 		t.Fatalf("comment: %d %v", code, err)
 	}
-	_, errOut, code := e.r.run("rollback")
+	if out := e.r.ok("rollback"); !strings.Contains(out, "the last rollback is done") {
+		t.Fatalf("a second rollback did not say the first is done:\n%s", out)
+	}
+	_, errOut, code := e.r.run("rollback", "--further")
 	if code != 5 || !regexp.MustCompile(`rollback refused: \d+ writes? made on .* would be lost`).MatchString(errOut) {
 		t.Fatalf("rollback to v1.2.0 with comments: exit %d, want 5 and a count\n%s", code, errOut)
 	}
@@ -684,8 +688,8 @@ func TestBlog(t *testing.T) {
 	if code, _, err := s.comment("boring-deploys", "Linus", "linus@example.com", "Still writable"); err != nil || code != http.StatusCreated {
 		t.Fatalf("after the refused rollback the site takes no writes: %d %v", code, err)
 	}
-	out = e.r.ok("rollback", "--discard-writes")
-	t.Logf("rollback --discard-writes:\n%s", out)
+	out = e.r.ok("rollback", "--further", "--discard-writes")
+	t.Logf("rollback --further --discard-writes:\n%s", out)
 	s = e.site(true)
 	if got := len(e.posts(s).Posts); got != 4 {
 		t.Fatalf("v1.2.0 after the rollback has %d posts, want 4", got)

@@ -622,6 +622,26 @@ func TestRerunAfterAbort(t *testing.T) {
 				{end: end{holder: 1, tags: rolledBack3, logs: map[int][]string{2: counted, 1: prevWritable}}},
 				{end: end{holder: 3, tags: map[int][]string{3: {P, RT}, 1: {F, P}, 2: {F, H, P}}, logs: map[int][]string{1: counted, 3: prevWritable}}},
 			}},
+		{name: "rollback --further: read-back failed, the IP had moved; a plain re-run says done",
+			world: threeWorld,
+			cmd: func(w *world) (any, bool, int, error) {
+				res, err := w.d.Rollback(t.Context(), RollbackOptions{Further: w.runs == 1})
+				w.runs++
+				if err != nil {
+					return nil, false, 0, err
+				}
+				return res, res.AlreadyDone, res.Live.ID, nil
+			},
+			runs: []run{
+				{end: end{holder: 1, tags: rolledBack3, logs: map[int][]string{2: counted, 1: prevWritable}}},
+				{setup: func(w *world) {
+					w.cloud.inject("Assign", fault{mode: failAfter, times: 1})
+					w.cloud.inject("Settle", fault{times: 1})
+				},
+					end: end{holder: 3, tags: map[int][]string{3: {P, RT}, 1: {F, P, RT}, 2: {F, H, P}}, logs: map[int][]string{1: counted, 3: prevWritable}, err: []string{"cannot tell"}}},
+				// Not past 3: the failed droplet's old mark is not read.
+				{end: end{holder: 3, tags: map[int][]string{3: {P, RT}, 1: {F, P, RT}, 2: {F, H, P}}}, resumed: true},
+			}},
 		{name: "rollback: read-back failed, the IP had moved",
 			world: threeWorld, cmd: rollback,
 			runs: []run{

@@ -59,13 +59,9 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	switch {
 	case prev != nil && prev.Role == RoleLive && !opt.Further:
 		return d.rolledBack(st, prev), nil
-	case prev != nil && prev.Role == RoleLive:
-		// Roll back past the droplet the last rollback made live.
-		if err := d.Cloud.Untag(ctx, prev.ID, TagRollbackTarget); err != nil {
-			return nil, err
-		}
-		prev = st.Previous()
-	case prev == nil || prev.Role == RoleFailed:
+	case prev == nil || prev.Role == RoleLive:
+		// No rollback under way, or --further past the droplet the last
+		// one made live (its mark goes once the IP has left it).
 		prev = st.Previous()
 	}
 	if prev == nil {
@@ -148,7 +144,14 @@ func (d *Deployer) rolledBack(st *State, prev *Member) *RollbackResult {
 // finishRollback is the bookkeeping once the IP is on res.Live: the
 // droplet left behind was marked failed before the move, and the mark on
 // res.Live stays until the next promote.
-func (d *Deployer) finishRollback(_ context.Context, res *RollbackResult) (*RollbackResult, error) {
+func (d *Deployer) finishRollback(ctx context.Context, res *RollbackResult) (*RollbackResult, error) {
+	if f := res.Failed; f != nil && f.HasTag(TagRollbackTarget) {
+		// --further: the mark of the rollback before. A failed droplet's
+		// mark is never read, so a failure here is only clutter.
+		if err := d.Cloud.Untag(ctx, f.ID, TagRollbackTarget); err != nil {
+			d.warn("clearing %s on %s: %v", TagRollbackTarget, f.Name, err)
+		}
+	}
 	res.Live.Role = RoleLive
 	if res.Failed != nil {
 		res.Failed.Role = RoleFailed
@@ -173,10 +176,11 @@ func (d *Deployer) discardCandidate(ctx context.Context, c, live *Member) (*Roll
 	return &RollbackResult{Destroyed: c}, nil
 }
 
-// tagged returns the newest member carrying tag, or nil.
+// tagged returns the newest member carrying tag that is not failed, or
+// nil.
 func (s *State) tagged(tag string) *Member {
 	for i := range s.Members {
-		if s.Members[i].HasTag(tag) {
+		if s.Members[i].HasTag(tag) && s.Members[i].Role != RoleFailed {
 			return &s.Members[i]
 		}
 	}
