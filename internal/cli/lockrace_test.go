@@ -44,11 +44,11 @@ func newRaceEnv(t *testing.T) *raceEnv {
 	return &raceEnv{dir: dir, url: hs.URL, getenv: func(k string) string { return env[k] }, srv: srv}
 }
 
-func (e *raceEnv) factory() (*Factory, *strings.Builder) {
-	var out syncBuilder
-	io := &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}
+func (e *raceEnv) factory() (*Factory, *syncBuffer) {
+	out := &syncBuffer{}
+	io := &IOStreams{In: strings.NewReader(""), Out: out, ErrOut: out}
 	f := &Factory{IOStreams: io, Version: "race", Getenv: e.getenv}
-	return f, &out.b
+	return f, out
 }
 
 // fleet runs one command and returns its error and combined output.
@@ -82,17 +82,6 @@ func (e *raceEnv) state(t *testing.T) *deploy.State {
 		t.Fatal(err)
 	}
 	return st
-}
-
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 // broken lists the invariants the state breaks: at most one candidate, and

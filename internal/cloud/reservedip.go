@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/digitalocean/godo"
 )
@@ -108,10 +109,16 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 // waitIdle waits until no action is in progress on the droplet: DO
 // refuses an assignment to a droplet with a pending event.
 func (c *Client) waitIdle(ctx context.Context, dropletID int, t Timeouts) error {
-	what := fmt.Sprintf("droplet %d to finish its actions in progress", dropletID)
-	return c.poll(ctx, what, t.Assign, func(ctx context.Context) (bool, string, error) {
-		actions, err := listAll(ctx, c, "droplet actions", func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
-			return c.api.Droplets.Actions(ctx, dropletID, o)
+	return c.waitNoAction(ctx, fmt.Sprintf("droplet %d", dropletID), "droplet actions", t.Assign, func(ctx context.Context, o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
+		return c.api.Droplets.Actions(ctx, dropletID, o)
+	})
+}
+
+// waitNoAction polls the actions list returns until none is in progress.
+func (c *Client) waitNoAction(ctx context.Context, subject, what string, timeout time.Duration, list func(context.Context, *godo.ListOptions) ([]godo.Action, *godo.Response, error)) error {
+	return c.poll(ctx, subject+" to finish its actions in progress", timeout, func(ctx context.Context) (bool, string, error) {
+		actions, err := listAll(ctx, c, what, func(o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
+			return list(ctx, o)
 		})
 		if err != nil {
 			return false, "", err
