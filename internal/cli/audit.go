@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/lock"
@@ -65,9 +66,13 @@ func (f *Factory) record(cmd *cobra.Command, e *deploy.Entry, err error) {
 	}
 }
 
+// truncate cuts s to at most n bytes, at a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -106,3 +106,19 @@ func TestHistoryRun(t *testing.T) {
 		t.Errorf("table:\n%s", out.String())
 	}
 }
+
+func TestTruncateKeepsCharacters(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"abcdef", 3, "abc…"},
+		{"ééé", 3, "é…"}, // 3 bytes would split the second é
+	} {
+		if got := truncate(tt.in, tt.n); got != tt.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
