@@ -2,8 +2,8 @@ package localcloud
 
 import (
 	"hash/fnv"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 )
 
