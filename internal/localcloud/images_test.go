@@ -46,7 +46,10 @@ func TestImageCatalogue(t *testing.T) {
 		call func() (*godo.Response, error)
 		want int
 	}{
-		{"unknown slug", func() (*godo.Response, error) { _, r, err := e.do.Images.GetBySlug(e.ctx, "debian-99-x64"); return r, err }, 404},
+		{"unknown slug", func() (*godo.Response, error) {
+			_, r, err := e.do.Images.GetBySlug(e.ctx, "debian-99-x64")
+			return r, err
+		}, 404},
 		{"unknown id", func() (*godo.Response, error) { _, r, err := e.do.Images.GetByID(e.ctx, 123); return r, err }, 404},
 		{"delete distribution", func() (*godo.Response, error) { return e.do.Images.Delete(e.ctx, deb.ID) }, 422},
 		{"rename distribution", func() (*godo.Response, error) {
