@@ -31,7 +31,7 @@ import (
 // container exists (so a Boot retried after a crash copies again).
 // Copies run in a short-lived container of the droplet image
 // (fleet-snapshot-<id>-copy) with `cp -a`, which keeps the inner engine's
-// overlay whiteouts and xattrs.
+// overlay whiteouts and xattrs (CAP_SYS_ADMIN, for trusted.* ones).
 
 // The labels of a snapshot's volume and image.
 const (
@@ -112,7 +112,7 @@ func (b *DockerBackend) copyVolume(ctx context.Context, helper, from, to string)
 		}
 	}()
 	out, err := docker(ctx, nil, "run", "--rm", "--name", helper, "--network", "none",
-		"--cap-add", "ALL", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+		"--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"--mount", "type=volume,source="+from+",target=/from,readonly",
 		"--mount", "type=volume,source="+to+",target=/to",
 		"--entrypoint", "sh", b.Image, "-c",
