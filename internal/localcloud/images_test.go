@@ -188,7 +188,8 @@ func (e *env) waitDropletAction(dropletID, id int) *godo.Action {
 
 func TestDropletActions(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{ActionDelay: 20 * time.Millisecond})
+	// Long enough that the checks made while an action runs see it run.
+	e := newEnv(t, Options{ActionDelay: 300 * time.Millisecond})
 	d, _ := e.create("web-1")
 	e.waitActive(d.ID)
 	steps := []struct {
@@ -272,7 +273,7 @@ func TestDropletActionErrored(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{ActionDelay: 50 * time.Millisecond})
+	e := newEnv(t, Options{ActionDelay: 300 * time.Millisecond})
 	d, _ := e.create("web-1")
 	e.waitActive(d.ID)
 	a, err := e.act(d.ID, "snapshot", "web-snap")
@@ -393,7 +394,7 @@ func TestSnapshotErroredOrDeleted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, Options{ActionDelay: 100 * time.Millisecond})
+			e := newEnv(t, Options{ActionDelay: 500 * time.Millisecond})
 			d, _ := e.create("web-1")
 			e.waitActive(d.ID)
 			if tt.cause != nil {
