@@ -4,8 +4,11 @@
 // in-memory one by default).
 //
 // Served: account, regions, sizes, SSH keys, droplets (create, get, list by
-// tag, delete by id or tag), droplet actions and actions, reserved IPs and
-// their assign/unassign actions, and tags with tag resources. Every /v2/
+// tag, delete by id or tag), droplet actions (power_off, shutdown,
+// power_on, reboot, rename, snapshot; actions.go) and actions, images (a
+// catalogue of distribution slugs and the account's snapshots; images.go),
+// snapshots, reserved IPs and their assign/unassign actions, and tags with
+// tag resources. Every /v2/
 // request needs "Authorization: Bearer <Options.Token>" (the scheme is
 // case-insensitive); every /v2/ response carries ratelimit-limit,
 // ratelimit-remaining, ratelimit-reset and x-request-id; errors are
