@@ -169,6 +169,25 @@ func TestDockerSnapshot(t *testing.T) {
 		t.Errorf("hostname of the copy: %q", out)
 	}
 
+	// Rename renames the container (the old name is free again); reboot
+	// restarts it.
+	a, _, err = e.do.DropletActions.Rename(ctx, cp.ID, cp.Name+"-renamed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.slowAction(a.ID, time.Minute)
+	if _, err := docker(ctx, nil, "inspect", "--format", "{{.Id}}", b.ContainerName(cp.Name+"-renamed")); err != nil {
+		t.Errorf("container after rename: %v", err)
+	}
+	a, _, err = e.do.DropletActions.Reboot(ctx, cp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.slowAction(a.ID, 2*time.Minute)
+	if d := e.droplet(cp.ID); d.Status != "active" || d.Name != cp.Name+"-renamed" {
+		t.Errorf("after rename and reboot: %s %q", d.Status, d.Name)
+	}
+
 	// Power off is a kill; the image stays while the copy uses it, and is
 	// gone from the API once deleted.
 	a, _, err = e.do.DropletActions.PowerOff(ctx, cp.ID)
