@@ -14,6 +14,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/cloudinit"
 	"github.com/fleetdeploy/fleet/internal/inputfile"
 	"github.com/fleetdeploy/fleet/internal/spec"
+	"golang.org/x/crypto/ssh"
 )
 
 // TagBake marks a droplet `fleet image bake` is making a snapshot of. It
@@ -136,11 +137,11 @@ func (d *Deployer) bake(ctx context.Context, opt BakeOptions) (*BakeResult, erro
 		res.Existing = true
 		return d.keepBake(ctx, res, have[0], snaps, leftovers)
 	}
-	dr, err := d.bakeDroplet(ctx, p, leftovers, res)
+	dr, key, err := d.bakeDroplet(ctx, p, leftovers, res)
 	if err != nil {
 		return nil, err
 	}
-	img, err := d.bakeImage(ctx, p, dr)
+	img, err := d.bakeImage(ctx, p, dr, key)
 	if err != nil {
 		return nil, d.bakeFailed(ctx, dr, err)
 	}
@@ -217,8 +218,8 @@ func (d *Deployer) bakeDroplets(ctx context.Context) ([]cloud.Droplet, error) {
 }
 
 // bakeDroplet resumes a leftover bake droplet of the hash or creates a
-// new one; every other leftover is destroyed.
-func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []cloud.Droplet, res *BakeResult) (*cloud.Droplet, error) {
+// new one (and returns its host key); every other leftover is destroyed.
+func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []cloud.Droplet, res *BakeResult) (*cloud.Droplet, ssh.PublicKey, error) {
 	var adopt *cloud.Droplet
 	for i := range leftovers {
 		l := &leftovers[i]
@@ -228,7 +229,7 @@ func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []clo
 		}
 		d.step("destroying %s, left by an interrupted bake", l.Name)
 		if err := d.Cloud.DeleteDroplet(ctx, l.ID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		d.forget(l.Name)
 		res.Destroyed = append(res.Destroyed, l.Name)
@@ -236,18 +237,19 @@ func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []clo
 	if adopt != nil {
 		d.step("resuming the bake on %s (left by an interrupted bake)", adopt.Name)
 		res.Droplet, res.Adopted = adopt.Name, true
-		return adopt, nil
+		return adopt, nil, nil
 	}
-	dr, err := d.createBake(ctx, p)
+	dr, key, err := d.createBake(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res.Droplet = dr.Name
-	return dr, nil
+	return dr, key, nil
 }
 
 // resumable: powered off (only a bake whose cloud-init succeeded powers
-// its droplet off), or its host key is pinned here, so SSH can verify it.
+// its droplet off), or its host key is pinned here, so SSH can verify it
+// (for any address on port 22 until its boot, then for its own).
 func (d *Deployer) resumable(l *cloud.Droplet) bool {
 	if l.Status == "off" {
 		return true
@@ -258,7 +260,7 @@ func (d *Deployer) resumable(l *cloud.Droplet) bool {
 
 // createBake creates a bake droplet from the base image, with the
 // template rendered for version "bake" and a host key pinned first.
-func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet, error) {
+func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet, ssh.PublicKey, error) {
 	id := newID()
 	if d.NewID != nil {
 		id = d.NewID()
@@ -266,19 +268,19 @@ func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet,
 	name := spec.DropletName(d.Spec.Project, BakeVersion, id)
 	key, err := cloudinit.NewHostKey()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := d.Remote.Dialer.KnownHosts.Pin(name, "*", key.Public); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data := cloudinit.Data{Project: d.Spec.Project, Version: BakeVersion, DropletName: name, DeployID: id, Stack: d.Spec.Stack != nil, HostKey: key}
 	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
-		return nil, &ConfigError{Msg: err.Error()}
+		return nil, nil, &ConfigError{Msg: err.Error()}
 	}
 	fps, err := d.sshKeys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tags := append([]string{ProjectTag(d.Spec.Project), TagBake, p.tag}, d.Spec.Droplet.Tags...)
 	req := cloud.CreateRequest{
@@ -290,21 +292,21 @@ func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet,
 	if err != nil {
 		// The create may have taken effect before it failed.
 		if found := d.findByDeployTag(ctx, req.DeployTag); found != nil {
-			return nil, d.bakeFailed(ctx, found, err)
+			return nil, nil, d.bakeFailed(ctx, found, err)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return dr, nil
+	return dr, key.Public, nil
 }
 
 // bakeImage takes a bake droplet to a snapshot: boot, cloud-init, power
 // off, snapshot. A droplet already off (a resumed bake) goes straight to
 // the snapshot, which finds one an interrupted run already made.
-func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet) (*cloud.Image, error) {
+func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet, key ssh.PublicKey) (*cloud.Image, error) {
 	t := d.timeouts()
 	t.Shutdown, t.Snapshot = shutdownGrace, d.Spec.Timeouts.Snapshot
 	if dr.Status != "off" {
-		if err := d.bakeBoot(ctx, dr); err != nil {
+		if err := d.bakeBoot(ctx, dr, key); err != nil {
 			return nil, err
 		}
 		d.step("powering %s off", dr.Name)
@@ -316,13 +318,18 @@ func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet
 	return d.Cloud.Snapshot(ctx, dr.ID, p.name, t)
 }
 
-// bakeBoot waits for the droplet, its sshd (pinned host key) and
-// cloud-init's success.
-func (d *Deployer) bakeBoot(ctx context.Context, dr *cloud.Droplet) error {
+// bakeBoot waits for the droplet, its sshd (pinned host key, narrowed
+// to the droplet's address when key is known) and cloud-init's success.
+func (d *Deployer) bakeBoot(ctx context.Context, dr *cloud.Droplet, key ssh.PublicKey) error {
 	d.step("waiting for %s to boot", dr.Name)
 	ready, err := d.Cloud.WaitReady(ctx, dr, 0, d.timeouts())
 	if err != nil {
 		return err
+	}
+	if key != nil {
+		if err := d.Remote.Dialer.KnownHosts.Pin(dr.Name, ready.PublicIPv4, key); err != nil {
+			return err
+		}
 	}
 	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
 	c, err := d.Remote.Dialer.Dial(ctx, dr.Name, ready.PublicIPv4, d.Remote.SSHWait)

@@ -186,6 +186,9 @@ func (c *fakeCloud) CreateDroplet(ctx context.Context, req cloud.CreateRequest) 
 		return nil, 0, f.error()
 	}
 	id := 1000 + len(c.droplets)
+	for c.droplets[id] != nil || c.created[id].Name != "" { // IDs are never reused
+		id++
+	}
 	d := &cloud.Droplet{ID: id, Name: req.Name, Status: "active", Region: req.Region, Tags: append(slices.Clone(req.Tags), req.DeployTag)}
 	c.droplets[id] = d
 	c.created[id] = req
