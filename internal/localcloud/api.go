@@ -45,6 +45,17 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v2/droplets/{id}", s.getDroplet)
 	m.HandleFunc("DELETE /v2/droplets/{id}", s.deleteDroplet)
 	m.HandleFunc("GET /v2/droplets/{id}/actions", s.listDropletActions)
+	m.HandleFunc("POST /v2/droplets/{id}/actions", s.postDropletAction)
+	m.HandleFunc("GET /v2/droplets/{id}/actions/{action}", s.getDropletAction)
+	m.HandleFunc("GET /v2/droplets/{id}/snapshots", s.listDropletSnapshots)
+
+	m.HandleFunc("GET /v2/images", s.listImages)
+	m.HandleFunc("GET /v2/images/{id}", s.getImage)
+	m.HandleFunc("PUT /v2/images/{id}", s.updateImage)
+	m.HandleFunc("DELETE /v2/images/{id}", s.deleteImage)
+	m.HandleFunc("GET /v2/snapshots", s.listSnapshots)
+	m.HandleFunc("GET /v2/snapshots/{id}", s.getSnapshot)
+	m.HandleFunc("DELETE /v2/snapshots/{id}", s.deleteSnapshot)
 
 	m.HandleFunc("GET /v2/actions", s.listActions)
 	m.HandleFunc("GET /v2/actions/{id}", s.getAction)
@@ -306,17 +317,17 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		unprocessable(w, r, "You specified an invalid size for Droplet creation.")
 		return
 	}
-	var image imageJSON
+	var imageRef string
 	var slug string
 	var id int
 	switch {
 	case json.Unmarshal(req.Image, &slug) == nil && slug != "":
-		image = imageFor(slug)
+		imageRef = slug
 	case json.Unmarshal(req.Image, &id) == nil && id > 0:
-		image = imageFor(strconv.Itoa(id))
-		image.ID, image.Slug, image.Name = id, nil, "image-"+strconv.Itoa(id)
+		imageRef = strconv.Itoa(id)
+		s.refreshImages(r.Context(), false) // another local cloud's snapshot?
 	default:
-		unprocessable(w, r, "You specified an invalid image for Droplet creation.")
+		unprocessable(w, r, msgInvalidImage)
 		return
 	}
 	for _, t := range req.Tags {
@@ -331,6 +342,11 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	image, snapshotID, ok := s.createImage(w, r, imageRef, req.Region, req.Size)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
 	var authorized []string
 	for _, raw := range req.SSHKeys {
 		var ref string
@@ -375,7 +391,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 		d := &droplet{
 			id: s.nextID.droplet, name: name, region: req.Region, size: req.Size, image: image,
 			userData: req.UserData, sshKeys: slices.Clone(authorized), tags: slices.Clone(tags),
-			created: time.Now(), status: "new", ipv4: ip,
+			created: time.Now(), status: "new", ipv4: ip, snapshotID: snapshotID,
 			privateIPv4: "10.116.0." + ip[strings.LastIndexByte(ip, '.')+1:],
 		}
 		s.droplets[d.id] = d
@@ -403,15 +419,8 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 func (s *Server) boot(d *droplet, a *action) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	d.cancel = cancel
-	m := Machine{
-		ID: d.id, Name: d.name, Region: d.region, Size: d.size, UserData: d.userData,
-		SSHKeys: slices.Clone(d.sshKeys), PublicIPv4: d.ipv4, Tags: slices.Clone(d.tags),
-	}
-	if d.image.Slug != nil {
-		m.Image = *d.image.Slug
-	} else {
-		m.Image = strconv.Itoa(d.image.ID)
-	}
+	m := s.machineOf(d)
+	m.Status = ""
 	id, actionID := d.id, a.id
 	started := s.goBackground(func() {
 		err := s.backend.Boot(ctx, m)
@@ -439,6 +448,38 @@ func (s *Server) boot(d *droplet, a *action) {
 	if !started {
 		cancel()
 	}
+}
+
+// msgInvalidImage is DigitalOcean's 422 for an image it does not have.
+const msgInvalidImage = "You specified an invalid image for Droplet creation."
+
+// createImage resolves the image of a droplet create request (a slug, or
+// an id as a string) in region for size: the image, the snapshot id (0
+// for a distribution image), or a 422 answered. s.mu must be held.
+func (s *Server) createImage(w http.ResponseWriter, r *http.Request, ref, region, size string) (imageJSON, int, bool) {
+	j, im, ok := s.findImage(ref)
+	if !ok {
+		unprocessable(w, r, msgInvalidImage)
+		return imageJSON{}, 0, false
+	}
+	if im == nil {
+		if ic, ok := s.backend.(ImageChecker); ok {
+			if err := ic.CheckImage(*j.Slug); err != nil {
+				unprocessable(w, r, "%s", err.Error())
+				return imageJSON{}, 0, false
+			}
+		}
+		return j, 0, true
+	}
+	if !slices.Contains(im.regions, region) {
+		unprocessable(w, r, "The image %d is not available in region %s (it is in %s).", im.id, region, strings.Join(im.regions, ", "))
+		return imageJSON{}, 0, false
+	}
+	if z, _ := findSize(size); z.Disk < im.minDisk {
+		unprocessable(w, r, "The image %d needs a disk of at least %d GB; size %s has %d GB.", im.id, im.minDisk, size, z.Disk)
+		return imageJSON{}, 0, false
+	}
+	return j, im.id, true
 }
 
 func (s *Server) getDroplet(w http.ResponseWriter, r *http.Request) {
@@ -513,6 +554,9 @@ func (s *Server) deleteDropletsByTag(w http.ResponseWriter, r *http.Request) {
 func (s *Server) removeDroplet(d *droplet) (unrouted []string) {
 	if d.cancel != nil {
 		d.cancel()
+	}
+	if d.actionCancel != nil {
+		d.actionCancel() // its action ends errored
 	}
 	if a := s.actions[d.createAction]; a != nil {
 		s.finishAction(a, false)

@@ -17,6 +17,13 @@ type Machine struct {
 	PublicIPv4 string   // address the server allocated; shown once active
 	Tags       []string // tags at creation time
 	Booted     bool     // in List results: the machine finished booting
+	// SnapshotID, if not 0, is the snapshot image the machine is made
+	// from (a Snapshotter's Image.ID); Image is then that id as a string.
+	// 0: the distribution image named by Image.
+	SnapshotID int
+	// Status, in List results, is "active" (running) or "off" (stopped);
+	// "" says nothing.
+	Status string
 }
 
 // Backend runs the machines behind the API. The server keeps all API state
@@ -48,6 +55,60 @@ type AddressChecker interface {
 	AddressTaken(ip string) bool
 }
 
+// Powerer is implemented by backends that can stop and start a machine
+// (droplet actions power_off, shutdown, power_on, reboot). Each returns
+// once the machine is off, or runs again (not once it is ready).
+type Powerer interface {
+	// PowerOff stops machine id: graceful is a shutdown (the guest is asked
+	// to stop, and cut off after a while), otherwise the power is cut.
+	// Stopping a stopped machine is not an error.
+	PowerOff(ctx context.Context, id int, graceful bool) error
+	// PowerOn starts the stopped machine m.
+	PowerOn(ctx context.Context, m Machine) error
+	// Reboot stops m gracefully and starts it again (starts it if off).
+	Reboot(ctx context.Context, m Machine) error
+}
+
+// Renamer is implemented by backends whose machines carry their droplet's
+// name (Docker: the container name), so that a renamed droplet's old name
+// is free again.
+type Renamer interface {
+	Rename(ctx context.Context, id int, name string) error
+}
+
+// Image is a snapshot image as a Snapshotter keeps it.
+type Image struct {
+	ID            int // unique among all images the backend holds
+	Name          string
+	Distribution  string // DigitalOcean's distribution name, e.g. "Debian"
+	Regions       []string
+	Created       time.Time
+	MinDiskSize   int     // GB: the disk of the droplet it was taken from
+	SizeGigabytes float64 // the bytes it holds, in GB (10^9)
+	DropletID     int     // the droplet it was taken from
+}
+
+// Snapshotter is implemented by backends that can image a machine's disk.
+// Snapshot returns once the image is complete: until then (and if it
+// fails, or is interrupted) Images must not list it. Images lists every
+// complete image the backend holds; a backend whose images outlive the
+// server (it is also a Lister) is the truth about them, and may hold images
+// other servers made.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, id int, img Image) error
+	// DeleteImage removes an image and whatever a failed Snapshot of it
+	// left; removing what is gone is not an error.
+	DeleteImage(ctx context.Context, imageID int) error
+	Images(ctx context.Context) ([]Image, error)
+}
+
+// ImageChecker is implemented by backends that can boot only some of the
+// catalogue's distribution images: CheckImage returns why slug cannot be
+// booted, or nil.
+type ImageChecker interface {
+	CheckImage(slug string) error
+}
+
 // MemoryBackend boots nothing: Boot just waits BootDelay.
 type MemoryBackend struct {
 	BootDelay time.Duration
@@ -73,3 +134,22 @@ func (MemoryBackend) Destroy(context.Context, int) error { return nil }
 
 // Route does nothing.
 func (MemoryBackend) Route(context.Context, string, string) error { return nil }
+
+// PowerOff does nothing.
+func (MemoryBackend) PowerOff(ctx context.Context, _ int, _ bool) error { return ctx.Err() }
+
+// PowerOn waits BootDelay, as Boot.
+func (b MemoryBackend) PowerOn(ctx context.Context, m Machine) error { return b.Boot(ctx, m) }
+
+// Reboot waits BootDelay, as Boot.
+func (b MemoryBackend) Reboot(ctx context.Context, m Machine) error { return b.Boot(ctx, m) }
+
+// Snapshot does nothing: the server's state holds the images.
+func (MemoryBackend) Snapshot(ctx context.Context, _ int, _ Image) error { return ctx.Err() }
+
+// DeleteImage does nothing.
+func (MemoryBackend) DeleteImage(context.Context, int) error { return nil }
+
+// Images lists nothing: the server's state holds the images (a
+// MemoryBackend is not a Lister, so the server does not reconcile them).
+func (MemoryBackend) Images(context.Context) ([]Image, error) { return nil, nil }

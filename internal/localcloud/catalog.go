@@ -3,6 +3,7 @@ package localcloud
 import (
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -133,6 +134,51 @@ type imageJSON struct {
 	Description   string   `json:"description"`
 	Tags          []string `json:"tags"`
 	Status        string   `json:"status"`
+	ErrorMessage  string   `json:"error_message"`
+}
+
+// distImage is an image of the distribution catalogue.
+type distImage struct {
+	id           int
+	slug, name   string
+	distribution string
+	created      string
+	minDisk      int
+	sizeGB       float64
+}
+
+// distImages are the distribution images DigitalOcean offers (slugs as
+// DigitalOcean spells them; ids, dates and sizes made up in its style).
+// Which of them a backend can boot is the backend's business
+// (ImageChecker): the Docker backend boots every Debian slug.
+var distImages = []distImage{
+	{194582361, "debian-13-x64", "13 x64", "Debian", "2025-08-12T15:21:44Z", 7, 0.93},
+	{163847210, "debian-12-x64", "12 x64", "Debian", "2024-11-04T18:02:11Z", 7, 0.87},
+	{170201384, "ubuntu-24-04-x64", "24.04 (LTS) x64", "Ubuntu", "2025-02-27T16:40:05Z", 7, 2.44},
+	{162713944, "ubuntu-22-04-x64", "22.04 (LTS) x64", "Ubuntu", "2024-10-01T14:55:31Z", 7, 2.36},
+	{191034577, "fedora-42-x64", "42 x64", "Fedora", "2025-04-16T09:12:40Z", 7, 1.28},
+	{178364019, "rockylinux-9-x64", "9 x64", "Rocky Linux", "2025-03-18T11:07:52Z", 10, 1.62},
+	{176520036, "centos-stream-9-x64", "Stream 9 x64", "CentOS", "2025-03-03T13:48:19Z", 10, 1.71},
+}
+
+// findDistImage finds a distribution image by slug or id (as a string).
+func findDistImage(ref string) (distImage, bool) {
+	for _, d := range distImages {
+		if d.slug == ref || strconv.Itoa(d.id) == ref {
+			return d, true
+		}
+	}
+	return distImage{}, false
+}
+
+func (d distImage) json() imageJSON {
+	slug := d.slug
+	return imageJSON{
+		ID: d.id, Name: d.name, Type: "base", Distribution: d.distribution, Slug: &slug,
+		Public: true, Regions: regionSlugs(), CreatedAt: d.created, MinDiskSize: d.minDisk,
+		SizeGigabytes: d.sizeGB, Description: d.distribution + " " + d.name, Tags: []string{},
+		Status: "available",
+	}
 }
 
 var distributions = []struct{ prefix, name string }{
@@ -140,9 +186,13 @@ var distributions = []struct{ prefix, name string }{
 	{"rockylinux", "Rocky Linux"}, {"freebsd", "FreeBSD"},
 }
 
-// imageFor describes any image slug (every slug "exists"), or a numeric
-// image id given as a string.
+// imageFor describes the image a droplet of unknown origin (adopted from
+// a backend, or from an old state file) was made from: a catalogue image
+// if it is one, else a made-up one named by ref.
 func imageFor(slug string) imageJSON {
+	if d, ok := findDistImage(slug); ok {
+		return d.json()
+	}
 	h := fnv.New32a()
 	h.Write([]byte(slug))
 	img := imageJSON{

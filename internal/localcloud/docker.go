@@ -250,6 +250,10 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--label", labelInstance+"="+b.Instance, "--label", labelID+"="+id, vol); err != nil {
 		return fmt.Errorf("creating volume %s: %w", vol, err)
 	}
+	if err := b.restoreSnapshot(ctx, m, vol); err != nil { // docker_snapshot.go
+		b.removeVolume(vol)
+		return err
+	}
 	args := []string{"create", "--name", c, "--hostname", m.Name,
 		"--label", labelInstance + "=" + b.Instance,
 		"--label", labelID + "=" + id,
@@ -278,7 +282,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--mount", "type=volume,source="+vol+",target=/var/lib/docker",
 		"--restart", "unless-stopped", "--stop-timeout", "20",
 		"-p", m.PublicIPv4+":22:22", "-p", m.PublicIPv4+":80:80", "-p", m.PublicIPv4+":443:443",
-		b.Image)
+		b.bootImage(m))
 	if _, err := docker(ctx, nil, args...); err != nil {
 		b.removeVolume(vol)
 		var de *dockerError
@@ -509,6 +513,7 @@ func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
 		}
 		c := strings.TrimPrefix(in.Name, "/")
 		running := in.State.Running
+		ms[i].Status = map[bool]string{true: "active", false: "off"}[running]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -38,11 +38,13 @@ type droplet struct {
 	sshKeys           []string
 	tags              []string
 	created           time.Time
-	status            string // new, active
+	status            string // new, active, off
 	ipv4, privateIPv4 string
 	pending           int // in-progress actions locking it
 	createAction      int
 	cancel            context.CancelFunc
+	snapshotID        int                // the snapshot image it was made from
+	actionCancel      context.CancelFunc // of its running droplet action
 }
 
 type action struct {
@@ -200,7 +202,7 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 		ID: d.id, Name: d.name, Memory: size.Memory, Vcpus: size.Vcpus, Disk: size.Disk,
 		DiskInfo: size.DiskInfo, Locked: d.pending > 0, Status: d.status,
 		CreatedAt: timestamp(d.created), Features: []string{"droplet_agent", "private_networking"},
-		BackupIDs: []int{}, SnapshotIDs: []int{}, Image: d.image, VolumeIDs: []string{},
+		BackupIDs: []int{}, SnapshotIDs: s.snapshotIDs(d.id), Image: d.image, VolumeIDs: []string{},
 		Size: size, SizeSlug: d.size, Region: region, Tags: slices.Clone(d.tags),
 		Networks: networksJSON{V4: []networkV4{}, V6: []any{}},
 		VPCUUID:  s.vpcID,
@@ -210,7 +212,7 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 	if j.Tags == nil {
 		j.Tags = []string{}
 	}
-	if d.status == "active" {
+	if d.status != "new" {
 		j.Networks.V4 = []networkV4{
 			{IPAddress: d.ipv4, Netmask: "255.0.0.0", Gateway: "127.0.0.1", Type: "public"},
 			{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: "10.116.0.1", Type: "private"},

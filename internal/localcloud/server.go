@@ -160,7 +160,11 @@ type Server struct {
 	tags      map[string]*tag
 	tagSeq    int
 	rips      map[string]*reservedIP
-	state     *stateStore // nil without Options.StatePath
+	images    map[int]*image // snapshot images (images.go)
+	state     *stateStore    // nil without Options.StatePath
+
+	imageRefresh sync.Mutex // serializes reading the backend's images
+	imagesRead   time.Time  // when they were last read; guarded by mu
 }
 
 type rateBucket struct {
@@ -196,6 +200,7 @@ func NewServer(opts Options) (*Server, error) {
 		actions:   map[int]*action{},
 		tags:      map[string]*tag{},
 		rips:      map[string]*reservedIP{},
+		images:    map[int]*image{},
 		stats:     requestLog{size: opts.StatsSize},
 	}
 	if s.backend == nil {

@@ -50,8 +50,10 @@ import (
 	"time"
 )
 
-// stateVersion is the format version this code writes and reads.
-const stateVersion = 1
+// stateVersion is the format version this code writes and reads (2 added
+// images, droplet status "off" and snapshot_id; version 1 files read as
+// having none).
+const stateVersion = 2
 
 // stateStore is the persistence side of a Server.
 type stateStore struct {
@@ -76,6 +78,21 @@ type stateFile struct {
 	Keys        []stateKey        `json:"ssh_keys"`
 	Tags        []stateTag        `json:"tags"`
 	ReservedIPs []stateReservedIP `json:"reserved_ips"`
+	Images      []stateImage      `json:"images,omitempty"`
+}
+
+type stateImage struct {
+	ID           int       `json:"id"`
+	Name         string    `json:"name"`
+	Distribution string    `json:"distribution"`
+	Description  string    `json:"description,omitempty"`
+	Regions      []string  `json:"regions"`
+	Created      time.Time `json:"created"`
+	MinDisk      int       `json:"min_disk_size"`
+	SizeGB       float64   `json:"size_gigabytes"`
+	DropletID    int       `json:"droplet_id"`
+	Status       string    `json:"status"`
+	Action       int       `json:"action,omitempty"`
 }
 
 // stateIDs are the last ids handed out.
@@ -99,6 +116,7 @@ type stateDroplet struct {
 	IPv4         string    `json:"ipv4"`
 	PrivateIPv4  string    `json:"private_ipv4"`
 	CreateAction int       `json:"create_action,omitempty"`
+	SnapshotID   int       `json:"snapshot_id,omitempty"`
 }
 
 type stateAction struct {
@@ -262,7 +280,7 @@ func (s *Server) snapshot() *stateFile {
 			ID: d.id, Name: d.name, Region: d.region, Size: d.size, Image: img,
 			UserData: d.userData, SSHKeys: slices.Clone(d.sshKeys), Tags: slices.Clone(d.tags),
 			Created: d.created, Status: d.status, IPv4: d.ipv4, PrivateIPv4: d.privateIPv4,
-			CreateAction: d.createAction,
+			CreateAction: d.createAction, SnapshotID: d.snapshotID,
 		})
 	}
 	acts := s.sortedActions(func(*action) bool { return true })
@@ -287,6 +305,14 @@ func (s *Server) snapshot() *stateFile {
 		})
 	}
 	sort.Slice(f.ReservedIPs, func(i, j int) bool { return f.ReservedIPs[i].Created < f.ReservedIPs[j].Created })
+	for _, im := range s.images {
+		f.Images = append(f.Images, stateImage{
+			ID: im.id, Name: im.name, Distribution: im.distribution, Description: im.description,
+			Regions: slices.Clone(im.regions), Created: im.created, MinDisk: im.minDisk, SizeGB: im.sizeGB,
+			DropletID: im.dropletID, Status: im.status, Action: im.action,
+		})
+	}
+	sort.Slice(f.Images, func(i, j int) bool { return f.Images[i].ID < f.Images[j].ID })
 	return f
 }
 
@@ -380,7 +406,7 @@ func (f *stateFile) check() error {
 		switch {
 		case d.ID <= 0 || seen[d.ID]:
 			return fmt.Errorf("droplet id %d is invalid or repeated", d.ID)
-		case d.Status != "new" && d.Status != "active":
+		case d.Status != "new" && d.Status != "active" && d.Status != "off":
 			return fmt.Errorf("droplet %d has status %q", d.ID, d.Status)
 		case net.ParseIP(d.IPv4).To4() == nil:
 			return fmt.Errorf("droplet %d has address %q", d.ID, d.IPv4)
@@ -416,6 +442,13 @@ func (f *stateFile) check() error {
 			return fmt.Errorf("reserved IP %q is invalid or repeated", r.IP)
 		}
 		ips[r.IP] = true
+	}
+	clear(seen)
+	for _, im := range f.Images {
+		if im.ID <= 0 || seen[im.ID] || (im.Status != imagePending && im.Status != imageAvailable) {
+			return fmt.Errorf("image id %d is invalid or repeated, or has status %q", im.ID, im.Status)
+		}
+		seen[im.ID] = true
 	}
 	return nil
 }
@@ -459,6 +492,8 @@ func (s *Server) restore() error {
 		unrouted = s.reconcile(machines)
 	}
 	routed := s.resumeReservedIPActions()
+	s.endDropletActions()
+	s.refreshImages(s.ctx, true)
 	for _, ip := range unrouted {
 		if err := s.backend.Route(s.ctx, ip, ""); err != nil {
 			s.logf("localcloud: state: unrouting %s: %v", ip, err)
@@ -522,6 +557,7 @@ func (s *Server) load(f *stateFile) {
 			id: sd.ID, name: sd.Name, region: sd.Region, size: sd.Size, image: sd.Image,
 			userData: sd.UserData, sshKeys: sd.SSHKeys, tags: sd.Tags, created: sd.Created,
 			status: sd.Status, ipv4: sd.IPv4, privateIPv4: sd.PrivateIPv4, createAction: sd.CreateAction,
+			snapshotID: sd.SnapshotID,
 		}
 		s.droplets[d.id] = d
 		s.nextID.droplet = max(s.nextID.droplet, d.id)
@@ -553,6 +589,13 @@ func (s *Server) load(f *stateFile) {
 			rip.pending = 0
 		}
 		s.rips[rip.ip] = rip
+	}
+	for _, si := range f.Images {
+		s.images[si.ID] = &image{
+			id: si.ID, name: si.Name, distribution: si.Distribution, description: si.Description,
+			regions: si.Regions, created: si.Created, minDisk: si.MinDisk, sizeGB: si.SizeGB,
+			dropletID: si.DropletID, status: si.Status, action: si.Action,
+		}
 	}
 }
 
@@ -588,6 +631,10 @@ func (s *Server) reconcile(machines []Machine) (unrouted []string) {
 			s.logf("localcloud: state: droplet %d %q has no machine in the backend; removing it", d.id, d.name)
 			unrouted = append(unrouted, s.removeDroplet(d)...)
 			continue
+		}
+		if st := m.Status; (st == "off" || st == "active") && d.status != "new" && d.status != st {
+			s.logf("localcloud: state: droplet %d %q is %s in the backend, not %s; taking the backend's", d.id, d.name, st, d.status)
+			d.status = st
 		}
 		if m.PublicIPv4 != "" && m.PublicIPv4 != d.ipv4 && net.ParseIP(m.PublicIPv4).To4() != nil {
 			s.logf("localcloud: state: droplet %d %q has address %s in the backend, not %s; taking the backend's", d.id, d.name, m.PublicIPv4, d.ipv4)
@@ -632,7 +679,11 @@ func (s *Server) adopt(m Machine) {
 	}
 	d.image = imageFor(image)
 	if n, err := strconv.Atoi(image); err == nil && n > 0 {
-		d.image.ID, d.image.Slug, d.image.Name = n, nil, "image-"+image
+		if im := s.images[n]; im != nil {
+			d.image, d.snapshotID = im.json(), n
+		} else if _, dist := findDistImage(image); !dist {
+			d.image.ID, d.image.Slug, d.image.Name = n, nil, "image-"+image
+		}
 	}
 	for _, t := range m.Tags {
 		if validTag(t) && !slices.Contains(d.tags, t) {
@@ -651,7 +702,9 @@ func (s *Server) adopt(m Machine) {
 	d.privateIPv4 = privateIPFor(d.ipv4)
 	s.droplets[d.id] = d
 	s.ensureTags(d)
-	if !m.Booted {
+	if m.Status == "off" {
+		d.status = "off"
+	} else if !m.Booted {
 		d.status = "new"
 		a := s.newAction("create", "droplet", d.id, d.region, d.id)
 		d.createAction = a.id
