@@ -58,7 +58,7 @@ func (f *Factory) record(cmd *cobra.Command, e *deploy.Entry, err error) {
 		e.Error = truncate(err.Error(), 300)
 	}
 	d, derr := f.Deployer(nil)
-	if derr != nil || d.Remote == nil {
+	if derr != nil || d.Remote == nil || d.Spec.Stack == nil {
 		return
 	}
 	if rerr := d.Record(cmd.Context(), e); rerr != nil {

@@ -157,7 +157,7 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 	if img.Snapshot != nil {
 		req.ImageID = img.Snapshot.ID
 	}
-	d.step("creating %s from %s", name, img)
+	d.step("creating %s", name) // the image is in UpResult.Image
 	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
 	if err != nil {
 		// The create may have taken effect before it failed: find it.
