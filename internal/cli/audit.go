@@ -14,7 +14,7 @@ import (
 // project (those that take the lock); the command fills in what only it
 // knows (freeze window, version) through f.audit.
 func (f *Factory) startAudit(cmd *cobra.Command, args []string) *deploy.Entry {
-	e := &deploy.Entry{ID: deploy.NewEntryID(), Who: lock.Who(f.Getenv), Command: cmd.Name(), Start: time.Now().UTC()}
+	e := &deploy.Entry{ID: deploy.NewEntryID(), Who: lock.Who(f.Getenv), Command: commandName(cmd), Start: time.Now().UTC()}
 	if cmd.Name() == "up" && len(args) > 0 {
 		e.Version = args[0]
 	}
@@ -58,7 +58,7 @@ func (f *Factory) record(cmd *cobra.Command, e *deploy.Entry, err error) {
 		e.Error = truncate(err.Error(), 300)
 	}
 	d, derr := f.Deployer(nil)
-	if derr != nil || d.Remote == nil {
+	if derr != nil || d.Remote == nil || d.Spec.Stack == nil {
 		return
 	}
 	if rerr := d.Record(cmd.Context(), e); rerr != nil {

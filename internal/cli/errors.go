@@ -38,7 +38,8 @@ const exitCodesHelp = `Exit codes:
   6    a wait timed out
   7    the API answered an error (or its rate limit asks for a longer
        wait than fleet makes: at most 30s)
-  8    a deploy failed; the candidate is kept, marked failed
+  8    a deploy failed; the candidate is kept, marked failed (or a bake's
+       cloud-init failed; its droplet is destroyed)
   130  interrupted
 With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
 on stdout; code is error, usage, spec, config, refused, timeout, api,
@@ -65,6 +66,7 @@ func exitCode(err error) int {
 		cf  *deploy.ConflictError
 		re  *RefusedError
 		de  *deploy.DeployError
+		be  *deploy.BakeError
 		te  *cloud.TimeoutError
 		ae  *cloud.APIError
 		rl  *cloud.RateLimitError
@@ -85,7 +87,7 @@ func exitCode(err error) int {
 		return ExitConfig
 	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le):
 		return ExitRefused
-	case errors.As(err, &de):
+	case errors.As(err, &de), errors.As(err, &be):
 		return ExitDeploy
 	case errors.As(err, &te):
 		return ExitTimeout

@@ -130,7 +130,8 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 		return nil, err
 	}
 	d := &deploy.Deployer{Cloud: c, Spec: s, Step: step, Warnings: f.IOStreams.ErrOut}
-	if s.Stack != nil { // only stack deploys reach droplets over SSH
+	// Stack deploys and bakes reach droplets over SSH.
+	if s.Stack != nil || s.Droplet.Image == spec.ImageBake {
 		if d.Remote, err = f.Remote(); err != nil {
 			return nil, err
 		}

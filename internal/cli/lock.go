@@ -44,10 +44,15 @@ func withLock(cmd *cobra.Command, f *Factory, args []string, run func(context.Co
 	return err
 }
 
+// commandName is the command without "fleet": "up", "image bake".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
 // lockCmd is the command as the lock records it, with the flags given to
 // it: "up v1.2.0", "prune --keep=0".
 func lockCmd(cmd *cobra.Command, args []string) string {
-	parts := append([]string{cmd.Name()}, args...)
+	parts := append([]string{commandName(cmd)}, args...)
 	local := cmd.LocalFlags()
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
 		if local.Lookup(fl.Name) == nil {

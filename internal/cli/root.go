@@ -82,6 +82,7 @@ Environment:
 		NewCmdHistory(f, nil),
 		NewCmdDestroy(f, nil),
 		NewCmdPrune(f, nil),
+		NewCmdImage(f),
 		NewCmdBackup(f, nil),
 		NewCmdRestore(f, nil),
 		NewCmdSSH(f),

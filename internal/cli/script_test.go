@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalocean/godo"
+	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/localcloud"
 	"github.com/fleetdeploy/fleet/internal/localcloud/contract"
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/oauth2"
 )
 
 func TestMain(m *testing.M) {
@@ -71,6 +75,9 @@ type scriptAPI struct {
 //	localapi contract          no contract violations so far (also checked at the end)
 //	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
 //	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
+//	localapi snapshot NAME REGION
+//	                           a droplet snapshot named NAME (current: the bake
+//	                           of $WORK's template on debian-13-x64) in REGION
 //	localapi delkeys PREFIX    delete the keys named PREFIX...
 func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
@@ -165,6 +172,17 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Fatalf("no key named %s... after 20s", args[1])
 			}
 		}
+	case "snapshot":
+		if len(args) != 3 {
+			ts.Fatalf("usage: localapi snapshot NAME|current REGION")
+		}
+		name := args[1]
+		if name == "current" {
+			tmpl, err := os.ReadFile(ts.MkAbs("cloud-init/droplet.yaml"))
+			ts.Check(err)
+			name = deploy.SnapshotName("hello", deploy.TemplateHash(tmpl, "debian-13-x64"))
+		}
+		api.snapshot(ts, name, args[2])
 	default:
 		ts.Fatalf("localapi: unknown subcommand %q", args[0])
 	}
@@ -251,6 +269,29 @@ func (api *scriptAPI) keyIDs(ts *testscript.TestScript, prefix string) []int {
 		}
 	}
 	return ids
+}
+
+// snapshot makes a snapshot the way a bake does, through the API: a
+// droplet, its snapshot action, its destruction.
+func (api *scriptAPI) snapshot(ts *testscript.TestScript, name, region string) {
+	ctx := context.Background()
+	c, err := godo.New(oauth2.NewClient(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: api.token})), godo.SetBaseURL(api.http.URL))
+	ts.Check(err)
+	d, _, err := c.Droplets.Create(ctx, &godo.DropletCreateRequest{Name: "snapshot-source", Region: region, Size: "s-1vcpu-1gb", Image: godo.DropletCreateImage{Slug: "debian-13-x64"}, SSHKeys: []godo.DropletCreateSSHKey{}})
+	ts.Check(err)
+	wait := func(what string, done func() bool) {
+		for deadline := time.Now().Add(20 * time.Second); !done(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("%s: not done after 20s", what)
+			}
+		}
+	}
+	wait("droplet active", func() bool { g, _, err := c.Droplets.Get(ctx, d.ID); return err == nil && g.Status == "active" })
+	a, _, err := c.DropletActions.Snapshot(ctx, d.ID, name)
+	ts.Check(err)
+	wait("snapshot action", func() bool { g, _, err := c.Actions.Get(ctx, a.ID); return err == nil && g.Status == "completed" })
+	_, err = c.Droplets.Delete(ctx, d.ID)
+	ts.Check(err)
 }
 
 // copyMissing copies the files of src into dst, skipping files dst has.

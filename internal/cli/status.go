@@ -55,7 +55,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 		return err
 	}
 	if opts.JSON {
-		out := statusJSON{Project: st.Project, Droplets: toJSONs(st.Members)}
+		out := statusJSON{Project: st.Project, Droplets: append(toJSONs(st.Members), toJSONs(bakeMembers(st))...)}
 		if st.ReservedIP != nil {
 			out.ReservedIP = &st.ReservedIP.IP
 		}
@@ -67,7 +67,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 			ip = st.ReservedIP.IP
 		}
 		fmt.Fprintf(opts.IO.Out, "project %s, reserved IP %s\n\n", st.Project, ip)
-		if len(st.Members) == 0 {
+		if len(st.Members) == 0 && len(st.Bakes) == 0 {
 			fmt.Fprintln(opts.IO.Out, "no droplets: run `fleet up VERSION`")
 			return nil
 		}
@@ -77,5 +77,18 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 		m := &st.Members[i]
 		t.add(m.Name, dash(m.Version), string(m.Role), m.Status, dash(m.PublicIPv4), age(m.CreatedAt), dash(health(m)))
 	}
+	for _, m := range bakeMembers(st) {
+		t.add(m.Name, "-", string(m.Role), m.Status, dash(m.PublicIPv4), age(m.CreatedAt), "-")
+	}
 	return t.print(opts.IO.Out)
+}
+
+// bakeMembers shows the droplets of a running (or interrupted) bake with
+// the role "bake"; they take no part in the lifecycle.
+func bakeMembers(st *deploy.State) []deploy.Member {
+	out := make([]deploy.Member, len(st.Bakes))
+	for i, b := range st.Bakes {
+		out[i] = deploy.Member{Droplet: b, Role: "bake"}
+	}
+	return out
 }

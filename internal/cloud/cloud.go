@@ -55,7 +55,8 @@ type CreateRequest struct {
 	Name      string
 	Region    string
 	Size      string
-	Image     string
+	Image     string   // a slug; ignored when ImageID is set
+	ImageID   int      // a snapshot's image ID
 	SSHKeys   []string // fingerprints
 	Tags      []string
 	UserData  string
@@ -80,6 +81,13 @@ type Cloud interface {
 	Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error
 	Settle(ctx context.Context, ip string, t Timeouts) (*ReservedIP, error)
 	Unassign(ctx context.Context, ip string, t Timeouts) error
+
+	// Images (images.go): what `fleet image bake` and `up` from a bake need.
+	PowerOff(ctx context.Context, dropletID int, t Timeouts) error
+	Snapshot(ctx context.Context, dropletID int, name string, t Timeouts) (*Image, error)
+	Snapshots(ctx context.Context, prefix string) ([]Image, error)
+	DeleteSnapshot(ctx context.Context, id int) error
+	ImageBySlug(ctx context.Context, slug string) (*Image, error)
 }
 
 // Timeouts bound the waits of one call.
@@ -87,6 +95,10 @@ type Timeouts struct {
 	Create time.Duration // the create action completes
 	Active time.Duration // active, then a public IPv4
 	Assign time.Duration // a reserved IP action completes
+	// Shutdown is how long a graceful shutdown may take before PowerOff
+	// cuts the power (0: 2 minutes).
+	Shutdown time.Duration
+	Snapshot time.Duration // a snapshot action completes
 }
 
 // Config builds a Client.

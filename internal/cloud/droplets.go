@@ -60,6 +60,9 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 		Image: godo.DropletCreateImage{Slug: req.Image}, SSHKeys: keys,
 		Tags: tags, UserData: req.UserData, Monitoring: true,
 	}
+	if req.ImageID != 0 {
+		body.Image = godo.DropletCreateImage{ID: req.ImageID}
+	}
 	b := c.backoff()
 	for attempt := 1; ; attempt++ {
 		existing, err := c.ListByTag(ctx, req.DeployTag)

@@ -1,5 +1,7 @@
 package deploy
 
+import "fmt"
+
 // ConflictError is a refusal: the request makes no sense in the current
 // state (no candidate to promote, the live droplet without --force, ...).
 type ConflictError struct{ Msg string }
@@ -31,3 +33,22 @@ func (e *DeployError) Error() string {
 }
 
 func (e *DeployError) Unwrap() error { return e.Err }
+
+// BakeError is a bake that failed: its droplet was destroyed (unless
+// DestroyErr says why not) and no snapshot was made.
+type BakeError struct {
+	Droplet    string
+	Err        error
+	Destroyed  bool
+	DestroyErr error
+}
+
+func (e *BakeError) Error() string {
+	s := "bake on " + e.Droplet + " failed: " + e.Err.Error()
+	if e.Destroyed {
+		return s + "\n" + e.Droplet + " was destroyed; no snapshot was made"
+	}
+	return s + fmt.Sprintf("\ndestroying %s also failed (%v): remove it with `fleet image bake` (it replaces leftovers) or in the control panel", e.Droplet, e.DestroyErr)
+}
+
+func (e *BakeError) Unwrap() error { return e.Err }

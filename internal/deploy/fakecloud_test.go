@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 )
@@ -26,6 +27,13 @@ type fakeCloud struct {
 	pending map[string]pendingAssign
 	faults  map[string]*fault
 	calls   []string
+	// Images: snapshots by ID, the droplet each was taken of, and the
+	// request each droplet was created with.
+	images    map[int]*cloud.Image
+	imageOf   map[int]int
+	created   map[int]cloud.CreateRequest
+	nextImage int
+	now       time.Time // the clock snapshots are stamped with; ticks a minute per snapshot
 }
 
 var _ cloud.Cloud = (*fakeCloud)(nil)
@@ -73,6 +81,10 @@ func newFakeCloud() *fakeCloud {
 		ips:      map[string]*cloud.ReservedIP{},
 		pending:  map[string]pendingAssign{},
 		faults:   map[string]*fault{},
+		images:   map[int]*cloud.Image{},
+		imageOf:  map[int]int{},
+		created:  map[int]cloud.CreateRequest{},
+		now:      time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC),
 	}
 }
 
@@ -174,8 +186,12 @@ func (c *fakeCloud) CreateDroplet(ctx context.Context, req cloud.CreateRequest) 
 		return nil, 0, f.error()
 	}
 	id := 1000 + len(c.droplets)
+	for c.droplets[id] != nil || c.created[id].Name != "" { // IDs are never reused
+		id++
+	}
 	d := &cloud.Droplet{ID: id, Name: req.Name, Status: "active", Region: req.Region, Tags: append(slices.Clone(req.Tags), req.DeployTag)}
 	c.droplets[id] = d
+	c.created[id] = req
 	cp := *d
 	return &cp, 0, nil
 }
@@ -444,4 +460,132 @@ func (c *fakeCloud) Settle(ctx context.Context, ip string, _ cloud.Timeouts) (*c
 	}
 	cp := *r
 	return &cp, nil
+}
+
+// addImage stores a snapshot (of no droplet) and returns its ID.
+func (c *fakeCloud) addImage(img cloud.Image) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextImage++
+	img.ID = 5000 + c.nextImage
+	img.Type = "snapshot"
+	c.images[img.ID] = &img
+	return img.ID
+}
+
+// imageNames lists the snapshots' names, sorted.
+func (c *fakeCloud) imageNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, i := range c.images {
+		out = append(out, i.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *fakeCloud) PowerOff(ctx context.Context, id int, _ cloud.Timeouts) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("PowerOff %d", id)
+	if f := c.fire("PowerOff"); f != nil {
+		return f.error()
+	}
+	d, ok := c.droplets[id]
+	if !ok {
+		return notFound(fmt.Sprintf("droplet %d", id))
+	}
+	d.Status = "off"
+	return nil
+}
+
+// Snapshot is idempotent like the real one: a snapshot of the droplet
+// with that name is returned, not made again. failAfter makes it, then
+// errors.
+func (c *fakeCloud) Snapshot(ctx context.Context, id int, name string, _ cloud.Timeouts) (*cloud.Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("Snapshot %d %s", id, name)
+	for iid, src := range c.imageOf {
+		if img := c.images[iid]; src == id && img != nil && img.Name == name {
+			cp := *img
+			return &cp, nil
+		}
+	}
+	f := c.fire("Snapshot")
+	if f != nil && f.mode == failBefore {
+		return nil, f.error()
+	}
+	d, ok := c.droplets[id]
+	if !ok {
+		return nil, notFound(fmt.Sprintf("droplet %d", id))
+	}
+	c.nextImage++
+	c.now = c.now.Add(time.Minute)
+	img := &cloud.Image{ID: 5000 + c.nextImage, Name: name, Type: "snapshot", Regions: []string{d.Region}, CreatedAt: c.now, SizeGB: 2.5, MinDiskGB: 25}
+	c.images[img.ID], c.imageOf[img.ID] = img, id
+	if f != nil {
+		return nil, f.error()
+	}
+	cp := *img
+	return &cp, nil
+}
+
+func (c *fakeCloud) Snapshots(ctx context.Context, prefix string) ([]cloud.Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.fire("Snapshots"); f != nil {
+		return nil, f.error()
+	}
+	var out []cloud.Image
+	for _, i := range c.images {
+		if strings.HasPrefix(i.Name, prefix) {
+			out = append(out, *i)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}
+
+func (c *fakeCloud) DeleteSnapshot(ctx context.Context, id int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("DeleteSnapshot %d", id)
+	if f := c.fire("DeleteSnapshot"); f != nil {
+		return f.error()
+	}
+	delete(c.images, id)
+	delete(c.imageOf, id)
+	return nil
+}
+
+// fakeSlugs are the distribution images the fake knows.
+var fakeSlugs = map[string]bool{"debian-13-x64": true, "ubuntu-24-04-x64": true}
+
+func (c *fakeCloud) ImageBySlug(ctx context.Context, slug string) (*cloud.Image, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !fakeSlugs[slug] {
+		return nil, notFound("get image " + slug)
+	}
+	return &cloud.Image{ID: 100, Slug: slug, Name: slug, Type: "base", Public: true, Regions: []string{"fra1", "nyc3"}}, nil
 }

@@ -59,7 +59,7 @@ func NewEntryID() string {
 // Record writes e to the project's journal. It needs SSH (a stack); it
 // runs on a context of its own, so an interrupted command is recorded too.
 func (d *Deployer) Record(ctx context.Context, e *Entry) error {
-	if d.Remote == nil {
+	if d.Remote == nil || d.Spec.Stack == nil { // a bake's SSH alone is not enough
 		return nil
 	}
 	ctx, cancel := detached(ctx)
@@ -128,7 +128,7 @@ func journalDroplets(st *State) (targets, sources []*Member) {
 // History reads the journal from the live droplet, or, with none, from the
 // newest droplet that has one.
 func (d *Deployer) History(ctx context.Context) ([]Entry, string, error) {
-	if d.Remote == nil {
+	if d.Remote == nil || d.Spec.Stack == nil {
 		return nil, "", &ConfigError{Msg: "the journal lives on the droplets and needs SSH: it is kept for projects with a stack"}
 	}
 	st, err := d.State(ctx)

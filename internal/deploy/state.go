@@ -55,6 +55,9 @@ type State struct {
 	Project    string
 	ReservedIP *cloud.ReservedIP // nil: none yet (reserved_ip: auto, never promoted)
 	Members    []Member          // newest first
+	// Bakes are droplets `fleet image bake` left (TagBake): no members,
+	// they have no role in the lifecycle.
+	Bakes []cloud.Droplet
 }
 
 // Live returns the live droplet, or nil.
@@ -127,6 +130,10 @@ func (d *Deployer) State(ctx context.Context) (*State, error) {
 		}
 	}
 	for _, dr := range ds {
+		if dr.HasTag(TagBake) {
+			st.Bakes = append(st.Bakes, dr)
+			continue
+		}
 		m := Member{Droplet: dr}
 		for _, t := range dr.Tags {
 			if v, ok := strings.CutPrefix(t, versionTagPrefix); ok {

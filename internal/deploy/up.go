@@ -13,6 +13,9 @@ import (
 // UpResult is what `fleet up` made.
 type UpResult struct {
 	Droplet Member
+	// Image is what the droplet was created from (nil when resumed);
+	// Image.Baked when up had to bake first.
+	Image   *ImageRef
 	Resumed bool    // an interrupted up of the same version was picked up
 	Phases  []Phase // what took how long
 	// With stack.build: local: compressed bytes of image layers sent from
@@ -59,12 +62,15 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 		}
 		return d.resume(ctx, st, c, version, stk)
 	}
-	dr, actionID, hostKey, err := d.create(ctx, version, opt, stk != nil)
-
+	img, err := d.ResolveImage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res := &UpResult{Droplet: Member{Droplet: *dr, Version: version, Role: RoleCandidate}}
+	dr, actionID, hostKey, err := d.create(ctx, version, opt, stk != nil, img)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{Droplet: Member{Droplet: *dr, Version: version, Role: RoleCandidate}, Image: img}
 	if res.Duplicates, err = d.dropDuplicates(ctx, version, dr.ID); err != nil {
 		return nil, d.fail(ctx, dr, err)
 	}
@@ -116,7 +122,7 @@ func (d *Deployer) finishStack(ctx context.Context, res *UpResult, dr *cloud.Dro
 // create renders user_data and creates the droplet. With a stack, the
 // host key fleet generated is pinned before the create request, so even
 // a droplet whose create outlived a killed fleet can be verified.
-func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool) (*cloud.Droplet, int, ssh.PublicKey, error) {
+func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool, img *ImageRef) (*cloud.Droplet, int, ssh.PublicKey, error) {
 	id := newID()
 	if d.NewID != nil {
 		id = d.NewID()
@@ -136,12 +142,7 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 	if err != nil {
 		return nil, 0, nil, &ConfigError{Msg: err.Error()}
 	}
-	d.step("checking SSH keys")
-	keys := make([]cloud.SSHKey, len(d.Spec.Droplet.SSHKeys))
-	for i, k := range d.Spec.Droplet.SSHKeys {
-		keys[i] = cloud.SSHKey{Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Name: k.Name}
-	}
-	fps, err := d.Cloud.EnsureSSHKeys(ctx, keys)
+	fps, err := d.sshKeys(ctx)
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -150,10 +151,13 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 		tags = append(tags, TagWorktree)
 	}
 	req := cloud.CreateRequest{
-		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: d.Spec.Droplet.Image,
+		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: img.Slug,
 		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
 	}
-	d.step("creating %s", name)
+	if img.Snapshot != nil {
+		req.ImageID = img.Snapshot.ID
+	}
+	d.step("creating %s", name) // the image is in UpResult.Image
 	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
 	if err != nil {
 		// The create may have taken effect before it failed: find it.
@@ -164,6 +168,17 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 		pub = data.HostKey.Public
 	}
 	return dr, actionID, pub, nil
+}
+
+// sshKeys makes sure the spec's keys are on the account and returns
+// their fingerprints.
+func (d *Deployer) sshKeys(ctx context.Context) ([]string, error) {
+	d.step("checking SSH keys")
+	keys := make([]cloud.SSHKey, len(d.Spec.Droplet.SSHKeys))
+	for i, k := range d.Spec.Droplet.SSHKeys {
+		keys[i] = cloud.SSHKey{Fingerprint: k.Fingerprint, PublicKey: k.PublicKey, Name: k.Name}
+	}
+	return d.Cloud.EnsureSSHKeys(ctx, keys)
 }
 
 // dropDuplicates destroys other candidates of version: an up killed while

@@ -102,7 +102,7 @@ func TestCreatePinsBeforeTheRequest(t *testing.T) {
 	pc := &pinCheck{fakeCloud: newFakeCloud(), kh: kh}
 	d := upDeployer(t, pc)
 	d.Remote = &Remote{Dialer: &remote.Dialer{KnownHosts: kh}}
-	dr, _, key, err := d.create(t.Context(), "v1.0.0", UpOptions{}, true)
+	dr, _, key, err := d.create(t.Context(), "v1.0.0", UpOptions{}, true, &ImageRef{Slug: "debian-13-x64"})
 	if err != nil || key == nil {
 		t.Fatalf("create: %v", err)
 	}

@@ -56,6 +56,7 @@ var (
 	projectRE     = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 	slugRE        = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 	tagRE         = regexp.MustCompile(`^[A-Za-z0-9_:-]+$`)
+	digitsRE      = regexp.MustCompile(`^[0-9]+$`)
 	fingerprintRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){15}$`)
 	hexColonRE    = regexp.MustCompile(`^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{0,2})+$`)
 	yamlErrRE     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -333,7 +334,7 @@ func (f *fields) optional(key string) (*yaml.Node, bool) {
 
 func (l *loader) droplet(n *yaml.Node, project string, stack bool) Droplet {
 	var d Droplet
-	f := l.mapping("droplet", n, "region", "size", "image", "ssh_keys", "tags", "cloud_init")
+	f := l.mapping("droplet", n, "region", "size", "image", "base_image", "ssh_keys", "tags", "cloud_init")
 	if f == nil {
 		return d
 	}
@@ -343,8 +344,16 @@ func (l *loader) droplet(n *yaml.Node, project string, stack bool) Droplet {
 	if n, ok := f.required("size", "a DigitalOcean size slug like s-1vcpu-1gb"); ok {
 		d.Size = l.slug("droplet.size", n, "s-1vcpu-1gb")
 	}
-	if n, ok := f.required("image", "a DigitalOcean image slug like debian-13-x64"); ok {
-		d.Image = l.slug("droplet.image", n, "debian-13-x64")
+	if n, ok := f.required("image", imageWant); ok {
+		d.Image = l.image(n)
+	}
+	switch n, ok := f.optional("base_image"); {
+	case ok:
+		d.BaseImage = l.slug("droplet.base_image", n, DefaultBaseImage)
+	case d.Image == ImageBake:
+		d.BaseImage = DefaultBaseImage
+	default:
+		d.BaseImage = d.Image
 	}
 	if n, ok := f.required("ssh_keys", "a list of public key files or MD5 fingerprints"); ok {
 		d.SSHKeys = l.sshKeys(n)
@@ -406,6 +415,27 @@ func (l *loader) slug(path string, n *yaml.Node, example string) string {
 	return v
 }
 
+const imageWant = "a DigitalOcean image slug like debian-13-x64, bake, or the name of a snapshot"
+
+// image is droplet.image: a slug, bake, or a snapshot's name. Names are
+// free text on DigitalOcean; fleet takes printable ones without leading
+// or trailing blanks, and not all digits (an ID changes with every bake).
+func (l *loader) image(n *yaml.Node) string {
+	v := l.str("droplet.image", n, imageWant)
+	switch {
+	case v == "" || v == ImageBake || slugRE.MatchString(v) && !digitsRE.MatchString(v):
+	case len(v) > MaxImageNameLen:
+		l.errorf(n, "droplet.image: the name is %d characters; DigitalOcean allows at most %d", len(v), MaxImageNameLen)
+	case digitsRE.MatchString(v):
+		l.errorf(n, "droplet.image: %s is an image ID; name the snapshot instead (an ID changes with every bake), or use bake", quote(v))
+	case strings.TrimSpace(v) != v:
+		l.errorf(n, "droplet.image: %s begins or ends with a blank", quote(v))
+	case strings.HasPrefix(v, "-"):
+		l.errorf(n, "droplet.image: %s is not a DigitalOcean slug or snapshot name (it begins with '-')", quote(v))
+	}
+	return v
+}
+
 func (l *loader) reservedIP(n *yaml.Node) string {
 	const want = `"auto" or an IPv4 address like 203.0.113.10`
 	v := l.str("reserved_ip", n, want)
@@ -434,14 +464,14 @@ func (l *loader) keep(n *yaml.Node) int {
 
 func (l *loader) timeouts(n *yaml.Node) Timeouts {
 	t := DefaultTimeouts
-	f := l.mapping("timeouts", n, "create", "active", "assign", "ssh")
+	f := l.mapping("timeouts", n, "create", "active", "assign", "ssh", "snapshot")
 	if f == nil {
 		return t
 	}
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
-	}{{"create", &t.Create}, {"active", &t.Active}, {"assign", &t.Assign}, {"ssh", &t.SSH}} {
+	}{{"create", &t.Create}, {"active", &t.Active}, {"assign", &t.Assign}, {"ssh", &t.SSH}, {"snapshot", &t.Snapshot}} {
 		if n, ok := f.optional(d.key); ok {
 			*d.dst = l.duration("timeouts."+d.key, n)
 		}

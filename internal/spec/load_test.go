@@ -99,7 +99,7 @@ func TestLoadValid(t *testing.T) {
 		t.Errorf("spec = %+v", s)
 	}
 	d := s.Droplet
-	if d.Region != "nyc3" || d.Size != "s-1vcpu-1gb" || d.Image != "debian-13-x64" {
+	if d.Region != "nyc3" || d.Size != "s-1vcpu-1gb" || d.Image != "debian-13-x64" || d.BaseImage != "debian-13-x64" {
 		t.Errorf("droplet = %+v", d)
 	}
 	if fmt.Sprint(d.Tags) != "[web prod]" {
@@ -108,7 +108,7 @@ func TestLoadValid(t *testing.T) {
 	if d.CloudInit != filepath.Join("cloud-init", "droplet.yaml") {
 		t.Errorf("cloud_init = %q", d.CloudInit)
 	}
-	if want := (Timeouts{Create: 90 * time.Second, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute}); s.Timeouts != want {
+	if want := (Timeouts{Create: 90 * time.Second, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute, Snapshot: 30 * time.Minute}); s.Timeouts != want {
 		t.Errorf("timeouts = %+v, want %+v", s.Timeouts, want)
 	}
 	if len(d.SSHKeys) != 1 {
@@ -168,6 +168,16 @@ func TestLoadValues(t *testing.T) {
 			return k.Fingerprint == noCommentFP && k.Name == "nocomment.pub" && strings.Count(k.PublicKey, " ") == 1
 		}},
 		{"two keys", "- keys/test.pub", "- keys/test.pub\n    - " + noCommentFP, func(s *Spec) bool { return len(s.Droplet.SSHKeys) == 2 }},
+		{"image bake, default base", "image: debian-13-x64", "image: bake", func(s *Spec) bool {
+			return s.Droplet.Image == ImageBake && s.Droplet.BaseImage == DefaultBaseImage
+		}},
+		{"image bake with a base", "image: debian-13-x64", "image: bake\n  base_image: ubuntu-24-04-x64", func(s *Spec) bool {
+			return s.Droplet.Image == ImageBake && s.Droplet.BaseImage == "ubuntu-24-04-x64"
+		}},
+		{"image a slug is its own base", "image: debian-13-x64", "image: ubuntu-24-04-x64", func(s *Spec) bool { return s.Droplet.BaseImage == "ubuntu-24-04-x64" }},
+		{"image a snapshot name", "image: debian-13-x64", "image: 'Blog base (2026-01-02)'", func(s *Spec) bool { return s.Droplet.Image == "Blog base (2026-01-02)" }},
+		{"image a bake's name", "image: debian-13-x64", "image: fleet-blog-0123456789ab", func(s *Spec) bool { return s.Droplet.Image == "fleet-blog-0123456789ab" }},
+		{"snapshot timeout", "  assign: 2m\n", "  assign: 2m\n  snapshot: 45m\n", func(s *Spec) bool { return s.Timeouts.Snapshot == 45*time.Minute }},
 		{"aliases", "  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]",
 			"  region: &r nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys: &k\n    - keys/test.pub\n  tags: [*r]", func(s *Spec) bool {
 				return fmt.Sprint(s.Droplet.Tags) == "[nyc3]" && len(s.Droplet.SSHKeys) == 1
@@ -214,7 +224,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "provider unknown", old: "provider: digitalocean", new: "provider: aws", want: []string{`2:11: provider: "aws" is not a provider fleet knows (allowed: digitalocean or local)`}},
 		// droplet
 		{name: "droplet missing", old: "droplet:", new: "other:", want: []string{`1:1: missing required key "droplet"`, `3:1: other: unknown key`}},
-		{name: "droplet null", old: "droplet:\n  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]\n  cloud_init: cloud-init/droplet.yaml\n", new: "droplet:\n", want: []string{`3:9: droplet: expected a mapping of region, size, image, ssh_keys, tags, cloud_init, got nothing`}},
+		{name: "droplet null", old: "droplet:\n  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]\n  cloud_init: cloud-init/droplet.yaml\n", new: "droplet:\n", want: []string{`3:9: droplet: expected a mapping of region, size, image, base_image, ssh_keys, tags, cloud_init, got nothing`}},
 		{name: "region missing", old: "  region: nyc3\n", new: "", want: []string{`4:3: droplet: missing required key "region" (a DigitalOcean region slug like nyc3)`}},
 		{name: "size missing", old: "  size: s-1vcpu-1gb\n", new: "", want: []string{`4:3: droplet: missing required key "size"`}},
 		{name: "image missing", old: "  image: debian-13-x64\n", new: "", want: []string{`4:3: droplet: missing required key "image"`}},
@@ -223,7 +233,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "region not a slug", old: "region: nyc3", new: "region: NYC 3", want: []string{`4:11: droplet.region: "NYC 3" is not a DigitalOcean slug (allowed: a-z 0-9 -`}},
 		{name: "size not a slug", old: "size: s-1vcpu-1gb", new: "size: s_1vcpu", want: []string{`5:9: droplet.size: "s_1vcpu" is not a DigitalOcean slug`}},
 		{name: "image not a slug", old: "image: debian-13-x64", new: "image: -debian", want: []string{`6:10: droplet.image: "-debian" is not a DigitalOcean slug`}},
-		{name: "image a mapping", old: "image: debian-13-x64", new: "image: {slug: debian}", want: []string{`6:10: droplet.image: expected a DigitalOcean slug like debian-13-x64, got a mapping`}},
+		{name: "image a mapping", old: "image: debian-13-x64", new: "image: {slug: debian}", want: []string{`6:10: droplet.image: expected a DigitalOcean image slug like debian-13-x64, bake, or the name of a snapshot, got a mapping`}},
+		{name: "image an ID", old: "image: debian-13-x64", new: "image: 123456", want: []string{`6:10: droplet.image: "123456" is an image ID; name the snapshot instead`}},
+		{name: "image name with blanks around", old: "image: debian-13-x64", new: "image: ' my snapshot'", want: []string{`6:10: droplet.image: " my snapshot" begins or ends with a blank`}},
+		{name: "image name too long", old: "image: debian-13-x64", new: "image: A" + strings.Repeat("b", 255), want: []string{`6:10: droplet.image: the name is 256 characters; DigitalOcean allows at most 255`}},
+		{name: "base_image not a slug", old: "image: debian-13-x64", new: "image: bake\n  base_image: My Image", want: []string{`7:15: droplet.base_image: "My Image" is not a DigitalOcean slug`}},
 		{name: "alias to the same value", old: "region: nyc3", new: "region: &r nyc3\n  image: *r", want: []string{`7:3: droplet.image: duplicate key; it is already set at line 5`}},
 		// tags
 		{name: "tag with dot", old: "tags: [web, prod]", new: "tags: [web, v1.2]", want: []string{`9:15: droplet.tags[1]: "v1.2" has characters DigitalOcean does not allow in tags (allowed: A-Z a-z 0-9 _ : -)`}},
@@ -264,8 +278,8 @@ func TestLoadErrors(t *testing.T) {
 		{name: "timeout not a duration", old: "create: 90s", new: "create: soon", want: []string{`14:11: timeouts.create: "soon" is not a duration like "90s" or "5m"`}},
 		{name: "timeout zero", old: "active: 5m", new: "active: 0s", want: []string{`15:11: timeouts.active: 0s is out of range (allowed: more than 0, at most 1h)`}},
 		{name: "timeout over an hour", old: "assign: 2m", new: "assign: 61m", want: []string{`16:11: timeouts.assign: 61m is out of range`}},
-		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign, ssh)`}},
-		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, ssh, got a list`}},
+		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign, ssh, snapshot)`}},
+		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, ssh, snapshot, got a list`}},
 		// strictness
 		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack)`}},
 		{name: "unknown droplet key", old: "region: nyc3", new: "region: nyc3\n  regoin: nyc1", want: []string{`5:3: droplet.regoin: unknown key; did you mean "region"?`}},

@@ -19,13 +19,33 @@ type Spec struct {
 
 // Droplet is the shape of every droplet the project creates.
 type Droplet struct {
-	Region    string
-	Size      string
-	Image     string
+	Region string
+	Size   string
+	// Image is a DigitalOcean image slug, ImageBake (the newest bake of
+	// the current template, see BaseImage), or the name of a snapshot of
+	// the account. A slug and a snapshot name look alike: `fleet up`
+	// asks the API which one it is.
+	Image string
+	// BaseImage is the slug `fleet image bake` starts from: droplet.base_image,
+	// else Image when it is not ImageBake, else DefaultBaseImage.
+	BaseImage string
 	SSHKeys   []SSHKey
 	Tags      []string // extra tags the operator wants on every droplet
 	CloudInit string   // path of the cloud-init template, resolved against Spec.Dir
 }
+
+// ImageBake as droplet.image makes `fleet up` create droplets from the
+// newest snapshot `fleet image bake` made of the current cloud-init
+// template and base image, baking one first when there is none.
+const ImageBake = "bake"
+
+// DefaultBaseImage is what a bake starts from when droplet.image is bake
+// and droplet.base_image is not set.
+const DefaultBaseImage = "debian-13-x64"
+
+// MaxImageNameLen bounds a snapshot name (DigitalOcean's image names are
+// at most 255 characters).
+const MaxImageNameLen = 255
 
 // SSHKey is one entry of droplet.ssh_keys: an MD5 fingerprint already on
 // the account, or a public key file (then PublicKey holds its single
@@ -43,7 +63,10 @@ type Timeouts struct {
 	Active time.Duration // status becomes active and a public IPv4 appears
 	Assign time.Duration // a reserved IP assignment completes
 	SSH    time.Duration // sshd answers and cloud-init finishes (stack deploys)
+	// Snapshot bounds a bake's snapshot action (DigitalOcean takes minutes
+	// per GB of disk).
+	Snapshot time.Duration
 }
 
 // DefaultTimeouts apply where the spec leaves a timeout out.
-var DefaultTimeouts = Timeouts{Create: 5 * time.Minute, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute}
+var DefaultTimeouts = Timeouts{Create: 5 * time.Minute, Active: 5 * time.Minute, Assign: 2 * time.Minute, SSH: 10 * time.Minute, Snapshot: 30 * time.Minute}
