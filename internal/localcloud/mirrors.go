@@ -78,7 +78,7 @@ func (m Mirrors) RegistryHost() string {
 
 // mirrorSeeds are the host images copied into the registry as Docker Hub
 // would name them. The first is required (the droplet image's base, which
-// EnsureImage makes if missing); the others are copied if the host has
+// EnsureMirrors makes if missing); the others are copied if the host has
 // them.
 var mirrorSeeds = []string{dropletBaseImage, "axllent/mailpit:latest"}
 
@@ -126,6 +126,13 @@ func EnsureMirrors(ctx context.Context, logw io.Writer) (Mirrors, error) {
 	}
 	mirrorsMu.Lock()
 	defer mirrorsMu.Unlock()
+	if err := dockerEngineAnswers(ctx); err != nil {
+		return Mirrors{}, err
+	}
+	// The base image is the first seed, and the mirror image's base.
+	if err := ensureBaseImage(ctx, logw); err != nil {
+		return Mirrors{}, err
+	}
 	image, hash, err := ensureMirrorImage(ctx, logw)
 	if err != nil {
 		return Mirrors{}, err
@@ -145,6 +152,21 @@ func EnsureMirrors(ctx context.Context, logw io.Writer) (Mirrors, error) {
 		AptProxy:       "http://" + net.JoinHostPort(apt.ip, strconv.Itoa(aptMirrorSpec.port)),
 		RegistryMirror: "http://" + net.JoinHostPort(reg.ip, strconv.Itoa(registrySpec.port)),
 	}, nil
+}
+
+// dockerEngineAnswers says, as an error, why the Docker engine cannot be
+// used: no docker CLI, or no engine answering it.
+func dockerEngineAnswers(ctx context.Context) error {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return errors.New("cannot reach the Docker engine: the docker CLI is not on PATH (install docker.io or Docker Engine)")
+	}
+	if _, err := docker(ctx, nil, "version", "--format", "{{.Server.Version}}"); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("cannot reach the Docker engine: is dockerd running? (%v)", err)
+	}
+	return nil
 }
 
 // readRecipe reads the embedded files under dir, sorted by name.
@@ -184,9 +206,6 @@ func ensureMirrorImage(ctx context.Context, logw io.Writer) (tag, hash string, e
 	tag = mirrorImageRepo + ":" + hash
 	if ok, err := imageExists(ctx, tag); err != nil || ok {
 		return tag, hash, err
-	}
-	if err := ensureBaseImage(ctx, logw); err != nil {
-		return "", "", err
 	}
 	fmt.Fprintf(logw, "building the mirror image %s (once per recipe change)\n", tag)
 	if err := buildRecipe(ctx, files, tag, hash, logw); err != nil {
@@ -232,7 +251,8 @@ func buildRecipe(ctx context.Context, files []recipeFile, tag, hash string, logw
 // mirrorState is what ensureMirror reads of a mirror's container.
 type mirrorState struct {
 	id       string
-	status   string // created, running, exited, ...
+	status   string // created, running, restarting, exited, ...
+	restarts int    // how often its restart policy restarted it
 	recipe   string // labelRecipe
 	ip       string // on the default bridge
 	hostAddr string // 127.0.0.1:port published for the mirror's port
@@ -256,8 +276,9 @@ func inspectMirror(ctx context.Context, name string, port int) (st mirrorState, 
 // container.
 func parseMirrorInspect(data []byte, port int) (mirrorState, error) {
 	var cs []struct {
-		ID    string `json:"Id"`
-		State struct {
+		ID           string `json:"Id"`
+		RestartCount int
+		State        struct {
 			Status string
 		}
 		Config struct {
@@ -276,7 +297,7 @@ func parseMirrorInspect(data []byte, port int) (mirrorState, error) {
 		return mirrorState{}, fmt.Errorf("docker inspect: %d containers, want 1", len(cs))
 	}
 	c := cs[0]
-	st := mirrorState{id: c.ID, status: c.State.Status, recipe: c.Config.Labels[labelRecipe]}
+	st := mirrorState{id: c.ID, status: c.State.Status, restarts: c.RestartCount, recipe: c.Config.Labels[labelRecipe]}
 	st.ip = c.NetworkSettings.IPAddress
 	if n, ok := c.NetworkSettings.Networks["bridge"]; ok && n.IPAddress != "" {
 		st.ip = n.IPAddress
@@ -297,7 +318,8 @@ func parseMirrorInspect(data []byte, port int) (mirrorState, error) {
 // container is read and used.
 func ensureMirror(ctx context.Context, spec mirrorSpec, image, hash string, logw io.Writer) (mirrorState, error) {
 	const attempts = 8
-	var last error
+	last := errors.New("none")
+	restarting := false
 	for i := 0; i < attempts; i++ {
 		if err := ctx.Err(); err != nil {
 			return mirrorState{}, err
@@ -320,6 +342,18 @@ func ensureMirror(ctx context.Context, spec mirrorSpec, image, hash string, logw
 			fmt.Fprintf(logw, "replacing %s (recipe %s, now %s)\n", spec.name, st.recipe, hash)
 			if _, err := docker(ctx, nil, "rm", "-f", st.id); err != nil && !isNoSuch(err) && !isRemovalInProgress(err) {
 				return mirrorState{}, fmt.Errorf("replacing mirror %s: %w", spec.name, err)
+			}
+		case st.status == "restarting":
+			// It exited and its restart policy brings it back: once may
+			// be chance, twice in a row is a crash loop.
+			if restarting {
+				return mirrorState{}, fmt.Errorf("mirror %s keeps exiting (restarted %d times)%s", spec.name, st.restarts, mirrorLogs(spec.name))
+			}
+			restarting = true
+			select {
+			case <-ctx.Done():
+				return mirrorState{}, ctx.Err()
+			case <-time.After(2 * time.Second):
 			}
 		case st.status != "running":
 			fmt.Fprintf(logw, "starting %s (was %s)\n", spec.name, st.status)
@@ -375,9 +409,9 @@ func waitMirror(ctx context.Context, spec mirrorSpec, st mirrorState) error {
 		if err == nil {
 			last = fmt.Errorf("GET %s: status %d", url, code)
 		}
-		if n%10 == 9 { // now and then: has it died?
-			if cur, ok, err := inspectMirror(ctx, spec.name, spec.port); err == nil && (!ok || cur.id != st.id || cur.status != "running") {
-				return fmt.Errorf("mirror %s stopped while starting (%v)%s", spec.name, last, mirrorLogs(spec.name))
+		if n%4 == 3 { // now and then: has it died?
+			if cur, ok, err := inspectMirror(ctx, spec.name, spec.port); err == nil && (!ok || cur.id != st.id || cur.status != "running" || cur.restarts != st.restarts) {
+				return fmt.Errorf("mirror %s stopped or restarted while starting (%v)%s", spec.name, last, mirrorLogs(spec.name))
 			}
 		}
 		select {

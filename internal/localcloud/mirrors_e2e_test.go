@@ -318,3 +318,31 @@ func TestMirrorRaceE2E(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorFailsE2E: a mirror that cannot start fails EnsureMirrors'
+// wait soon, with its name and its log's tail.
+func TestMirrorFailsE2E(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	image, _, err := ensureMirrorImage(ctx, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := registrySpec
+	spec.name, spec.kind, spec.volume = "fleet-e2e-mirror-fail", "e2e", "fleet-e2e-mirror-fail"
+	spec.cmd = []string{"sh", "-c", "echo fleet-e2e-boom >&2; exit 3"}
+	t.Cleanup(func() {
+		docker(context.Background(), nil, "rm", "-f", spec.name)
+		docker(context.Background(), nil, "volume", "rm", spec.volume)
+	})
+	start := time.Now()
+	_, err = ensureMirror(ctx, spec, image, "fail", testWriter{t})
+	took := time.Since(start)
+	t.Logf("failed after %v: %v", took.Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), spec.name) || !strings.Contains(err.Error(), "fleet-e2e-boom") {
+		t.Fatalf("err = %v, want one naming %s with its log", err, spec.name)
+	}
+	if took > 30*time.Second {
+		t.Errorf("took %v to fail, want < 30s", took)
+	}
+}

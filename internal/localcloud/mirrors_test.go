@@ -59,7 +59,7 @@ func TestMirrorSeedsParse(t *testing.T) {
 }
 
 func TestParseMirrorInspect(t *testing.T) {
-	const full = `[{"Id":"abc","State":{"Status":"running"},"Config":{"Labels":{"fleet.recipe":"h1","fleet.mirror":"apt"}},
+	const full = `[{"Id":"abc","RestartCount":2,"State":{"Status":"running"},"Config":{"Labels":{"fleet.recipe":"h1","fleet.mirror":"apt"}},
 		"NetworkSettings":{"IPAddress":"172.17.0.9","Networks":{"bridge":{"IPAddress":"172.17.0.2"}},
 		"Ports":{"3142/tcp":[{"HostIp":"127.0.0.1","HostPort":"49153"}],"5000/tcp":null}}}]`
 	tests := []struct {
@@ -69,9 +69,9 @@ func TestParseMirrorInspect(t *testing.T) {
 		err        string
 	}{
 		{name: "full", data: full, port: 3142,
-			want: mirrorState{id: "abc", status: "running", recipe: "h1", ip: "172.17.0.2", hostAddr: "127.0.0.1:49153"}},
+			want: mirrorState{id: "abc", status: "running", restarts: 2, recipe: "h1", ip: "172.17.0.2", hostAddr: "127.0.0.1:49153"}},
 		{name: "other port unpublished", data: full, port: 5000,
-			want: mirrorState{id: "abc", status: "running", recipe: "h1", ip: "172.17.0.2"}},
+			want: mirrorState{id: "abc", status: "running", restarts: 2, recipe: "h1", ip: "172.17.0.2"}},
 		{name: "stopped: no address", port: 5000,
 			data: `[{"Id":"d","State":{"Status":"exited"},"Config":{"Labels":null},"NetworkSettings":{"IPAddress":"","Networks":{"bridge":{"IPAddress":""}},"Ports":{}}}]`,
 			want: mirrorState{id: "d", status: "exited"}},
