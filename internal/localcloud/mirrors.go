@@ -321,8 +321,14 @@ func ensureMirror(ctx context.Context, spec mirrorSpec, image, hash string, logw
 	last := errors.New("none")
 	restarting := false
 	for i := 0; i < attempts; i++ {
-		if err := ctx.Err(); err != nil {
-			return mirrorState{}, err
+		if i > 0 {
+			// A rival's container may be half made: its name is taken
+			// before inspect finds it.
+			select {
+			case <-ctx.Done():
+				return mirrorState{}, ctx.Err()
+			case <-time.After(time.Duration(min(1<<i, 20)) * 50 * time.Millisecond):
+			}
 		}
 		st, ok, err := inspectMirror(ctx, spec.name, spec.port)
 		if err != nil {
