@@ -208,9 +208,11 @@ func ensureMirrorImage(ctx context.Context, logw io.Writer) (tag, hash string, e
 		return tag, hash, err
 	}
 	fmt.Fprintf(logw, "building the mirror image %s (once per recipe change)\n", tag)
+	start := time.Now()
 	if err := buildRecipe(ctx, files, tag, hash, logw); err != nil {
 		return "", "", fmt.Errorf("building the mirror image %s: %w", tag, err)
 	}
+	fmt.Fprintf(logw, "built %s in %v\n", tag, time.Since(start).Round(100*time.Millisecond))
 	return tag, hash, nil
 }
 
@@ -579,9 +581,11 @@ func seedRegistry(ctx context.Context, addr string, seeds []string, logw io.Writ
 			continue
 		}
 		fmt.Fprintf(logw, "seeding %s with %s as %s:%s\n", RegistryContainer, seed, r.repo, r.tag)
+		start := time.Now()
 		if err := pushSeed(ctx, addr, seed, r); err != nil {
 			return fmt.Errorf("seeding the registry with %s: %w", seed, err)
 		}
+		fmt.Fprintf(logw, "seeded %s in %v\n", seed, time.Since(start).Round(100*time.Millisecond))
 	}
 	return nil
 }
