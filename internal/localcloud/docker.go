@@ -60,6 +60,11 @@ type DockerBackend struct {
 	// from Docker Hub; a local one may have no way to, so the local cloud
 	// hands it the ones the host has.
 	Preload []string
+	// AptProxy and RegistryMirror are the local cloud's package and image
+	// mirrors (EnsureMirrors), "" for none: apt's http proxy and the
+	// droplet dockerd's registry mirror.
+	AptProxy       string
+	RegistryMirror string
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
@@ -79,6 +84,9 @@ type DockerOptions struct {
 	BootTimeout time.Duration // default 3 minutes
 	Router      Router
 	Preload     []string // host images to copy into each droplet's engine (those the host lacks are skipped)
+	// The mirrors droplets use (EnsureMirrors' Mirrors), "" for none.
+	AptProxy       string // e.g. "http://172.17.0.2:3142"
+	RegistryMirror string // e.g. "http://172.17.0.3:5000"
 }
 
 // The labels of a droplet container.
@@ -111,6 +119,7 @@ func NewDockerBackend(ctx context.Context, opts DockerOptions) (*DockerBackend, 
 	b := &DockerBackend{
 		Instance: opts.Instance, Image: opts.Image, Log: opts.Log,
 		BootTimeout: opts.BootTimeout, Router: opts.Router, Preload: opts.Preload,
+		AptProxy: opts.AptProxy, RegistryMirror: opts.RegistryMirror,
 	}
 	if b.Instance == "" {
 		b.Instance = "default"
