@@ -179,7 +179,7 @@ provider: local
 droplet:
   region: nyc3
   size: s-1vcpu-1gb
-  image: debian-13-x64
+  image: bake
   ssh_keys: [keys/deploy.pub]
   cloud_init: cloud-init/droplet.yaml
 reserved_ip: %s

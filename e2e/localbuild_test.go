@@ -23,7 +23,7 @@ func localBuildRepo(t testing.TB) string {
 		t.Fatalf("cp stacks: %v\n%s", err, out)
 	}
 	spec, _ := os.ReadFile(filepath.Join(dir, "droplets.yaml"))
-	s := strings.Replace(string(spec), "provider: digitalocean", "provider: local", 1)
+	s := localSpec(string(spec))
 	s += "\nstack:\n  dir: stacks/hello\n  build: local\n  secrets: {file: .env.secrets}\n  health: {host: hello.test, paths: [/healthz, /], timeout: 3m}\n"
 	os.WriteFile(filepath.Join(dir, "droplets.yaml"), []byte(s), 0o644)
 	os.WriteFile(filepath.Join(dir, ".gitignore"), []byte(".env.secrets\nkeys/deploy\n"), 0o644)

@@ -26,7 +26,7 @@ func TestLocalCloud(t *testing.T) {
 	home := t.TempDir()
 	dir := project(t)
 	spec, _ := os.ReadFile(filepath.Join(dir, "droplets.yaml"))
-	os.WriteFile(filepath.Join(dir, "droplets.yaml"), []byte(strings.Replace(string(spec), "provider: digitalocean", "provider: local", 1)), 0o644)
+	os.WriteFile(filepath.Join(dir, "droplets.yaml"), []byte(localSpec(string(spec))), 0o644)
 	r := &runner{t: t, bin: bin, dir: dir, env: []string{"FLEET_HOME=" + home, "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
 
 	r.ok("local", "start", "--listen", "127.0.0.1:18510")

@@ -18,6 +18,15 @@ import (
 	"time"
 )
 
+// localSpec points the repository's droplets.yaml at the local cloud, with
+// droplets made from the project's bake (`fleet image bake`, made by the
+// first up that needs it and shared by every local cloud on the engine), as
+// the tests need them fast.
+func localSpec(spec string) string {
+	s := strings.Replace(spec, "provider: digitalocean", "provider: local", 1)
+	return strings.Replace(s, "image: debian-13-x64", "image: bake", 1)
+}
+
 // gitRepo makes a throwaway repository holding stacks/hello and a spec
 // for the local cloud, with the secrets file ignored by git.
 func gitRepo(t testing.TB) string {
@@ -28,7 +37,7 @@ func gitRepo(t testing.TB) string {
 		t.Fatalf("cp stacks: %v\n%s", err, out)
 	}
 	spec, _ := os.ReadFile(filepath.Join(dir, "droplets.yaml"))
-	s := strings.Replace(string(spec), "provider: digitalocean", "provider: local", 1)
+	s := localSpec(string(spec))
 	s += "\nstack:\n  dir: stacks/hello\n  secrets: {file: .env.secrets}\n  health: {host: hello.test, paths: [/healthz, /], timeout: 3m}\n"
 	os.WriteFile(filepath.Join(dir, "droplets.yaml"), []byte(s), 0o644)
 	os.WriteFile(filepath.Join(dir, ".gitignore"), []byte(".env.secrets\nkeys/deploy\n"), 0o644)
