@@ -119,6 +119,8 @@ type LocalServeOptions struct {
 	BootDelay   time.Duration
 	ActionDelay time.Duration
 	RateLimit   int
+	BurstLimit  int
+	Drain       time.Duration
 	Faults      string
 	State       string
 	Verbose     bool
@@ -153,6 +155,9 @@ or POST /_fleet/faults):
 			if opts.Faults == "" {
 				opts.Faults = f.Getenv("FLEET_FAULTS")
 			}
+			if opts.RateLimit < 0 || opts.BurstLimit < 0 {
+				return &UsageError{Msg: "--rate-limit and --burst-limit must not be negative"}
+			}
 			switch opts.Backend {
 			case "memory", "docker":
 			default:
@@ -171,6 +176,7 @@ or POST /_fleet/faults):
 	fl.DurationVar(&opts.BootDelay, "boot-delay", time.Second, "memory backend: time a droplet stays new")
 	fl.DurationVar(&opts.ActionDelay, "action-delay", 300*time.Millisecond, "time a reserved IP action stays in progress")
 	fl.IntVar(&opts.RateLimit, "rate-limit", 0, "requests per hour before 429 (0: DigitalOcean's 5000)")
+	fl.IntVar(&opts.BurstLimit, "burst-limit", 0, "requests per minute before a 429 with Retry-After (0: DigitalOcean's 250)")
 	fl.StringVar(&opts.Faults, "faults", "", "faults to inject (env FLEET_FAULTS)")
 	fl.StringVar(&opts.State, "state", "", "file that keeps the state across restarts (default: memory only)")
 	fl.BoolVarP(&opts.Verbose, "verbose", "v", false, "log every request to stderr")
@@ -184,7 +190,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	lo := localcloud.Options{
 		Token: opts.Token, BootDelay: opts.BootDelay, ActionDelay: opts.ActionDelay,
-		RateLimit: opts.RateLimit, Faults: faults, StatePath: opts.State,
+		RateLimit: opts.RateLimit, BurstLimit: opts.BurstLimit, Faults: faults, StatePath: opts.State,
 	}
 	if opts.Verbose {
 		lo.Logf = func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }

@@ -61,7 +61,8 @@ type scriptAPI struct {
 
 // cmdLocalAPI drives the in-process API server:
 //
-//	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-faults SPEC]
+//	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-rate-window D]
+//	               [-burst-limit N] [-burst-window D] [-faults SPEC]
 //	localapi fault SPEC        add faults
 //	localapi clear-faults      remove them all
 //	localapi droplets N        the server holds exactly N droplets (any project)
@@ -176,6 +177,8 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	action := fs.Duration("action-delay", 100*time.Millisecond, "")
 	rate := fs.Int("rate-limit", 0, "")
 	window := fs.Duration("rate-window", time.Hour, "")
+	burst := fs.Int("burst-limit", 0, "")
+	burstWindow := fs.Duration("burst-window", time.Minute, "")
 	faultSpec := fs.String("faults", "", "")
 	ts.Check(fs.Parse(args))
 	faults, err := localcloud.ParseFaults(*faultSpec)
@@ -185,7 +188,7 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	token := "test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	srv, err := localcloud.NewServer(localcloud.Options{
 		Token: token, BootDelay: *boot, ActionDelay: *action,
-		RateLimit: *rate, RateWindow: *window, Faults: faults,
+		RateLimit: *rate, RateWindow: *window, BurstLimit: *burst, BurstWindow: *burstWindow, Faults: faults,
 	})
 	ts.Check(err)
 	hs := httptest.NewServer(v.Middleware(srv.Handler()))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -709,9 +710,14 @@ func TestAssignToBootingDroplet(t *testing.T) {
 	}
 }
 
+// The hourly limit is DigitalOcean's: every answer carries the
+// ratelimit-* headers; once the budget is spent the 429 has no
+// Retry-After, remaining is 0 and reset is when the oldest request
+// expires (each request counts for one window after it was made).
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{RateLimit: 3})
+	first := time.Now()
 	for i := range 3 {
 		_, resp, err := e.do.Account.Get(e.ctx)
 		if err != nil {
@@ -723,15 +729,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	_, _, err := e.do.Account.Get(e.ctx)
 	er := apiError(t, err)
-	if er.Response.StatusCode != 429 {
-		t.Fatalf("want 429, got %v", err)
+	if er.Response.StatusCode != 429 || er.Message != "API Rate limit exceeded." {
+		t.Fatalf("want DigitalOcean's 429, got %v", err)
 	}
-	ra := er.Response.Header.Get("Retry-After")
-	if ra == "" || ra == "0" {
-		t.Errorf("Retry-After %q", ra)
+	h := er.Response.Header
+	if ra := h.Get("Retry-After"); ra != "" {
+		t.Errorf("hourly 429 with Retry-After %q: DigitalOcean sends it only on a burst 429", ra)
 	}
-	if er.Response.Header.Get("ratelimit-remaining") != "0" {
-		t.Errorf("remaining %q", er.Response.Header.Get("ratelimit-remaining"))
+	if h.Get("ratelimit-remaining") != "0" || h.Get("ratelimit-limit") != "3" {
+		t.Errorf("limit %q remaining %q, want 3 and 0", h.Get("ratelimit-limit"), h.Get("ratelimit-remaining"))
+	}
+	reset, _ := strconv.ParseInt(h.Get("ratelimit-reset"), 10, 64)
+	if want := first.Add(time.Hour); time.Unix(reset, 0).Before(want.Truncate(time.Second)) || time.Unix(reset, 0).After(want.Add(3*time.Second)) {
+		t.Errorf("ratelimit-reset %s, want when the first request expires (%s)", time.Unix(reset, 0).UTC(), want.UTC())
 	}
 	// Another token has its own budget... but this server knows one token;
 	// the unauthenticated request is not counted and still gets headers.
@@ -741,18 +751,69 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestRateWindow(t *testing.T) {
+// Each request has its own timer: the budget comes back one request at a
+// time, not all at once at the end of a fixed window.
+func TestRateWindowSlides(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{RateLimit: 1, RateWindow: 100 * time.Millisecond})
-	if _, _, err := e.do.Account.Get(e.ctx); err != nil {
-		t.Fatal(err)
+	const window = 600 * time.Millisecond
+	e := newEnv(t, Options{RateLimit: 2, RateWindow: window})
+	get := func() int {
+		_, resp, err := e.do.Account.Get(e.ctx)
+		if err != nil {
+			return apiError(t, err).Response.StatusCode
+		}
+		return resp.StatusCode
 	}
-	if _, _, err := e.do.Account.Get(e.ctx); apiError(t, err).Response.StatusCode != 429 {
-		t.Fatalf("want 429: %v", err)
+	t0 := time.Now()
+	if c := get(); c != 200 {
+		t.Fatalf("first: %d", c)
 	}
-	time.Sleep(120 * time.Millisecond)
+	time.Sleep(window / 2)
+	if c := get(); c != 200 {
+		t.Fatalf("second: %d", c)
+	}
+	if c := get(); c != 429 {
+		t.Fatalf("third, within the window: %d, want 429", c)
+	}
+	time.Sleep(time.Until(t0.Add(window + 50*time.Millisecond)))
+	if c := get(); c != 200 {
+		t.Fatalf("once the first request expired: %d, want 200", c)
+	}
+	if c := get(); c != 429 {
+		t.Fatalf("the second request still counts: %d, want 429", c)
+	}
+}
+
+// The burst limit (250 a minute on DigitalOcean) answers 429 with
+// Retry-After: the seconds until a request of the burst window expires.
+func TestBurstLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{BurstLimit: 3, BurstWindow: 1500 * time.Millisecond})
+	for i := range 3 {
+		_, resp, err := e.do.Account.Get(e.ctx)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if resp.Rate.Limit != 5000 || resp.Rate.Remaining != 4999-i {
+			t.Errorf("request %d: rate %+v, want the hourly budget", i, resp.Rate)
+		}
+	}
+	start := time.Now()
+	_, _, err := e.do.Account.Get(e.ctx)
+	er := apiError(t, err)
+	if er.Response.StatusCode != 429 || er.Message != "API Rate limit exceeded." {
+		t.Fatalf("want 429, got %v", err)
+	}
+	h := er.Response.Header
+	if ra := h.Get("Retry-After"); ra != "1" && ra != "2" {
+		t.Errorf("Retry-After %q, want the seconds left of the burst window (1 or 2)", ra)
+	}
+	if h.Get("ratelimit-remaining") != "0" || h.Get("ratelimit-limit") != "5000" {
+		t.Errorf("limit %q remaining %q, want 5000 and 0 (as DigitalOcean's sample)", h.Get("ratelimit-limit"), h.Get("ratelimit-remaining"))
+	}
+	time.Sleep(time.Until(start.Add(1600 * time.Millisecond)))
 	if _, _, err := e.do.Account.Get(e.ctx); err != nil {
-		t.Errorf("after the window: %v", err)
+		t.Errorf("after the burst window: %v", err)
 	}
 }
 
