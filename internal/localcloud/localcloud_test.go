@@ -686,6 +686,90 @@ func TestReservedIP(t *testing.T) {
 	}
 }
 
+// A reserved IP belongs to a region: DigitalOcean assigns it only to a
+// droplet of that region (422 otherwise, nothing changes), and one created
+// onto a droplet takes the droplet's region.
+func TestReservedIPRegion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	req := createReq("fra-1")
+	req.Region = "fra1"
+	d, _, err := e.do.Droplets.Create(e.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = e.waitActive(d.ID)
+	rip, _, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{Region: "nyc3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.do.ReservedIPActions.Assign(e.ctx, rip.IP, d.ID)
+	er := apiError(t, err)
+	if er.Response.StatusCode != 422 || !strings.Contains(er.Message, "region") || !strings.Contains(er.Message, "nyc3") || !strings.Contains(er.Message, "fra1") {
+		t.Errorf("cross-region assign: %d %q, want a 422 naming both regions", er.Response.StatusCode, er.Message)
+	}
+	if got, _, _ := e.do.ReservedIPs.Get(e.ctx, rip.IP); got.Droplet != nil || got.Locked || e.droplet(d.ID).Locked {
+		t.Errorf("a refused assign changed something: %+v", got)
+	}
+	if acts, _, _ := e.do.ReservedIPActions.List(e.ctx, rip.IP, nil); len(acts) != 1 {
+		t.Errorf("%d actions on the IP, want only reserve_ip", len(acts))
+	}
+
+	made, resp, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{DropletID: d.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made.Region == nil || made.Region.Slug != "fra1" {
+		t.Errorf("created onto a fra1 droplet: region %+v", made.Region)
+	}
+	e.waitAction(resp.Links.Actions[0].ID)
+	if got, _, _ := e.do.ReservedIPs.Get(e.ctx, made.IP); got.Droplet == nil || got.Droplet.ID != d.ID || got.Region.Slug != "fra1" {
+		t.Errorf("after the create's assign: %+v", got)
+	}
+}
+
+// A droplet lists its reserved IP among its public v4 networks, as
+// DigitalOcean does; the order is not documented, and here it depends on
+// the droplet ID's parity (even: the reserved IP first), so a client that
+// takes "the first public address" is wrong for half the droplets.
+func TestReservedIPInNetworks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	d1, _ := e.create("one")
+	d2, _ := e.create("two")
+	for _, d := range []*godo.Droplet{d1, d2} {
+		d = e.waitActive(d.ID)
+		own, _ := d.PublicIPv4()
+		rip, resp, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{DropletID: d.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.waitAction(resp.Links.Actions[0].ID)
+		got := e.droplet(d.ID)
+		var public []string
+		for _, n := range got.Networks.V4 {
+			if n.Type == "public" {
+				public = append(public, n.IPAddress)
+				if n.Netmask == "" || n.Gateway == "" {
+					t.Errorf("droplet %d: network %+v without netmask or gateway", d.ID, n)
+				}
+			}
+		}
+		want := []string{own, rip.IP}
+		if d.ID%2 == 0 {
+			want = []string{rip.IP, own}
+		}
+		if strings.Join(public, " ") != strings.Join(want, " ") {
+			t.Errorf("droplet %d: public v4 %v, want %v", d.ID, public, want)
+		}
+		// The same droplet inside the reserved IP's answer lists it too.
+		r, _, _ := e.do.ReservedIPs.Get(e.ctx, rip.IP)
+		if r.Droplet == nil || len(r.Droplet.Networks.V4) != 3 {
+			t.Errorf("reserved IP %s: droplet %+v, want its three v4 networks", rip.IP, r.Droplet)
+		}
+	}
+}
+
 func TestAssignToBootingDroplet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{BootDelay: time.Hour})

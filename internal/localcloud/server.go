@@ -20,7 +20,12 @@
 // headers and slow clients.
 //
 // Droplets are "new" until Backend.Boot returns, then "active", and only
-// then list their public address in networks.v4 (and a private one).
+// then list their public address in networks.v4 (and a private one). An
+// assigned reserved IP is listed there too, as a public network, first for
+// droplets with an even ID and after the droplet's own address otherwise:
+// DigitalOcean documents no order. A reserved IP belongs to a region and
+// is assigned only to droplets of that region (422 otherwise); one
+// created onto a droplet takes the droplet's region.
 // Reserved IP assign/unassign actions are asynchronous: they stay
 // "in-progress" for Options.ActionDelay and take effect when they complete
 // (Backend.Route is called then). A droplet is "locked" while an action on
