@@ -272,3 +272,53 @@ func TestMissingFingerprintIsExplained(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A droplet lists its reserved IP among its public networks, first or not
+// (the local cloud: first for even IDs); fleet always reads the droplet's
+// own address, through every call that returns a droplet, and lists the
+// account's reserved IPs at most once per call to tell them apart.
+func TestPublicIPv4IsTheDropletsOwn(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	if a.ID%2 == b.ID%2 {
+		t.Fatalf("droplets %d and %d: want one even and one odd ID, for both orders", a.ID, b.ID)
+	}
+	own := map[int]string{a.ID: a.PublicIPv4, b.ID: b.PublicIPv4}
+	for _, d := range []*Droplet{a, b} {
+		if _, err := e.c.CreateReservedIP(ctx, d.ID, quick, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fresh := range []bool{false, true} {
+		c := e.c
+		if fresh { // knows no reserved IP yet
+			var err error
+			if c, err = New(c.cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		listsBefore := e.srv.Stats().Count("GET", "/v2/reserved_ips")
+		all, err := c.ListByTag(ctx, "fleet:test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := e.srv.Stats().Count("GET", "/v2/reserved_ips") - listsBefore; n > 1 || (!fresh && n != 0) {
+			t.Errorf("fresh=%v: the listing listed reserved IPs %d times", fresh, n)
+		}
+		for _, d := range all {
+			if d.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: ListByTag gives %s for droplet %d, want its own %s", fresh, d.PublicIPv4, d.ID, own[d.ID])
+			}
+			got, err := c.GetDroplet(ctx, d.ID)
+			if err != nil || got.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: GetDroplet gives %+v, %v; want %s", fresh, got, err, own[d.ID])
+			}
+			ready, err := c.WaitReady(ctx, &d, 0, quick)
+			if err != nil || ready.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: WaitReady gives %+v, %v; want %s", fresh, ready, err, own[d.ID])
+			}
+		}
+	}
+}
