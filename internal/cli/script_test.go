@@ -65,6 +65,7 @@ type scriptAPI struct {
 //	               [-burst-limit N] [-burst-window D] [-faults SPEC]
 //	localapi fault SPEC        add faults
 //	localapi clear-faults      remove them all
+//	localapi reserve REGION    reserve an IP in REGION (printed on stdout)
 //	localapi droplets N        the server holds exactly N droplets (any project)
 //	localapi reserved-ips N    the server holds exactly N reserved IPs
 //	localapi answered STATUS N[+] METHOD|* PATH
@@ -104,6 +105,26 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "clear-faults":
 		api.srv.ClearFaults()
+	case "reserve":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi reserve REGION")
+		}
+		req, _ := http.NewRequest("POST", api.http.URL+"/v2/reserved_ips", strings.NewReader(`{"region":"`+args[1]+`"}`))
+		req.Header.Set("Authorization", "Bearer "+api.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		var body struct {
+			ReservedIP struct {
+				IP string `json:"ip"`
+			} `json:"reserved_ip"`
+		}
+		ts.Check(json.NewDecoder(resp.Body).Decode(&body))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			ts.Fatalf("POST /v2/reserved_ips: %s", resp.Status)
+		}
+		fmt.Fprintln(ts.Stdout(), body.ReservedIP.IP)
 	case "reserved-ips":
 		want, err := strconv.Atoi(args[1])
 		ts.Check(err)

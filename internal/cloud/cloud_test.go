@@ -322,3 +322,36 @@ func TestPublicIPv4IsTheDropletsOwn(t *testing.T) {
 		}
 	}
 }
+
+// An assign across regions is DigitalOcean's 422 (not a "pending event"):
+// Assign fails at once with the API's message, the IP unmoved.
+func TestAssignAcrossRegionsFailsAtOnce(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	d, action, err := e.c.CreateDroplet(ctx, CreateRequest{Name: "web-ams", Region: "ams3", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err = e.c.WaitReady(ctx, d, action, quick); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = e.c.Assign(ctx, ip.IP, d.ID, quick)
+	if !IsStatus(err, 422) || isPendingEvent(err) || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("got %v, want the API's 422 on regions", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the refused assign took %v: retried as a pending event?", took)
+	}
+	if got, _ := e.c.ReservedIP(ctx, ip.IP); got.DropletID != a.ID || got.Region != "nyc3" {
+		t.Errorf("after the refused assign: %+v", got)
+	}
+	if n := e.srv.Stats().Count("POST", "/v2/reserved_ips/"); n != 1 {
+		t.Errorf("%d assign requests, want 1", n)
+	}
+}
