@@ -92,7 +92,10 @@ func newBlogEnv(t testing.TB, port int, extraTags ...string) *blogEnv {
 		gitIn(t, e.dir, "tag", tag)
 	}
 
-	e.r = &runner{t: t, bin: fleetBin(t), dir: e.dir, env: []string{"FLEET_HOME=" + e.home, "FLEET_API_URL=", "DIGITALOCEAN_TOKEN="}}
+	// FLEET_LOCAL_DRAIN: the cutover load keeps connections open across
+	// the promote (stragglers); the local cloud cuts them at the move by
+	// default, as DigitalOcean does, so they get the old drain of 30 s.
+	e.r = &runner{t: t, bin: fleetBin(t), dir: e.dir, env: []string{"FLEET_HOME=" + e.home, "FLEET_API_URL=", "DIGITALOCEAN_TOKEN=", "FLEET_LOCAL_DRAIN=30s"}}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	e.writeSpec("auto", nil) // local start reads the spec's provider
 	e.r.ok("local", "start", "--listen", listen)

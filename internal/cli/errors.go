@@ -34,7 +34,8 @@ const exitCodesHelp = `Exit codes:
   5    refused in this state (or --yes is needed; a rollback that would
        lose writes made since the promote; another fleet holds the
        project's lock: up, promote, rollback, prune, destroy, backup and
-       restore take it, --lock-wait waits for it)
+       restore take it, --lock-wait waits for it; the reserved IP is
+       in another region than the droplet it would move to)
   6    a wait timed out
   7    the API answered an error (or its rate limit asks for a longer
        wait than fleet makes: at most 30s)
@@ -73,6 +74,7 @@ func exitCode(err error) int {
 		wr  *deploy.WritesAtRiskError
 		he  *lock.HeldError
 		le  *lock.LostError
+		rg  *deploy.RegionError
 	)
 	switch {
 	case err == nil:
@@ -85,7 +87,7 @@ func exitCode(err error) int {
 		return ExitSpec
 	case errors.As(err, &ce), errors.As(err, &dce):
 		return ExitConfig
-	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le):
+	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg):
 		return ExitRefused
 	case errors.As(err, &de), errors.As(err, &be):
 		return ExitDeploy

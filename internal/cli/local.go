@@ -119,6 +119,8 @@ type LocalServeOptions struct {
 	BootDelay   time.Duration
 	ActionDelay time.Duration
 	RateLimit   int
+	BurstLimit  int
+	Drain       time.Duration
 	Faults      string
 	State       string
 	Verbose     bool
@@ -136,7 +138,9 @@ interrupted. Point fleet at it with FLEET_API_URL and DIGITALOCEAN_TOKEN.
 The docker backend (the default) runs each droplet as a Debian 13 container
 with real cloud-init, OpenSSH and its own Docker engine, on a loopback
 address 127.0.0.N; reserved IPs (127.0.0.200 up) forward ports 80 and 443
-to the droplet they are assigned to. The memory backend keeps droplets in
+to the droplet they are assigned to; when one moves, connections open on
+the old droplet are cut, as on DigitalOcean (--drain keeps them open for a
+while instead). The memory backend keeps droplets in
 memory: they boot after --boot-delay and run nothing. Faults can be injected for tests (--faults or FLEET_FAULTS,
 or POST /_fleet/faults):
 ` + localcloud.FaultSyntax,
@@ -152,6 +156,21 @@ or POST /_fleet/faults):
 			}
 			if opts.Faults == "" {
 				opts.Faults = f.Getenv("FLEET_FAULTS")
+			}
+			if opts.RateLimit < 0 || opts.BurstLimit < 0 {
+				return &UsageError{Msg: "--rate-limit and --burst-limit must not be negative"}
+			}
+			if !cmd.Flags().Changed("drain") {
+				if v := f.Getenv("FLEET_LOCAL_DRAIN"); v != "" {
+					d, err := time.ParseDuration(v)
+					if err != nil {
+						return &UsageError{Msg: fmt.Sprintf("FLEET_LOCAL_DRAIN=%q: not a duration (e.g. 30s)", v)}
+					}
+					opts.Drain = d
+				}
+			}
+			if opts.Drain < 0 || opts.Drain > time.Hour {
+				return &UsageError{Msg: fmt.Sprintf("--drain %s: must be between 0 (cut) and 1h", opts.Drain)}
 			}
 			switch opts.Backend {
 			case "memory", "docker":
@@ -171,6 +190,8 @@ or POST /_fleet/faults):
 	fl.DurationVar(&opts.BootDelay, "boot-delay", time.Second, "memory backend: time a droplet stays new")
 	fl.DurationVar(&opts.ActionDelay, "action-delay", 300*time.Millisecond, "time a reserved IP action stays in progress")
 	fl.IntVar(&opts.RateLimit, "rate-limit", 0, "requests per hour before 429 (0: DigitalOcean's 5000)")
+	fl.IntVar(&opts.BurstLimit, "burst-limit", 0, "requests per minute before a 429 with Retry-After (0: DigitalOcean's 250)")
+	fl.DurationVar(&opts.Drain, "drain", 0, "docker backend: how long connections open on a reserved IP stay on the old droplet after it moves (0: cut at once, as DigitalOcean does; env FLEET_LOCAL_DRAIN)")
 	fl.StringVar(&opts.Faults, "faults", "", "faults to inject (env FLEET_FAULTS)")
 	fl.StringVar(&opts.State, "state", "", "file that keeps the state across restarts (default: memory only)")
 	fl.BoolVarP(&opts.Verbose, "verbose", "v", false, "log every request to stderr")
@@ -184,7 +205,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	lo := localcloud.Options{
 		Token: opts.Token, BootDelay: opts.BootDelay, ActionDelay: opts.ActionDelay,
-		RateLimit: opts.RateLimit, Faults: faults, StatePath: opts.State,
+		RateLimit: opts.RateLimit, BurstLimit: opts.BurstLimit, Faults: faults, StatePath: opts.State,
 	}
 	if opts.Verbose {
 		lo.Logf = func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }
@@ -192,8 +213,9 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	logf := func(format string, args ...any) { fmt.Fprintf(opts.IO.ErrOut, format+"\n", args...) }
 	if opts.Backend == "docker" {
 		// The reserved IPs answer on 80 and 443 through the forwarder;
-		// open connections get 30 s to finish after a switch.
-		fwd := localcloud.NewForwarder([]int{80, 443}, 30*time.Second)
+		// a switch cuts open connections, as on DigitalOcean, unless
+		// --drain gives them time (tests of stragglers).
+		fwd := localcloud.NewForwarder([]int{80, 443}, opts.Drain)
 		fwd.Logf = logf
 		defer fwd.Close()
 		// One instance label per state file, so two local clouds (or a

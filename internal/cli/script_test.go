@@ -65,9 +65,11 @@ type scriptAPI struct {
 
 // cmdLocalAPI drives the in-process API server:
 //
-//	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-faults SPEC]
+//	localapi start [-boot-delay D] [-action-delay D] [-rate-limit N] [-rate-window D]
+//	               [-burst-limit N] [-burst-window D] [-faults SPEC]
 //	localapi fault SPEC        add faults
 //	localapi clear-faults      remove them all
+//	localapi reserve REGION    reserve an IP in REGION (printed on stdout)
 //	localapi droplets N        the server holds exactly N droplets (any project)
 //	localapi reserved-ips N    the server holds exactly N reserved IPs
 //	localapi answered STATUS N[+] METHOD|* PATH
@@ -110,6 +112,26 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "clear-faults":
 		api.srv.ClearFaults()
+	case "reserve":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi reserve REGION")
+		}
+		req, _ := http.NewRequest("POST", api.http.URL+"/v2/reserved_ips", strings.NewReader(`{"region":"`+args[1]+`"}`))
+		req.Header.Set("Authorization", "Bearer "+api.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		var body struct {
+			ReservedIP struct {
+				IP string `json:"ip"`
+			} `json:"reserved_ip"`
+		}
+		ts.Check(json.NewDecoder(resp.Body).Decode(&body))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			ts.Fatalf("POST /v2/reserved_ips: %s", resp.Status)
+		}
+		fmt.Fprintln(ts.Stdout(), body.ReservedIP.IP)
 	case "reserved-ips":
 		want, err := strconv.Atoi(args[1])
 		ts.Check(err)
@@ -194,6 +216,8 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	action := fs.Duration("action-delay", 100*time.Millisecond, "")
 	rate := fs.Int("rate-limit", 0, "")
 	window := fs.Duration("rate-window", time.Hour, "")
+	burst := fs.Int("burst-limit", 0, "")
+	burstWindow := fs.Duration("burst-window", time.Minute, "")
 	faultSpec := fs.String("faults", "", "")
 	ts.Check(fs.Parse(args))
 	faults, err := localcloud.ParseFaults(*faultSpec)
@@ -203,7 +227,7 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	token := "test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	srv, err := localcloud.NewServer(localcloud.Options{
 		Token: token, BootDelay: *boot, ActionDelay: *action,
-		RateLimit: *rate, RateWindow: *window, Faults: faults,
+		RateLimit: *rate, RateWindow: *window, BurstLimit: *burst, BurstWindow: *burstWindow, Faults: faults,
 	})
 	ts.Check(err)
 	hs := httptest.NewServer(v.Middleware(srv.Handler()))

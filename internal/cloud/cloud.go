@@ -125,6 +125,9 @@ type Client struct {
 	// reserved IP create), whose retries are ours: look up, then resend.
 	once *godo.Client
 	cfg  Config
+	// reserved is the account's reserved IPs as last seen, to tell a
+	// droplet's own address from its reserved IP (address.go).
+	reserved reservedSet
 }
 
 var _ Cloud = (*Client)(nil)

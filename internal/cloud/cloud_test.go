@@ -272,3 +272,86 @@ func TestMissingFingerprintIsExplained(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A droplet lists its reserved IP among its public networks, first or not
+// (the local cloud: first for even IDs); fleet always reads the droplet's
+// own address, through every call that returns a droplet, and lists the
+// account's reserved IPs at most once per call to tell them apart.
+func TestPublicIPv4IsTheDropletsOwn(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	if a.ID%2 == b.ID%2 {
+		t.Fatalf("droplets %d and %d: want one even and one odd ID, for both orders", a.ID, b.ID)
+	}
+	own := map[int]string{a.ID: a.PublicIPv4, b.ID: b.PublicIPv4}
+	for _, d := range []*Droplet{a, b} {
+		if _, err := e.c.CreateReservedIP(ctx, d.ID, quick, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fresh := range []bool{false, true} {
+		c := e.c
+		if fresh { // knows no reserved IP yet
+			var err error
+			if c, err = New(c.cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		listsBefore := e.srv.Stats().Count("GET", "/v2/reserved_ips")
+		all, err := c.ListByTag(ctx, "fleet:test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := e.srv.Stats().Count("GET", "/v2/reserved_ips") - listsBefore; n > 1 || (!fresh && n != 0) {
+			t.Errorf("fresh=%v: the listing listed reserved IPs %d times", fresh, n)
+		}
+		for _, d := range all {
+			if d.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: ListByTag gives %s for droplet %d, want its own %s", fresh, d.PublicIPv4, d.ID, own[d.ID])
+			}
+			got, err := c.GetDroplet(ctx, d.ID)
+			if err != nil || got.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: GetDroplet gives %+v, %v; want %s", fresh, got, err, own[d.ID])
+			}
+			ready, err := c.WaitReady(ctx, &d, 0, quick)
+			if err != nil || ready.PublicIPv4 != own[d.ID] {
+				t.Errorf("fresh=%v: WaitReady gives %+v, %v; want %s", fresh, ready, err, own[d.ID])
+			}
+		}
+	}
+}
+
+// An assign across regions is DigitalOcean's 422 (not a "pending event"):
+// Assign fails at once with the API's message, the IP unmoved.
+func TestAssignAcrossRegionsFailsAtOnce(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	d, action, err := e.c.CreateDroplet(ctx, CreateRequest{Name: "web-ams", Region: "ams3", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err = e.c.WaitReady(ctx, d, action, quick); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = e.c.Assign(ctx, ip.IP, d.ID, quick)
+	if !IsStatus(err, 422) || isPendingEvent(err) || !strings.Contains(err.Error(), "region") {
+		t.Fatalf("got %v, want the API's 422 on regions", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the refused assign took %v: retried as a pending event?", took)
+	}
+	if got, _ := e.c.ReservedIP(ctx, ip.IP); got.DropletID != a.ID || got.Region != "nyc3" {
+		t.Errorf("after the refused assign: %+v", got)
+	}
+	if n := e.srv.Stats().Count("POST", "/v2/reserved_ips/"); n != 1 {
+		t.Errorf("%d assign requests, want 1", n)
+	}
+}

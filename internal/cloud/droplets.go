@@ -135,7 +135,9 @@ func (c *Client) WaitReady(ctx context.Context, d *Droplet, actionID int, t Time
 			if err != nil {
 				return false, "", wrap(err, "get droplet "+d.Name)
 			}
-			cur = fromGodo(g)
+			if cur, err = c.droplet(ctx, g); err != nil {
+				return false, "", err
+			}
 			if want == "active" {
 				return cur.Status == "active", "status " + cur.Status, nil
 			}
@@ -180,7 +182,7 @@ func (c *Client) GetDroplet(ctx context.Context, id int) (*Droplet, error) {
 	if err != nil {
 		return nil, wrap(err, "get droplet "+strconv.Itoa(id))
 	}
-	return fromGodo(d), nil
+	return c.droplet(ctx, d)
 }
 
 // ListByTag lists every droplet with tag, across all pages.
@@ -191,11 +193,7 @@ func (c *Client) ListByTag(ctx context.Context, tag string) ([]Droplet, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Droplet, len(ds))
-	for i := range ds {
-		out[i] = *fromGodo(&ds[i])
-	}
-	return out, nil
+	return c.droplets(ctx, ds)
 }
 
 // DeleteDroplet destroys a droplet. One already gone counts as deleted.

@@ -31,13 +31,16 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 		call     func(ctx context.Context, c *Client) error
 		want     string        // in the error; "" wants success
 		status   int           // of the APIError, if want is not a rate limit
+		atLeast  time.Duration // the call waited at least
 		within   time.Duration // the call returns within
 	}{
 		{
-			name: "a 3470s Retry-After is not slept",
+			// The hourly limit's 429 has no Retry-After: the wait is
+			// until ratelimit-reset, when the oldest request expires.
+			name: "an hourly reset 3470s away is not waited",
 			opts: localcloud.Options{RateLimit: 1, RateWindow: 3470 * time.Second}, waitMax: 30 * time.Second,
 			call:   listTwice,
-			want:   "list droplets tagged fleet:test (page 1): DigitalOcean rate limit reached (429): it asks to wait 57m50s (until ",
+			want:   "list droplets tagged fleet:test (page 1): DigitalOcean rate limit reached (429): it asks to wait 57m5",
 			within: time.Second,
 		},
 		{
@@ -46,14 +49,25 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 			call: listTwice, want: " UTC); fleet waits at most 30s", within: time.Second,
 		},
 		{
-			name: "a Retry-After longer than the time left before the deadline",
+			name: "an hourly reset later than the time left before the deadline",
 			opts: localcloud.Options{RateLimit: 1, RateWindow: 3 * time.Second}, waitMax: 30 * time.Second, deadline: time.Second,
 			call: listTwice, want: "(the time left for this step)", within: 300 * time.Millisecond,
 		},
 		{
-			name: "a Retry-After that fits is waited out",
+			name: "an hourly reset that fits is waited out",
 			opts: localcloud.Options{RateLimit: 1, RateWindow: time.Second}, waitMax: 30 * time.Second, deadline: 10 * time.Second,
-			call: listTwice, within: 3 * time.Second,
+			call: listTwice, atLeast: 500 * time.Millisecond, within: 4 * time.Second,
+		},
+		{
+			// The burst limit's 429 carries Retry-After (seconds).
+			name: "a burst Retry-After that fits is waited out",
+			opts: localcloud.Options{BurstLimit: 1, BurstWindow: 1500 * time.Millisecond}, waitMax: 30 * time.Second, deadline: 10 * time.Second,
+			call: listTwice, atLeast: 900 * time.Millisecond, within: 3 * time.Second,
+		},
+		{
+			name: "a burst Retry-After longer than fleet waits",
+			opts: localcloud.Options{BurstLimit: 1, BurstWindow: 50 * time.Second}, waitMax: 30 * time.Second,
+			call: listTwice, want: "list droplets tagged fleet:test (page 1): DigitalOcean rate limit reached (429): it asks to wait 5", within: time.Second,
 		},
 		{
 			name: "a create's POST meets the limit",
@@ -62,7 +76,7 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 				_, _, err := c.CreateDroplet(ctx, CreateRequest{Name: "web-1", Region: "nyc3", Size: "s-1vcpu-1gb", Image: "debian-13-x64", DeployTag: "fleet-deploy:x"})
 				return err
 			},
-			want: "create droplet web-1: DigitalOcean rate limit reached (429): it asks to wait 57m50s", within: time.Second,
+			want: "create droplet web-1: DigitalOcean rate limit reached (429): it asks to wait 57m5", within: time.Second,
 		},
 		{
 			name: "a poll meets the limit",
@@ -111,12 +125,26 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 			if isRL := errors.As(err, &rl); isRL != (tt.want != "") {
 				t.Errorf("RateLimitError: %v, want %v", isRL, !isRL)
 			}
-			if took > tt.within {
-				t.Errorf("the call took %v, want at most %v", took, tt.within)
+			if took > tt.within || took < tt.atLeast {
+				t.Errorf("the call took %v, want %v to %v", took, tt.atLeast, tt.within)
+			}
+			if tt.want == "" && tt.status == 0 && tt.atLeast > 0 && e.srv.Stats().Count("", "/v2/") > 0 {
+				if n := count429(e.srv); n != 1 {
+					t.Errorf("%d answers were 429, want 1 (waited out, then retried once)", n)
+				}
 			}
 			t.Logf("%v in %v", err, took.Round(time.Millisecond))
 		})
 	}
+}
+
+func count429(srv *localcloud.Server) (n int) {
+	for _, r := range srv.Stats().Requests {
+		if r.Status == 429 {
+			n++
+		}
+	}
+	return n
 }
 
 func mustFaults(t *testing.T, spec string) []localcloud.Fault {
@@ -144,6 +172,10 @@ func TestStatedWait(t *testing.T) {
 		{"429 without a hint", 429, nil, 0, false},
 		{"ratelimit-reset with none left", 429, map[string]string{"ratelimit-remaining": "0", "ratelimit-reset": "1772393830"}, 10 * time.Minute, true},
 		{"ratelimit-reset with some left", 429, map[string]string{"ratelimit-remaining": "4", "ratelimit-reset": "1772393830"}, 0, false},
+		{"ratelimit-reset against the answer's Date", 429, map[string]string{"ratelimit-remaining": "0", "ratelimit-reset": "1772393830", "Date": "Sun, 01 Mar 2026 19:32:10 GMT"}, 5 * time.Minute, true},
+		{"a reset that passed waits a second", 429, map[string]string{"ratelimit-remaining": "0", "ratelimit-reset": "1772393000"}, time.Second, true},
+		{"a bad Date is ignored", 429, map[string]string{"ratelimit-remaining": "0", "ratelimit-reset": "1772393830", "Date": "yesterday"}, 10 * time.Minute, true},
+		{"a huge reset is no wait", 429, map[string]string{"ratelimit-remaining": "0", "ratelimit-reset": "99999999999999999"}, 0, false},
 		{"Retry-After wins over reset", 429, map[string]string{"Retry-After": "5", "ratelimit-remaining": "0", "ratelimit-reset": "1772393830"}, 5 * time.Second, true},
 		{"negative", 429, map[string]string{"Retry-After": "-5"}, 0, false},
 		{"garbage", 429, map[string]string{"Retry-After": "soon"}, 0, false},

@@ -15,6 +15,7 @@ func (c *Client) ReservedIP(ctx context.Context, ip string) (*ReservedIP, error)
 	if err != nil {
 		return nil, wrap(err, "get reserved IP "+ip)
 	}
+	c.reserved.learn(r.IP)
 	return fromGodoIP(r), nil
 }
 
@@ -30,6 +31,7 @@ func (c *Client) ListReservedIPs(ctx context.Context) ([]ReservedIP, error) {
 	for i := range rs {
 		out[i] = *fromGodoIP(&rs[i])
 	}
+	c.reserved.replace(out)
 	return out, nil
 }
 
@@ -74,6 +76,7 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 		}
 		r, resp, err := c.once.ReservedIPs.Create(ctx, &godo.ReservedIPCreateRequest{DropletID: dropletID})
 		if err == nil {
+			c.reserved.learn(r.IP)
 			if record != nil {
 				if err := record(r.IP); err != nil {
 					return nil, err

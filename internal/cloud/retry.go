@@ -92,7 +92,11 @@ func (c *Client) retryWait(attempt int, resp *http.Response, now time.Time) (wai
 }
 
 // statedWait is the wait a 429 or 503 asks for: Retry-After (seconds or
-// an HTTP date) or, on a 429 with none left, until ratelimit-reset.
+// an HTTP date; DigitalOcean's burst limit sends it) or, on a 429 with
+// none left and no Retry-After (its hourly limit), until ratelimit-reset.
+// The reset is read against the answer's Date, so a clock that is off
+// does not turn it into a busy retry loop or an hour's wait; a reset that
+// has passed still waits a second.
 func statedWait(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
 		return 0, false
@@ -107,9 +111,14 @@ func statedWait(resp *http.Response, now time.Time) (time.Duration, bool) {
 			return clamp(t.Sub(now)), true
 		}
 	}
-	if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("ratelimit-remaining") == "0" {
-		if reset, err := strconv.ParseInt(resp.Header.Get("ratelimit-reset"), 10, 64); err == nil && reset > 0 {
-			return clamp(time.Unix(reset, 0).Sub(now)), true
+	if resp.StatusCode == http.StatusTooManyRequests && strings.TrimSpace(resp.Header.Get("ratelimit-remaining")) == "0" {
+		reset, err := strconv.ParseInt(strings.TrimSpace(resp.Header.Get("ratelimit-reset")), 10, 64)
+		if err == nil && reset > 0 && reset < 1<<40 {
+			sent := now
+			if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+				sent = d
+			}
+			return clamp(max(time.Unix(reset, 0).Sub(sent), time.Second)), true
 		}
 	}
 	return 0, false

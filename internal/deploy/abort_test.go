@@ -104,6 +104,13 @@ var (
 	oldUnfrozen  = []string{"freeze", "backup", "unfreeze"}
 )
 
+// inRegion moves droplet id to region, as if created there.
+func (w *world) inRegion(id int, region string) {
+	w.cloud.mu.Lock()
+	defer w.cloud.mu.Unlock()
+	w.cloud.droplets[id].Region = region
+}
+
 func runCtx(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), 30*time.Second)
 }
@@ -130,6 +137,18 @@ func TestPromoteAbort(t *testing.T) {
 		{name: "keep 0 prunes the old droplet",
 			setup: func(w *world, _ context.CancelFunc) { w.d.Spec.Keep = 0 },
 			end:   end{holder: 2, tags: map[int][]string{1: {"(destroyed)"}, 2: {H, P}}, logs: map[int][]string{1: oldFinal, 2: candWritable}}},
+
+		// A reserved IP moves only within its region: refused before
+		// anything is tagged, frozen or moved.
+		{name: "candidate in another region than the reserved IP",
+			setup: func(w *world, _ context.CancelFunc) {
+				w.cloud.mu.Lock()
+				w.cloud.droplets[1].Tags = w.cloud.droplets[1].Tags[:2] // not tagged promoted yet
+				w.cloud.mu.Unlock()
+				w.inRegion(2, "ams3")
+			},
+			end: end{holder: 1, tags: map[int][]string{1: {}, 2: {H}},
+				err: []string{"reserved IP " + testIP + " is in fra1", "{2} is in ams3", "nothing was changed"}, as: new(*RegionError)}},
 
 		// Before the move: the IP stays, the old live droplet is writable.
 		{name: "old droplet unreachable",
@@ -394,6 +413,10 @@ func TestRollbackAbort(t *testing.T) {
 			}},
 
 		// Before the move.
+		{name: "previous droplet in another region than the reserved IP",
+			setup: func(w *world, _ context.CancelFunc) { w.inRegion(1, "ams3") },
+			end: end{holder: 2, tags: notRolledBack,
+				err: []string{"reserved IP " + testIP + " is in fra1", "{1} is in ams3", "nothing was changed"}, as: new(*RegionError)}},
 		{name: "live droplet unreachable",
 			setup: func(w *world, _ context.CancelFunc) { w.unreachable(2) },
 			end:   end{holder: 2, tags: notRolledBack, err: []string{"authentication failed"}}},

@@ -52,3 +52,26 @@ func (e *BakeError) Error() string {
 }
 
 func (e *BakeError) Unwrap() error { return e.Err }
+
+// RegionError is a move the API would refuse: DigitalOcean assigns a
+// reserved IP only to droplets of its own region. fleet checks it before
+// anything is tagged, frozen, created or moved.
+type RegionError struct {
+	IP, IPRegion     string
+	Droplet, DRegion string // the droplet the IP would go to ("" for up)
+	SpecRegion       string // for up: the spec's droplet.region
+	Fix              string
+}
+
+func (e *RegionError) Error() string {
+	var s string
+	if e.Droplet != "" {
+		s = fmt.Sprintf("reserved IP %s is in %s and %s is in %s: DigitalOcean assigns a reserved IP only to droplets of its region, so the IP cannot move there; nothing was changed", e.IP, e.IPRegion, e.Droplet, e.DRegion)
+	} else {
+		s = fmt.Sprintf("droplet.region is %s but the project's reserved IP %s is in %s: DigitalOcean assigns a reserved IP only to droplets of its region, so a droplet made there could never be promoted; nothing was created", e.SpecRegion, e.IP, e.IPRegion)
+	}
+	if e.Fix != "" {
+		s += "\n" + e.Fix
+	}
+	return s
+}

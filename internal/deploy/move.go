@@ -127,6 +127,9 @@ func (d *Deployer) reserve(ctx context.Context, st *State, cand *Member) (ip str
 		if r.DropletID != 0 && r.DropletID != cand.ID && st.member(r.DropletID) == nil {
 			continue // someone else uses it now
 		}
+		if err := checkRegion(r, cand); err != nil {
+			return "", false, err
+		}
 		d.step("reusing %s, reserved by an earlier promote", rec)
 		if r.DropletID != cand.ID {
 			if _, err := d.move(ctx, rec, cand); err != nil {
@@ -160,6 +163,16 @@ func (d *Deployer) reserve(ctx context.Context, st *State, cand *Member) (ip str
 		return made, true, nil
 	}
 	return "", false, fmt.Errorf("%w\n%s was reserved for %s but is not assigned to it; re-running `fleet promote` reuses it", err, made, cand.Name)
+}
+
+// checkRegion refuses a move the API would refuse (422): the reserved IP
+// r to target in another region. Checked before anything changes.
+func checkRegion(r *cloud.ReservedIP, target *Member) error {
+	if r == nil || r.Region == "" || target.Region == "" || r.Region == target.Region {
+		return nil
+	}
+	return &RegionError{IP: r.IP, IPRegion: r.Region, Droplet: target.Name, DRegion: target.Region,
+		Fix: fmt.Sprintf("droplets that can hold %s are made with droplet.region: %s", r.IP, r.Region)}
 }
 
 // member returns the member with droplet id, or nil.

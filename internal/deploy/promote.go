@@ -46,6 +46,9 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	if d.Spec.Stack != nil && !cand.HasTag(TagHealthy) && !force {
 		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s has not passed the health gate: see `fleet logs --droplet %s`, or pass --force to promote it anyway", cand.Name, cand.Name)}
 	}
+	if err := checkRegion(st.ReservedIP, cand); err != nil {
+		return nil, err
+	}
 	res := &PromoteResult{Live: *cand, Previous: st.Live()}
 	// Mark the old live droplet before anything is frozen, so it reads
 	// as previous whatever happens after the move.

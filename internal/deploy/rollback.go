@@ -70,6 +70,9 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	if st.ReservedIP == nil {
 		return nil, &ConflictError{Msg: "no reserved IP is assigned to a droplet of " + st.Project}
 	}
+	if err := checkRegion(st.ReservedIP, prev); err != nil {
+		return nil, err
+	}
 	live := st.Live()
 	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev, Failed: live, Writes: -1}
 	var sw *switchover

@@ -99,15 +99,10 @@ func (s *State) Names() []string {
 
 // State reads the project's droplets and reserved IP and derives roles.
 func (d *Deployer) State(ctx context.Context) (*State, error) {
-	ds, err := d.Cloud.ListByTag(ctx, ProjectTag(d.Spec.Project))
-	if err != nil {
-		return nil, err
-	}
+	// The reserved IPs first: the droplets' listing then tells a droplet's
+	// own address from its reserved IP without listing them again.
 	st := &State{Project: d.Spec.Project}
-	ids := map[int]bool{}
-	for _, dr := range ds {
-		ids[dr.ID] = true
-	}
+	var all []cloud.ReservedIP
 	if ip := d.Spec.ReservedIP; ip != "auto" {
 		r, err := d.Cloud.ReservedIP(ctx, ip)
 		if errors.Is(err, cloud.ErrNotFound) {
@@ -118,15 +113,23 @@ func (d *Deployer) State(ctx context.Context) (*State, error) {
 		}
 		st.ReservedIP = r
 	} else {
-		all, err := d.Cloud.ListReservedIPs(ctx)
-		if err != nil {
+		var err error
+		if all, err = d.Cloud.ListReservedIPs(ctx); err != nil {
 			return nil, err
 		}
-		for i := range all {
-			if ids[all[i].DropletID] {
-				st.ReservedIP = &all[i]
-				break
-			}
+	}
+	ds, err := d.Cloud.ListByTag(ctx, ProjectTag(d.Spec.Project))
+	if err != nil {
+		return nil, err
+	}
+	ids := map[int]bool{}
+	for _, dr := range ds {
+		ids[dr.ID] = true
+	}
+	for i := range all {
+		if ids[all[i].DropletID] {
+			st.ReservedIP = &all[i]
+			break
 		}
 	}
 	for _, dr := range ds {

@@ -56,6 +56,14 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if err != nil {
 		return nil, err
 	}
+	// A candidate the reserved IP cannot reach would never be promoted.
+	if r, region := st.ReservedIP, d.Spec.Droplet.Region; r != nil && r.Region != "" && region != "" && r.Region != region {
+		fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, region)
+		if d.Spec.ReservedIP == "auto" {
+			fix = fmt.Sprintf("set droplet.region: %s (the project's live droplet and its reserved IP are there)", r.Region)
+		}
+		return nil, &RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: region, Fix: fix}
+	}
 	if c := st.Candidate(); c != nil {
 		if c.Version != version {
 			return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s (%s) is waiting: promote it with `fleet promote`, or discard it with `fleet rollback`", c.Name, c.Version)}

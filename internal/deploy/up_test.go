@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +117,29 @@ func TestCreatePinsBeforeTheRequest(t *testing.T) {
 	}
 	if err := cb("192.0.2.7:22", &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 22}, key); err != nil {
 		t.Errorf("the pre-create pin does not accept the droplet's key at its future address: %v", err)
+	}
+}
+
+// An up in another region than the project's reserved IP is refused
+// before any droplet is created: its candidate could never be promoted.
+func TestUpRefusesAnotherRegionThanTheReservedIP(t *testing.T) {
+	for _, fixed := range []bool{false, true} {
+		fc := newFakeCloud()
+		fc.addDroplet(cloud.Droplet{ID: 7, Name: "blog-v1-0-0-xa", Status: "active", Region: "fra1", PublicIPv4: "192.0.2.1",
+			Tags: []string{ProjectTag("blog"), VersionTag("v1.0.0"), TagPromoted}})
+		fc.addIP(testIP, 7) // in fra1
+		d := upDeployer(t, fc)
+		d.Spec.Droplet.Region = "ams3"
+		if fixed {
+			d.Spec.ReservedIP = testIP
+		}
+		_, err := d.Up(t.Context(), "v1.1.0", UpOptions{})
+		var re *RegionError
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), "droplet.region is ams3") || !strings.Contains(err.Error(), testIP+" is in fra1") {
+			t.Errorf("fixed=%v: got %v, want a RegionError naming both regions", fixed, err)
+		}
+		if slices.ContainsFunc(fc.calls, func(c string) bool { return strings.HasPrefix(c, "CreateDroplet") }) {
+			t.Errorf("fixed=%v: a droplet was created: %q", fixed, fc.calls)
+		}
 	}
 }

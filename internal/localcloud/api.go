@@ -787,6 +787,12 @@ func (s *Server) postReservedIPAction(w http.ResponseWriter, r *http.Request) {
 			unprocessable(w, r, "Droplet %d was not found.", req.DropletID)
 			return
 		}
+		if d.region != rip.region {
+			// DigitalOcean: a reserved IP is a regional resource, only
+			// assignable to a droplet of its own region.
+			unprocessable(w, r, "The reserved IP %s is in region %s and the Droplet %d in %s: a reserved IP can only be assigned to a Droplet in its own region.", rip.ip, rip.region, d.id, d.region)
+			return
+		}
 		if !s.checkPending(w, r, rip, d.id) {
 			return
 		}

@@ -32,11 +32,14 @@ const (
 //
 // A switch between two targets keeps the listeners open and only swaps
 // the target, so no connection attempt is refused across a switch. Every
-// connection accepted after Set returns goes to the new target;
-// connections already open stay on the old one for the drain duration.
-// Then the forwarder stops reading from their clients, lets the exchange
-// in flight finish (half-closing towards the old target) for up to
-// forwardDrainGrace, and closes them.
+// connection accepted after Set returns goes to the new target.
+// Connections already open on the old target are cut at once (reset), as
+// on DigitalOcean, where a moved reserved IP's packets reach the new
+// droplet, which knows none of the old connections. With a drain (for
+// tests of stragglers) they stay on the old target for the drain
+// duration instead; then the forwarder stops reading from their clients,
+// lets the exchange in flight finish (half-closing towards the old
+// target) for up to forwardDrainGrace, and closes them.
 type Forwarder struct {
 	// Logf gets one line when a target cannot be reached (refused, dial
 	// timeout) or Accept fails. nil uses the standard log package. Set it
@@ -79,9 +82,22 @@ type fwdConn struct {
 	cancel  context.CancelFunc // cuts the connection
 }
 
+// reset cuts the connection at once, as a moved reserved IP does on
+// DigitalOcean: the client gets a reset, the old target EOF. Closing
+// here, not in handle, means nothing of the old target reaches the
+// client once Set has returned.
+func (c *fwdConn) reset() {
+	if tc, ok := c.client.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.client.Close()
+	c.cancel()
+}
+
 // NewForwarder returns a Forwarder that listens on ports (e.g. 80, 443) of
 // every assigned reserved IP. drain is how long open connections may stay
-// on an old target after a switch before being closed.
+// on an old target after a switch before being closed; 0 cuts them at
+// the switch, as DigitalOcean does.
 func NewForwarder(ports []int, drain time.Duration) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Forwarder{
@@ -98,9 +114,10 @@ func NewForwarder(ports []int, drain time.Duration) *Forwarder {
 // before Set returns; if a port cannot be bound, none is kept and the
 // error names the address and why. Switching between two targets keeps
 // the listeners: every connection accepted after Set returns goes to the
-// new target, connections already open finish on the old one and are
-// closed after the drain duration. Unassigned, the IP has no listeners,
-// so connections are refused; its open connections are drained.
+// new target; connections already open on the old one are reset, or with
+// a drain finish on the old one and are closed after the drain duration.
+// Unassigned, the IP has no listeners, so connections are refused; its
+// open connections are cut (or drained) the same way.
 // A target whose port refuses is logged, not an error.
 func (f *Forwarder) Set(reservedIP, target string) error {
 	addr, err := netip.ParseAddr(reservedIP)
@@ -146,6 +163,18 @@ func (f *Forwarder) Set(reservedIP, target string) error {
 	old := r.target
 	r.target = target
 	if old == target {
+		return nil
+	}
+	if f.drain <= 0 {
+		for c := range r.conns {
+			if c.target != target {
+				c.reset()
+			}
+		}
+		if target != "" {
+			f.wg.Add(1)
+			go f.probe(key, target)
+		}
 		return nil
 	}
 	// Connections on another target drain; ones on this target (switched

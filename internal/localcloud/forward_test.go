@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -400,6 +401,77 @@ func TestForwardLifecycle(t *testing.T) {
 	if err := f.Set(rip, ipA); err == nil {
 		t.Fatal("Set after Close: no error")
 	}
+}
+
+// TestForwardCutsAtSwitch: without a drain (the default, as DigitalOcean
+// does when a reserved IP moves) the connections open on the old target
+// are cut at the switch: reset, no goodbye from the old target; new
+// connections reach the new one.
+func TestForwardCutsAtSwitch(t *testing.T) {
+	const rip, ipA, ipB = "127.0.0.246", "127.0.0.240", "127.0.0.241"
+	port, ls := fwdSamePort(t, []string{rip}, []string{ipA, ipB})
+	fwdLineBackend(t, ls[0], "A")
+	fwdLineBackend(t, ls[1], "B")
+	f := fwdNew(t, []int{port}, 0, nil)
+	addr := net.JoinHostPort(rip, strconv.Itoa(port))
+	hold := func(want string) *fwdClient {
+		t.Helper()
+		c, err := fwdDial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.c.Close() })
+		if got, err := c.ask(); got != want {
+			t.Fatalf("held: %q, %v; want %s", got, err, want)
+		}
+		return c
+	}
+	// cut checks that c was reset at once: what is left to read ends in
+	// an error, with no answer or goodbye from the old target.
+	cut := func(c *fwdClient, old string) {
+		t.Helper()
+		start := time.Now()
+		// The reset is reported once: to the write if it comes first.
+		_, werr := io.WriteString(c.c, "?\n")
+		c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		rest, err := io.ReadAll(c.br)
+		if errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(string(rest), old) {
+			t.Fatalf("after the switch the old connection read %q, %v; want it cut", rest, err)
+		}
+		if !errors.Is(werr, syscall.ECONNRESET) && !errors.Is(werr, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the old connection: write %v, read %v; want a reset", werr, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("cut after %v", d)
+		}
+	}
+	if err := f.Set(rip, ipA); err != nil {
+		t.Fatal(err)
+	}
+	held := hold("A")
+	other := hold("A")
+	if err := f.Set(rip, ipB); err != nil {
+		t.Fatal(err)
+	}
+	cut(held, "A")
+	cut(other, "A")
+	if got, err := fwdAsk(addr); got != "B" {
+		t.Fatalf("new connection after the switch: %q, %v; want B", got, err)
+	}
+	// Set to the target it has: nothing is cut.
+	onB := hold("B")
+	if err := f.Set(rip, ipB); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := onB.ask(); got != "B" {
+		t.Fatalf("after a Set to the same target: %q, %v; want B", got, err)
+	}
+	// Unassign: refused from now on, open connections cut.
+	if err := f.Set(rip, ""); err != nil {
+		t.Fatal(err)
+	}
+	fwdWantRefused(t, addr)
+	cut(onB, "B")
 }
 
 // TestForwardSwitchIsAtomic: after Set returns, the very next connection

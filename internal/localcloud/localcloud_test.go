@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -685,6 +686,90 @@ func TestReservedIP(t *testing.T) {
 	}
 }
 
+// A reserved IP belongs to a region: DigitalOcean assigns it only to a
+// droplet of that region (422 otherwise, nothing changes), and one created
+// onto a droplet takes the droplet's region.
+func TestReservedIPRegion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	req := createReq("fra-1")
+	req.Region = "fra1"
+	d, _, err := e.do.Droplets.Create(e.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = e.waitActive(d.ID)
+	rip, _, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{Region: "nyc3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.do.ReservedIPActions.Assign(e.ctx, rip.IP, d.ID)
+	er := apiError(t, err)
+	if er.Response.StatusCode != 422 || !strings.Contains(er.Message, "region") || !strings.Contains(er.Message, "nyc3") || !strings.Contains(er.Message, "fra1") {
+		t.Errorf("cross-region assign: %d %q, want a 422 naming both regions", er.Response.StatusCode, er.Message)
+	}
+	if got, _, _ := e.do.ReservedIPs.Get(e.ctx, rip.IP); got.Droplet != nil || got.Locked || e.droplet(d.ID).Locked {
+		t.Errorf("a refused assign changed something: %+v", got)
+	}
+	if acts, _, _ := e.do.ReservedIPActions.List(e.ctx, rip.IP, nil); len(acts) != 1 {
+		t.Errorf("%d actions on the IP, want only reserve_ip", len(acts))
+	}
+
+	made, resp, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{DropletID: d.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made.Region == nil || made.Region.Slug != "fra1" {
+		t.Errorf("created onto a fra1 droplet: region %+v", made.Region)
+	}
+	e.waitAction(resp.Links.Actions[0].ID)
+	if got, _, _ := e.do.ReservedIPs.Get(e.ctx, made.IP); got.Droplet == nil || got.Droplet.ID != d.ID || got.Region.Slug != "fra1" {
+		t.Errorf("after the create's assign: %+v", got)
+	}
+}
+
+// A droplet lists its reserved IP among its public v4 networks, as
+// DigitalOcean does; the order is not documented, and here it depends on
+// the droplet ID's parity (even: the reserved IP first), so a client that
+// takes "the first public address" is wrong for half the droplets.
+func TestReservedIPInNetworks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	d1, _ := e.create("one")
+	d2, _ := e.create("two")
+	for _, d := range []*godo.Droplet{d1, d2} {
+		d = e.waitActive(d.ID)
+		own, _ := d.PublicIPv4()
+		rip, resp, err := e.do.ReservedIPs.Create(e.ctx, &godo.ReservedIPCreateRequest{DropletID: d.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.waitAction(resp.Links.Actions[0].ID)
+		got := e.droplet(d.ID)
+		var public []string
+		for _, n := range got.Networks.V4 {
+			if n.Type == "public" {
+				public = append(public, n.IPAddress)
+				if n.Netmask == "" || n.Gateway == "" {
+					t.Errorf("droplet %d: network %+v without netmask or gateway", d.ID, n)
+				}
+			}
+		}
+		want := []string{own, rip.IP}
+		if d.ID%2 == 0 {
+			want = []string{rip.IP, own}
+		}
+		if strings.Join(public, " ") != strings.Join(want, " ") {
+			t.Errorf("droplet %d: public v4 %v, want %v", d.ID, public, want)
+		}
+		// The same droplet inside the reserved IP's answer lists it too.
+		r, _, _ := e.do.ReservedIPs.Get(e.ctx, rip.IP)
+		if r.Droplet == nil || len(r.Droplet.Networks.V4) != 3 {
+			t.Errorf("reserved IP %s: droplet %+v, want its three v4 networks", rip.IP, r.Droplet)
+		}
+	}
+}
+
 func TestAssignToBootingDroplet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{BootDelay: time.Hour})
@@ -709,9 +794,14 @@ func TestAssignToBootingDroplet(t *testing.T) {
 	}
 }
 
+// The hourly limit is DigitalOcean's: every answer carries the
+// ratelimit-* headers; once the budget is spent the 429 has no
+// Retry-After, remaining is 0 and reset is when the oldest request
+// expires (each request counts for one window after it was made).
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Options{RateLimit: 3})
+	first := time.Now()
 	for i := range 3 {
 		_, resp, err := e.do.Account.Get(e.ctx)
 		if err != nil {
@@ -723,15 +813,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	_, _, err := e.do.Account.Get(e.ctx)
 	er := apiError(t, err)
-	if er.Response.StatusCode != 429 {
-		t.Fatalf("want 429, got %v", err)
+	if er.Response.StatusCode != 429 || er.Message != "API Rate limit exceeded." {
+		t.Fatalf("want DigitalOcean's 429, got %v", err)
 	}
-	ra := er.Response.Header.Get("Retry-After")
-	if ra == "" || ra == "0" {
-		t.Errorf("Retry-After %q", ra)
+	h := er.Response.Header
+	if ra := h.Get("Retry-After"); ra != "" {
+		t.Errorf("hourly 429 with Retry-After %q: DigitalOcean sends it only on a burst 429", ra)
 	}
-	if er.Response.Header.Get("ratelimit-remaining") != "0" {
-		t.Errorf("remaining %q", er.Response.Header.Get("ratelimit-remaining"))
+	if h.Get("ratelimit-remaining") != "0" || h.Get("ratelimit-limit") != "3" {
+		t.Errorf("limit %q remaining %q, want 3 and 0", h.Get("ratelimit-limit"), h.Get("ratelimit-remaining"))
+	}
+	reset, _ := strconv.ParseInt(h.Get("ratelimit-reset"), 10, 64)
+	if want := first.Add(time.Hour); time.Unix(reset, 0).Before(want.Truncate(time.Second)) || time.Unix(reset, 0).After(want.Add(3*time.Second)) {
+		t.Errorf("ratelimit-reset %s, want when the first request expires (%s)", time.Unix(reset, 0).UTC(), want.UTC())
 	}
 	// Another token has its own budget... but this server knows one token;
 	// the unauthenticated request is not counted and still gets headers.
@@ -741,18 +835,69 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestRateWindow(t *testing.T) {
+// Each request has its own timer: the budget comes back one request at a
+// time, not all at once at the end of a fixed window.
+func TestRateWindowSlides(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{RateLimit: 1, RateWindow: 100 * time.Millisecond})
-	if _, _, err := e.do.Account.Get(e.ctx); err != nil {
-		t.Fatal(err)
+	const window = 600 * time.Millisecond
+	e := newEnv(t, Options{RateLimit: 2, RateWindow: window})
+	get := func() int {
+		_, resp, err := e.do.Account.Get(e.ctx)
+		if err != nil {
+			return apiError(t, err).Response.StatusCode
+		}
+		return resp.StatusCode
 	}
-	if _, _, err := e.do.Account.Get(e.ctx); apiError(t, err).Response.StatusCode != 429 {
-		t.Fatalf("want 429: %v", err)
+	t0 := time.Now()
+	if c := get(); c != 200 {
+		t.Fatalf("first: %d", c)
 	}
-	time.Sleep(120 * time.Millisecond)
+	time.Sleep(window / 2)
+	if c := get(); c != 200 {
+		t.Fatalf("second: %d", c)
+	}
+	if c := get(); c != 429 {
+		t.Fatalf("third, within the window: %d, want 429", c)
+	}
+	time.Sleep(time.Until(t0.Add(window + 50*time.Millisecond)))
+	if c := get(); c != 200 {
+		t.Fatalf("once the first request expired: %d, want 200", c)
+	}
+	if c := get(); c != 429 {
+		t.Fatalf("the second request still counts: %d, want 429", c)
+	}
+}
+
+// The burst limit (250 a minute on DigitalOcean) answers 429 with
+// Retry-After: the seconds until a request of the burst window expires.
+func TestBurstLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{BurstLimit: 3, BurstWindow: 1500 * time.Millisecond})
+	for i := range 3 {
+		_, resp, err := e.do.Account.Get(e.ctx)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if resp.Rate.Limit != 5000 || resp.Rate.Remaining != 4999-i {
+			t.Errorf("request %d: rate %+v, want the hourly budget", i, resp.Rate)
+		}
+	}
+	start := time.Now()
+	_, _, err := e.do.Account.Get(e.ctx)
+	er := apiError(t, err)
+	if er.Response.StatusCode != 429 || er.Message != "API Rate limit exceeded." {
+		t.Fatalf("want 429, got %v", err)
+	}
+	h := er.Response.Header
+	if ra := h.Get("Retry-After"); ra != "1" && ra != "2" {
+		t.Errorf("Retry-After %q, want the seconds left of the burst window (1 or 2)", ra)
+	}
+	if h.Get("ratelimit-remaining") != "0" || h.Get("ratelimit-limit") != "5000" {
+		t.Errorf("limit %q remaining %q, want 5000 and 0 (as DigitalOcean's sample)", h.Get("ratelimit-limit"), h.Get("ratelimit-remaining"))
+	}
+	time.Sleep(time.Until(start.Add(1600 * time.Millisecond)))
 	if _, _, err := e.do.Account.Get(e.ctx); err != nil {
-		t.Errorf("after the window: %v", err)
+		t.Errorf("after the burst window: %v", err)
 	}
 }
 

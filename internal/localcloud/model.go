@@ -213,12 +213,34 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 		j.Tags = []string{}
 	}
 	if d.status != "new" {
-		j.Networks.V4 = []networkV4{
-			{IPAddress: d.ipv4, Netmask: "255.0.0.0", Gateway: "127.0.0.1", Type: "public"},
-			{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: "10.116.0.1", Type: "private"},
+		own := networkV4{IPAddress: d.ipv4, Netmask: "255.0.0.0", Gateway: "127.0.0.1", Type: "public"}
+		private := networkV4{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: "10.116.0.1", Type: "private"}
+		// DigitalOcean lists an assigned reserved IP as one more public
+		// network, in no documented order: here it comes first for
+		// droplets with an even ID, so clients cannot rely on the order.
+		var reserved []networkV4
+		for _, ip := range s.reservedIPsOf(d.id) {
+			reserved = append(reserved, networkV4{IPAddress: ip, Netmask: own.Netmask, Gateway: own.Gateway, Type: "public"})
+		}
+		if d.id%2 == 0 {
+			j.Networks.V4 = append(append(reserved, own), private)
+		} else {
+			j.Networks.V4 = append(append([]networkV4{own}, reserved...), private)
 		}
 	}
 	return j
+}
+
+// reservedIPsOf lists the reserved IPs assigned to droplet id, sorted.
+func (s *Server) reservedIPsOf(id int) []string {
+	var ips []string
+	for _, rip := range s.rips {
+		if rip.dropletID == id {
+			ips = append(ips, rip.ip)
+		}
+	}
+	slices.SortFunc(ips, func(a, b string) int { return ipToInt(a) - ipToInt(b) })
+	return ips
 }
 
 func (s *Server) actionJSON(a *action) actionJSON {

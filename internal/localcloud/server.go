@@ -12,7 +12,9 @@
 // request needs "Authorization: Bearer <Options.Token>" (the scheme is
 // case-insensitive); every /v2/ response carries ratelimit-limit,
 // ratelimit-remaining, ratelimit-reset and x-request-id; errors are
-// {"id","message","request_id"}.
+// {"id","message","request_id"}. Rate limits are DigitalOcean's: 5,000
+// requests an hour (429 without Retry-After) and 250 a minute (429 with
+// Retry-After), both lowerable for tests (Options.RateLimit, BurstLimit).
 //
 // Hostile input is bounded: a URI longer than 16 KiB is a 414, a body
 // larger than 1 MiB a 413, page and per_page are validated as DigitalOcean
@@ -21,7 +23,12 @@
 // headers and slow clients.
 //
 // Droplets are "new" until Backend.Boot returns, then "active", and only
-// then list their public address in networks.v4 (and a private one).
+// then list their public address in networks.v4 (and a private one). An
+// assigned reserved IP is listed there too, as a public network, first for
+// droplets with an even ID and after the droplet's own address otherwise:
+// DigitalOcean documents no order. A reserved IP belongs to a region and
+// is assigned only to droplets of that region (422 otherwise); one
+// created onto a droplet takes the droplet's region.
 // Reserved IP assign/unassign actions are asynchronous: they stay
 // "in-progress" for Options.ActionDelay and take effect when they complete
 // (Backend.Route is called then). A droplet is "locked" while an action on
@@ -62,9 +69,16 @@ type Options struct {
 	// "in-progress". 0 completes it right after the response is written.
 	ActionDelay time.Duration
 	// RateLimit is the number of requests per RateWindow per token; 0
-	// means DigitalOcean's 5000. RateWindow defaults to an hour.
+	// means DigitalOcean's 5000. RateWindow defaults to an hour. Each
+	// request counts for a window after it was made; over the limit the
+	// 429 has no Retry-After and ratelimit-reset says when the oldest
+	// request expires (see ratelimit.go).
 	RateLimit  int
 	RateWindow time.Duration
+	// BurstLimit is the number of requests per BurstWindow per token; 0
+	// means DigitalOcean's 250 a minute. Its 429 carries Retry-After.
+	BurstLimit  int
+	BurstWindow time.Duration
 	// Faults are injected from the start; see Fault and ParseFaults.
 	Faults []Fault
 	// Backend runs the machines; nil means MemoryBackend{BootDelay}.
@@ -152,7 +166,7 @@ type Server struct {
 	closed    bool
 	faults    []*faultState
 	stats     requestLog
-	rate      map[string]*rateBucket
+	rate      map[string]*rateState
 	projectID string
 	vpcID     string
 	accountID string
@@ -170,32 +184,34 @@ type Server struct {
 	imagesRead   time.Time  // when they were last read; guarded by mu
 }
 
-type rateBucket struct {
-	start time.Time
-	count int
-}
-
 // NewServer returns a Server; call Close to stop its goroutines.
 func NewServer(opts Options) (*Server, error) {
 	if opts.Token == "" {
 		return nil, errors.New("localcloud: Options.Token is required")
 	}
-	if opts.RateLimit < 0 || opts.RateWindow < 0 || opts.BootDelay < 0 || opts.ActionDelay < 0 || opts.StatsSize < 0 {
-		return nil, errors.New("localcloud: negative RateLimit, RateWindow, BootDelay, ActionDelay or StatsSize")
+	if opts.RateLimit < 0 || opts.RateWindow < 0 || opts.BurstLimit < 0 || opts.BurstWindow < 0 ||
+		opts.BootDelay < 0 || opts.ActionDelay < 0 || opts.StatsSize < 0 {
+		return nil, errors.New("localcloud: negative RateLimit, RateWindow, BurstLimit, BurstWindow, BootDelay, ActionDelay or StatsSize")
 	}
 	if opts.StatsSize == 0 {
 		opts.StatsSize = defaultStatsSize
 	}
 	if opts.RateLimit == 0 {
-		opts.RateLimit = 5000
+		opts.RateLimit = defaultRateLimit
 	}
 	if opts.RateWindow == 0 {
 		opts.RateWindow = time.Hour
 	}
+	if opts.BurstLimit == 0 {
+		opts.BurstLimit = defaultBurstLimit
+	}
+	if opts.BurstWindow == 0 {
+		opts.BurstWindow = defaultBurstWindow
+	}
 	s := &Server{
 		opts:      opts,
 		backend:   opts.Backend,
-		rate:      map[string]*rateBucket{},
+		rate:      map[string]*rateState{},
 		projectID: newUUID(),
 		vpcID:     newUUID(),
 		accountID: newUUID(),
@@ -440,7 +456,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if retry, ok := s.setRateHeaders(sw, token, true); !ok {
-		sw.Header().Set("Retry-After", strconv.Itoa(retry))
+		if retry > 0 { // the burst limit's; the hourly one has none
+			sw.Header().Set("Retry-After", strconv.Itoa(retry))
+		}
 		writeError(sw, r, http.StatusTooManyRequests, "too_many_requests", "API Rate limit exceeded.")
 		return
 	}
@@ -481,40 +499,6 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
-}
-
-// setRateHeaders sets the ratelimit-* headers for token, counting the
-// request if count is set. It returns false and the seconds to wait if the
-// limit is exhausted.
-func (s *Server) setRateHeaders(w http.ResponseWriter, token string, count bool) (retryAfter int, ok bool) {
-	now := time.Now()
-	s.mu.Lock()
-	b := s.rate[token]
-	if b == nil || now.Sub(b.start) >= s.opts.RateWindow {
-		b = &rateBucket{start: now}
-		if count {
-			s.rate[token] = b
-		}
-	}
-	ok = b.count < s.opts.RateLimit
-	if ok && count {
-		b.count++
-	}
-	remaining := s.opts.RateLimit - b.count
-	reset := b.start.Add(s.opts.RateWindow)
-	s.mu.Unlock()
-
-	h := w.Header()
-	h.Set("ratelimit-limit", strconv.Itoa(s.opts.RateLimit))
-	h.Set("ratelimit-remaining", strconv.Itoa(remaining))
-	h.Set("ratelimit-reset", strconv.FormatInt(reset.Unix(), 10))
-	if !ok {
-		retryAfter = int((reset.Sub(now) + time.Second - 1) / time.Second)
-		if retryAfter < 1 {
-			retryAfter = 1
-		}
-	}
-	return retryAfter, ok
 }
 
 // matchFaults returns the total latency to add and the fail fault that
