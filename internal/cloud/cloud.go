@@ -113,8 +113,10 @@ type Config struct {
 	PageSize     int           // items per page when listing (default 200, DO's maximum)
 	RetryMax     int           // godo retries on 429 and 5xx
 	RetryWaitMin time.Duration
-	// RetryWaitMax is the longest wait before one retry. A longer
-	// Retry-After is not waited out: the call fails (RateLimitError).
+	// RetryWaitMax is the longest wait before one retry (default 65 s:
+	// DigitalOcean's burst limit counts a minute, so its Retry-After is
+	// waited out). A longer stated wait (the hourly limit's reset) is not:
+	// the call fails (RateLimitError).
 	RetryWaitMax time.Duration
 }
 
@@ -156,7 +158,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.RetryWaitMin = time.Second
 	}
 	if cfg.RetryWaitMax <= 0 {
-		cfg.RetryWaitMax = 30 * time.Second
+		cfg.RetryWaitMax = 65 * time.Second
 	}
 	opts := []godo.ClientOpt{}
 	if cfg.APIURL != "" {

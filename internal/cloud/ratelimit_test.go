@@ -263,3 +263,18 @@ func TestPendingNamesRequestsInFlight(t *testing.T) {
 		t.Errorf("pending after the call: %q", got)
 	}
 }
+
+// DigitalOcean's burst limit asks for up to a minute (Retry-After): by
+// default fleet waits that out instead of failing.
+func TestDefaultBudgetCoversBurstRetryAfter(t *testing.T) {
+	c, err := New(Config{Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"60"}}}
+	wait, stated := c.retryWait(0, resp, time.Now())
+	budget, _ := c.budget(context.Background(), time.Now())
+	if !stated || wait != time.Minute || budget < wait {
+		t.Fatalf("burst Retry-After 60: wait %v (stated %v), budget %v: want the minute waited out", wait, stated, budget)
+	}
+}
