@@ -56,6 +56,11 @@ func startEnv(t *testing.T, opts Options, logs *logSink) *env {
 	if opts.Token == "" {
 		opts.Token = testToken
 	}
+	if opts.BurstLimit == 0 {
+		// The helpers poll every few milliseconds; tests of the burst
+		// limit set their own.
+		opts.BurstLimit = 1 << 20
+	}
 	var rl *routeLog
 	if opts.Backend == nil {
 		rl = &routeLog{MemoryBackend: MemoryBackend{BootDelay: opts.BootDelay}}
