@@ -407,6 +407,7 @@ func (s *Server) boot(d *droplet, a *action) {
 		ID: d.id, Name: d.name, Region: d.region, Size: d.size, UserData: d.userData,
 		SSHKeys: slices.Clone(d.sshKeys), PublicIPv4: d.ipv4, Tags: slices.Clone(d.tags),
 	}
+	m.Holds, m.VendorFail = s.bootFaults(d.name)
 	if d.image.Slug != nil {
 		m.Image = *d.image.Slug
 	} else {
