@@ -25,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetdeploy/fleet/internal/cloudinit"
 )
 
 // testWriter sends lines to t.Logf.
@@ -412,6 +414,9 @@ func TestDockerBootHold(t *testing.T) {
 	}
 	t.Logf("held: active %v, sshd %v, cloud-init done %v", active.Round(time.Millisecond),
 		sshAt.Sub(start).Round(time.Millisecond), doneAt.Round(time.Millisecond))
+	if out, err := dexec(t, c, "systemd-analyze", "critical-chain", "--no-pager", "ssh.service", "cloud-final.service"); err == nil {
+		t.Logf("critical chains:\n%s", out)
+	}
 }
 
 func TestDockerBootCloudInitFails(t *testing.T) {
@@ -600,4 +605,116 @@ func BenchmarkDropletBootToSSH(b *testing.B) {
 	b.ReportMetric(sshTotal/float64(b.N), "ssh-s")
 	b.ReportMetric(bootTotal/float64(b.N), "boot-s")
 	b.ReportMetric(memTotal/float64(b.N), "idle-MiB")
+}
+
+// The repository's template on the bare image: its install path runs
+// under real cloud-init and systemd (Docker, Compose v2, postfix as a
+// satellite, cron, with Recommends, non-interactively), the droplet's
+// dockerd runs containers whose memory counts as the droplet's, and the
+// host's `docker stats` keeps working. FLEET_E2E_APT_PROXY, if set, is the
+// droplets' apt proxy.
+func TestDockerTemplateInstall(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	b.AptProxy = os.Getenv("FLEET_E2E_APT_PROXY")
+	key, pub := e2eSSHKey(t)
+	name := "e2e-" + b.Instance + "-tmpl"
+	ud, err := cloudinit.Render(filepath.Join("..", "..", "cloud-init", "droplet.yaml"), cloudinit.Data{
+		Project: "e2e", Version: "v1.0.0", DropletName: name, DeployID: "abc123",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Machine{ID: 700007, Name: name, PublicIPv4: "127.0.0.157", UserData: string(ud), SSHKeys: []string{pub}}
+	c := b.ContainerName(m.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cgroupsBefore := hostCgroupHierarchies(t)
+
+	start := time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	active := time.Since(start)
+	sshAt, _ := waitSSH(t, key, m.PublicIPv4, 2*time.Minute)
+	status, err := waitCloudInit(t, c, 12*time.Minute)
+	done := time.Since(start)
+	t.Logf("container start to active %v, to sshd %v, to cloud-init done %v", active.Round(time.Millisecond),
+		sshAt.Sub(start).Round(time.Millisecond), done.Round(time.Millisecond))
+	if err != nil || !strings.Contains(status, "extended_status: done") {
+		log, _ := dexec(t, c, "tail", "-n", "60", "/var/log/cloud-init-output.log")
+		t.Fatalf("cloud-init status: %v\n%s\ncloud-init-output.log:\n%s", err, status, log)
+	}
+	if out, _ := dexec(t, c, "systemctl", "is-system-running"); out != "running" {
+		failed, _ := dexec(t, c, "systemctl", "--failed", "--no-legend")
+		t.Errorf("systemctl is-system-running: %s; failed units:\n%s", out, failed)
+	}
+	for _, check := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"systemctl", "is-active", "docker", "containerd", "postfix", "cron", "fleet-http"}, "active\nactive\nactive\nactive\nactive"},
+		{[]string{"systemctl", "is-enabled", "docker", "postfix", "cron"}, "enabled\nenabled\nenabled"},
+		{[]string{"docker", "compose", "version", "--short"}, "2."},
+		{[]string{"postconf", "-h", "relayhost", "inet_interfaces", "mydestination"}, "[127.0.0.1]:2525\nloopback-only\n"},
+		{[]string{"curl", "-fsS", "--max-time", "5", "http://127.0.0.1/"}, "fleet e2e v1.0.0"},
+	} {
+		out, err := dexec(t, c, check.cmd...)
+		if err != nil || !strings.HasPrefix(out+"\n", check.want) {
+			t.Errorf("%s: %v\n%q, want %q", strings.Join(check.cmd, " "), err, out, check.want)
+		}
+	}
+	if out, err := dexec(t, c, "dpkg-query", "-W", "-f", "${Package} ", "docker-buildx", "needrestart", "git"); err != nil {
+		t.Logf("Recommends installed: %s (%v)", out, err)
+	} else {
+		t.Logf("Recommends installed: %s", out)
+	}
+	if out, err := sshRun(ctx, key, m.PublicIPv4, "docker info --format '{{.CgroupDriver}} {{.Driver}}'"); err != nil {
+		t.Errorf("ssh docker info: %v %s", err, out)
+	} else {
+		t.Logf("droplet dockerd: cgroup driver and storage %s", out)
+	}
+
+	// The droplet's dockerd runs containers (an image from the host, as
+	// Docker Hub may be out of reach), inside the droplet's cgroup.
+	save := exec.CommandContext(ctx, "sh", "-c", "docker save "+dropletBaseImage+" | docker exec -i "+c+" docker load")
+	if out, err := save.CombinedOutput(); err != nil {
+		t.Fatalf("loading an image into the droplet: %v\n%s", err, out)
+	}
+	before := idleMiB(t, c)
+	if out, err := dexec(t, c, "docker", "run", "-d", "--name", "hog", dropletBaseImage,
+		"sh", "-c", `x=$(head -c 150000000 /dev/zero | tr '\0' a); sleep 600`); err != nil {
+		t.Fatalf("docker run in the droplet: %v\n%s", err, out)
+	}
+	var after float64
+	for i := 0; i < 30; i++ {
+		time.Sleep(time.Second)
+		if after = idleMiB(t, c); after-before >= 100 {
+			break
+		}
+	}
+	t.Logf("droplet memory before and with a 150 MB container in it: %.1f MiB, %.1f MiB", before, after)
+	if after-before < 100 {
+		t.Errorf("a 150 MB container in the droplet added %.1f MiB to the droplet's memory", after-before)
+	}
+	id, err := docker(ctx, nil, "inspect", "--format", "{{.Id}}", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dexec(t, c, "sh", "-c", "grep :memory: /proc/$(docker inspect -f '{{.State.Pid}}' hog)/cgroup"); err != nil || (!b.isCgroupV2(ctx) && !strings.Contains(out, id)) {
+		t.Errorf("the droplet's container's memory cgroup is not under the droplet's (%s): %q %v", id, out, err)
+	}
+
+	// The host's docker stats works for a container made now.
+	if after := hostCgroupHierarchies(t); after != cgroupsBefore {
+		t.Errorf("host cgroup hierarchies changed:\nbefore %s\nafter  %s", cgroupsBefore, after)
+	}
+	probe := "fleet-e2e-stats-" + b.Instance
+	if out, err := docker(ctx, nil, "run", "-d", "--rm", "--name", probe, "--label", "fleet.instance="+b.Instance, dropletBaseImage, "sleep", "120"); err != nil {
+		t.Fatalf("docker run on the host: %v %s", err, out)
+	}
+	defer docker(context.Background(), nil, "rm", "-f", probe)
+	if mib := idleMiB(t, probe); mib <= 0 {
+		t.Errorf("the host's docker stats shows no memory for a new container while a droplet runs containers")
+	}
 }
