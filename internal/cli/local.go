@@ -203,8 +203,19 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 			sum := sha256.Sum256([]byte(opts.State))
 			instance = hex.EncodeToString(sum[:6])
 		}
+		// The package and image mirrors are engine-wide, shared by every
+		// local cloud on the engine.
+		fmt.Fprintln(opts.IO.ErrOut, "starting the package and image mirrors (the first time builds their image)")
+		mirrors, err := localcloud.EnsureMirrors(ctx, opts.IO.ErrOut)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(opts.IO.ErrOut, "apt proxy %s, registry mirror %s\n", mirrors.AptProxy, mirrors.RegistryMirror)
 		fmt.Fprintln(opts.IO.ErrOut, "preparing the droplet image (the first time builds it, a few minutes)")
-		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: opts.IO.ErrOut, Router: fwd, Preload: []string{"debian:trixie-slim"}})
+		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{
+			Instance: instance, Log: opts.IO.ErrOut, Router: fwd,
+			AptProxy: mirrors.AptProxy, RegistryMirror: mirrors.RegistryMirror,
+		})
 		if err != nil {
 			return err
 		}

@@ -61,15 +61,11 @@ type DockerBackend struct {
 	// Router, if set, makes Route real (a Forwarder); nil: Route does
 	// nothing.
 	Router Router
-	// AptProxy and RegistryMirror, if set, are the local cloud's mirrors
-	// that each droplet's vendor-data points apt and Docker at
-	// ("http://HOST:PORT").
+	// AptProxy and RegistryMirror are the local cloud's package and image
+	// mirrors (EnsureMirrors), "" for none: each droplet's vendor-data
+	// points apt's http proxy and its dockerd's registry mirror at them.
 	AptProxy       string
 	RegistryMirror string
-	// Preload lists host images copied into each droplet's own Docker
-	// engine once user data has installed one (TEMPORARY, until the
-	// registry mirror stands in for Docker Hub).
-	Preload []string
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
@@ -88,12 +84,10 @@ type DockerOptions struct {
 	Log         io.Writer     // image build output and container events
 	BootTimeout time.Duration // default 3 minutes
 	Router      Router
-	Preload     []string // host images to copy into each droplet's engine (those the host lacks are skipped)
-	// AptProxy is apt's HTTP proxy in the droplets ("http://HOST:PORT"),
-	// RegistryMirror their dockerd's registry mirror; "" leaves them out.
-	// Both go into every droplet's vendor-data: no credentials in them.
-	AptProxy       string
-	RegistryMirror string
+	// The mirrors droplets use (EnsureMirrors' Mirrors), "" for none.
+	// They go into every droplet's vendor-data: no credentials in them.
+	AptProxy       string // e.g. "http://172.17.0.2:3142"
+	RegistryMirror string // e.g. "http://172.17.0.3:5000"
 }
 
 // The labels of a droplet container.
@@ -129,16 +123,16 @@ var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 func NewDockerBackend(ctx context.Context, opts DockerOptions) (*DockerBackend, error) {
 	b := &DockerBackend{
 		Instance: opts.Instance, Image: opts.Image, Log: opts.Log,
-		BootTimeout: opts.BootTimeout, Router: opts.Router, Preload: opts.Preload,
+		BootTimeout: opts.BootTimeout, Router: opts.Router,
 		AptProxy: opts.AptProxy, RegistryMirror: opts.RegistryMirror,
 	}
 	if b.AptProxy != "" {
-		if err := checkMirrorURL(b.AptProxy); err != nil {
+		if err := validMirrorURL(b.AptProxy); err != nil {
 			return nil, fmt.Errorf("docker backend: apt proxy: %w", err)
 		}
 	}
 	if b.RegistryMirror != "" {
-		if err := checkMirrorURL(b.RegistryMirror); err != nil {
+		if err := validMirrorURL(b.RegistryMirror); err != nil {
 			return nil, fmt.Errorf("docker backend: registry mirror: %w", err)
 		}
 	}
@@ -229,30 +223,7 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if err := b.waitRunning(ctx, c, m.Name); err != nil {
 		return err
 	}
-	if len(b.Preload) > 0 {
-		go b.preloadLater(c)
-	}
 	return nil
-}
-
-// preloadLater waits up to 15 minutes for the droplet's own dockerd (user
-// data installs it) and preloads into it. TEMPORARY: goes with Preload.
-func (b *DockerBackend) preloadLater(c string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	for {
-		if _, err := docker(ctx, nil, "exec", c, "docker", "info"); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
-	if err := b.preload(ctx, c); err != nil {
-		b.logf("%s: %v", c, err)
-	}
 }
 
 // AddressTaken reports whether a container of any local cloud on this
@@ -263,34 +234,6 @@ func (b *DockerBackend) AddressTaken(ip string) bool {
 	defer cancel()
 	out, err := docker(ctx, nil, "ps", "-a", "-q", "--filter", "label="+labelIPv4+"="+ip)
 	return err == nil && out != ""
-}
-
-// preload copies the Preload images the host has into the droplet's own
-// engine, skipping those it already holds (a Boot after a restart).
-func (b *DockerBackend) preload(ctx context.Context, c string) error {
-	for _, img := range b.Preload {
-		if _, err := docker(ctx, nil, "image", "inspect", img); err != nil {
-			continue // the host lacks it: the droplet pulls, as on DigitalOcean
-		}
-		if _, err := docker(ctx, nil, "exec", c, "docker", "image", "inspect", img); err == nil {
-			continue
-		}
-		save := exec.CommandContext(ctx, "docker", "save", img)
-		out, err := save.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := save.Start(); err != nil {
-			return err
-		}
-		_, loadErr := docker(ctx, out, "exec", "-i", c, "docker", "load", "-q")
-		saveErr := save.Wait()
-		if loadErr != nil || saveErr != nil {
-			return fmt.Errorf("preloading %s into %s: %w", img, c, errors.Join(loadErr, saveErr))
-		}
-		b.logf("%s: preloaded %s", c, img)
-	}
-	return nil
 }
 
 // create makes the volume and the container of m, and copies the seed in.

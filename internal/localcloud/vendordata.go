@@ -43,12 +43,12 @@ const vendorBoundary = "fleet-local-vendor-data"
 //     cloud-init runs in its final stage before the user's scripts; with
 //     Fail it fails, and `cloud-init status` reports an error.
 //
-// It never holds secrets: only the mirrors' addresses, which checkMirrorURL
+// It never holds secrets: only the mirrors' addresses, which validMirrorURL
 // has checked.
 func vendorData(o vendorOptions) ([]byte, error) {
 	for _, u := range []struct{ name, v string }{{"apt proxy", o.AptProxy}, {"registry mirror", o.RegistryMirror}} {
 		if u.v != "" {
-			if err := checkMirrorURL(u.v); err != nil {
+			if err := validMirrorURL(u.v); err != nil {
 				return nil, fmt.Errorf("%s: %w", u.name, err)
 			}
 		}
@@ -120,10 +120,10 @@ func vendorData(o vendorOptions) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// checkMirrorURL accepts http://HOST[:PORT][/PATH] with nothing a shell
+// validMirrorURL accepts http://HOST[:PORT][/PATH] with nothing a shell
 // here-document, apt's configuration or JSON would read specially, and no
 // credentials (vendor-data is readable in the droplet).
-func checkMirrorURL(s string) error {
+func validMirrorURL(s string) error {
 	if len(s) > 256 {
 		return fmt.Errorf("%.40q...: longer than 256 bytes", s)
 	}
