@@ -610,13 +610,20 @@ func BenchmarkDropletBootToSSH(b *testing.B) {
 // The repository's template on the bare image: its install path runs
 // under real cloud-init and systemd (Docker, Compose v2, postfix as a
 // satellite, cron, with Recommends, non-interactively), the droplet's
-// dockerd runs containers whose memory counts as the droplet's, and the
-// host's `docker stats` keeps working. FLEET_E2E_APT_PROXY, if set, is the
-// droplets' apt proxy.
+// dockerd pulls through the registry mirror and runs containers whose
+// memory counts as the droplet's, and the host's `docker stats` keeps
+// working. apt and Docker go through the local cloud's mirrors, as a
+// local cloud's droplets do.
 func TestDockerTemplateInstall(t *testing.T) {
 	t.Parallel()
 	b := newDockerTestBackend(t)
-	b.AptProxy = os.Getenv("FLEET_E2E_APT_PROXY")
+	mctx, mcancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	mirrors, err := EnsureMirrors(mctx, testWriter{t})
+	mcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AptProxy, b.RegistryMirror = mirrors.AptProxy, mirrors.RegistryMirror
 	key, pub := e2eSSHKey(t)
 	name := "e2e-" + b.Instance + "-tmpl"
 	ud, err := cloudinit.Render(filepath.Join("..", "..", "cloud-init", "droplet.yaml"), cloudinit.Data{
@@ -675,12 +682,13 @@ func TestDockerTemplateInstall(t *testing.T) {
 		t.Logf("droplet dockerd: cgroup driver and storage %s", out)
 	}
 
-	// The droplet's dockerd runs containers (an image from the host, as
-	// Docker Hub may be out of reach), inside the droplet's cgroup.
-	save := exec.CommandContext(ctx, "sh", "-c", "docker save "+dropletBaseImage+" | docker exec -i "+c+" docker load")
-	if out, err := save.CombinedOutput(); err != nil {
-		t.Fatalf("loading an image into the droplet: %v\n%s", err, out)
+	// The droplet's dockerd pulls through the registry mirror (Docker Hub
+	// is out of reach) and runs containers inside the droplet's cgroup.
+	pullStart := time.Now()
+	if out, err := dexec(t, c, "docker", "pull", "-q", dropletBaseImage); err != nil {
+		t.Fatalf("docker pull %s in the droplet: %v\n%s", dropletBaseImage, err, out)
 	}
+	t.Logf("docker pull %s through the registry mirror took %v", dropletBaseImage, time.Since(pullStart).Round(time.Millisecond))
 	before := idleMiB(t, c)
 	if out, err := dexec(t, c, "docker", "run", "-d", "--name", "hog", dropletBaseImage,
 		"sh", "-c", `x=$(head -c 150000000 /dev/zero | tr '\0' a); sleep 600`); err != nil {

@@ -36,7 +36,8 @@ const vendorBoundary = "fleet-local-vendor-data"
 //
 //   - a boothook (cloud-init runs it in its network stage, before any
 //     module) that points the droplet at the local cloud's mirrors: apt's
-//     proxy, and Docker's registry mirror and cgroup parent in
+//     proxy, and Docker's registry mirror (an insecure registry too if it
+//     is plain HTTP) and cgroup parent in
 //     /etc/docker/daemon.json, unless one is there already, so it is in
 //     place before user data installs Docker;
 //   - a script in place of DigitalOcean's droplet agent install, which
@@ -66,6 +67,11 @@ func vendorData(o vendorOptions) ([]byte, error) {
 	daemon := map[string]any{}
 	if o.RegistryMirror != "" {
 		daemon["registry-mirrors"] = []string{o.RegistryMirror}
+		// BuildKit (compose build with docker-buildx) pulls from a plain
+		// HTTP mirror only if it is an insecure registry too.
+		if u, err := url.Parse(o.RegistryMirror); err == nil && u.Scheme == "http" {
+			daemon["insecure-registries"] = []string{u.Host}
+		}
 	}
 	if o.CgroupParent != "" {
 		daemon["cgroup-parent"] = o.CgroupParent
