@@ -26,9 +26,10 @@ import (
 //	docker compose -f docker-compose-common.yaml -f docker-compose-develop.yaml up
 //
 // The host has no Compose v2, so it runs inside a Docker-in-Docker
-// container of the local droplet image (localcloud.EnsureImage: Debian
-// trixie with Docker and Compose), started with the droplet's flags and
-// booted by fleet-boot from an empty NoCloud seed. debian:trixie-slim and
+// container of the local droplet image (localcloud.EnsureImage: a bare
+// Debian trixie with systemd), started with the droplet's flags, whose
+// NoCloud user data installs Docker and Compose through the local cloud's
+// apt proxy (localcloud.EnsureMirrors). debian:trixie-slim and
 // a local stand-in for axllent/mailpit:latest (blogkit.MailpitImage; Docker
 // Hub is unreachable) are loaded into its engine; stacks/blog is copied in
 // as a tar; `up -d --wait` builds the app from Debian packages. Then, from
@@ -59,7 +60,11 @@ func TestBlogDevelopCompose(t *testing.T) {
 	if err := blogkit.MailpitImage(ctx, "axllent/mailpit:latest"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("droplet image %s and mailpit image ready in %v", image, time.Since(start).Round(time.Millisecond))
+	mirrors, err := localcloud.EnsureMirrors(ctx, testLogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("droplet image %s, mirrors and mailpit image ready in %v", image, time.Since(start).Round(time.Millisecond))
 
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -119,27 +124,43 @@ func TestBlogDevelopCompose(t *testing.T) {
 	} else {
 		args = append(args, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host")
 	}
-	args = append(args, "--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755",
+	args = append(args, "--env", "container=docker",
+		"--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755", "--tmpfs", "/run/lock:rw,noexec,nosuid,nodev,size=5m",
 		"--mount", "type=volume,source="+vol+",target=/var/lib/docker", image)
 	host(args...)
-	// An empty NoCloud seed: fleet-boot runs cloud-init, then dockerd.
+	// A NoCloud seed whose user data installs Docker and Compose, as a
+	// droplet's would (on cgroup v1 dockerd nests its containers in the
+	// container's cgroups, as the local cloud's vendor-data has it).
+	cgroupParent := `"cgroup-parent": "docker"`
+	if info == "2" {
+		cgroupParent = ""
+	}
+	userData := "#cloud-config\nruncmd:\n  - set -e\n" +
+		"  - echo 'Acquire::http::Proxy \"" + mirrors.AptProxy + "\";' >/etc/apt/apt.conf.d/00proxy\n" +
+		"  - mkdir -p /etc/docker && echo '{" + cgroupParent + "}' >/etc/docker/daemon.json\n" +
+		"  - DEBIAN_FRONTEND=noninteractive apt-get -q update\n" +
+		"  - DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends install docker.io docker-cli docker-compose\n"
 	seed := t.TempDir()
 	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: i-develop\nlocal-hostname: blog-develop\n"), 0o600)
-	os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n{}\n"), 0o600)
+	os.WriteFile(filepath.Join(seed, "user-data"), []byte(userData), 0o600)
 	host("cp", seed+"/.", name+":/var/lib/cloud/seed/nocloud")
 	start = time.Now()
 	host("start", name)
 	for {
-		if _, err := in("test -f /run/fleet-booted && docker info >/dev/null 2>&1", nil); err == nil {
+		if _, err := in("cloud-init status | grep -q 'status: done' && docker info >/dev/null 2>&1", nil); err == nil {
 			break
 		}
-		if ctx.Err() != nil || time.Since(start) > 3*time.Minute {
-			out, _ := exec.Command("docker", "logs", "--tail", "30", name).CombinedOutput()
+		if out, err := in("cloud-init status --long", nil); strings.Contains(out, "status: error") {
+			log, _ := in("tail -n 40 /var/log/cloud-init-output.log", nil)
+			t.Fatalf("cloud-init failed: %v\n%s\n%s", err, out, log)
+		}
+		if ctx.Err() != nil || time.Since(start) > 10*time.Minute {
+			out, _ := in("cloud-init status --long; tail -n 30 /var/log/cloud-init-output.log", nil)
 			t.Fatalf("the container did not boot with a running dockerd:\n%s", out)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
-	t.Logf("booted in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("booted and installed Docker in %v", time.Since(start).Round(time.Millisecond))
 
 	// Images the inner engine cannot pull.
 	start = time.Now()
