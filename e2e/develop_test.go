@@ -26,9 +26,10 @@ import (
 //	docker compose -f docker-compose-common.yaml -f docker-compose-develop.yaml up
 //
 // The host has no Compose v2, so it runs inside a Docker-in-Docker
-// container of the local droplet image (localcloud.EnsureImage: Debian
-// trixie with Docker and Compose), started with the droplet's flags and
-// booted by fleet-boot from an empty NoCloud seed. debian:trixie-slim and
+// container of the local droplet image (localcloud.EnsureImage: a bare
+// Debian trixie with systemd), started with the droplet's flags, whose
+// NoCloud user data installs Docker and Compose through the local cloud's
+// apt proxy (localcloud.EnsureMirrors). debian:trixie-slim and
 // a local stand-in for axllent/mailpit:latest (blogkit.MailpitImage; Docker
 // Hub is unreachable) are loaded into its engine; stacks/blog is copied in
 // as a tar; `up -d --wait` builds the app from Debian packages. Then, from
@@ -59,7 +60,11 @@ func TestBlogDevelopCompose(t *testing.T) {
 	if err := blogkit.MailpitImage(ctx, "axllent/mailpit:latest"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("droplet image %s and mailpit image ready in %v", image, time.Since(start).Round(time.Millisecond))
+	mirrors, err := localcloud.EnsureMirrors(ctx, testLogWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("droplet image %s, mirrors and mailpit image ready in %v", image, time.Since(start).Round(time.Millisecond))
 
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -119,27 +124,54 @@ func TestBlogDevelopCompose(t *testing.T) {
 	} else {
 		args = append(args, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host")
 	}
-	args = append(args, "--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755",
+	args = append(args, "--env", "container=docker",
+		"--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755", "--tmpfs", "/run/lock:rw,noexec,nosuid,nodev,size=5m",
 		"--mount", "type=volume,source="+vol+",target=/var/lib/docker", image)
 	host(args...)
-	// An empty NoCloud seed: fleet-boot runs cloud-init, then dockerd.
+	// A NoCloud seed whose user data installs Docker and Compose, as a
+	// droplet's would (on cgroup v1 dockerd nests its containers in the
+	// container's cgroups, as the local cloud's vendor-data has it).
+	cgroupParent := `"cgroup-parent": "docker"`
+	if info == "2" {
+		cgroupParent = ""
+	}
+	userData := "#cloud-config\nruncmd:\n"
+	for _, cmd := range []string{
+		"set -e",
+		"echo 'Acquire::http::Proxy \"" + mirrors.AptProxy + "\";' >/etc/apt/apt.conf.d/00proxy",
+		"mkdir -p /etc/docker && echo '{" + cgroupParent + "}' >/etc/docker/daemon.json",
+		"DEBIAN_FRONTEND=noninteractive apt-get -q update",
+		"DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends install docker.io docker-cli docker-compose",
+	} {
+		q, _ := json.Marshal(cmd) // a JSON string is a YAML flow scalar
+		userData += "  - " + string(q) + "\n"
+	}
 	seed := t.TempDir()
 	os.WriteFile(filepath.Join(seed, "meta-data"), []byte("instance-id: i-develop\nlocal-hostname: blog-develop\n"), 0o600)
-	os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n{}\n"), 0o600)
+	os.WriteFile(filepath.Join(seed, "user-data"), []byte(userData), 0o600)
 	host("cp", seed+"/.", name+":/var/lib/cloud/seed/nocloud")
 	start = time.Now()
 	host("start", name)
 	for {
-		if _, err := in("test -f /run/fleet-booted && docker info >/dev/null 2>&1", nil); err == nil {
+		status, _ := in("cloud-init status --long", nil)
+		if strings.Contains(status, "status: done") && !strings.Contains(status, "degraded") {
+			// Docker's postinst started dockerd; give it a moment to answer.
+			if out, err := in("for i in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 0.5; done; docker info", nil); err != nil {
+				t.Fatalf("cloud-init is done but docker does not answer: %v\n%s", err, out)
+			}
 			break
 		}
-		if ctx.Err() != nil || time.Since(start) > 3*time.Minute {
-			out, _ := exec.Command("docker", "logs", "--tail", "30", name).CombinedOutput()
+		if strings.Contains(status, "status: error") || strings.Contains(status, "status: done") {
+			log, _ := in("tail -n 80 /var/log/cloud-init-output.log", nil)
+			t.Fatalf("cloud-init failed:\n%s\n%s", status, log)
+		}
+		if ctx.Err() != nil || time.Since(start) > 10*time.Minute {
+			out, _ := in("cloud-init status --long; tail -n 30 /var/log/cloud-init-output.log", nil)
 			t.Fatalf("the container did not boot with a running dockerd:\n%s", out)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
-	t.Logf("booted in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("booted and installed Docker in %v", time.Since(start).Round(time.Millisecond))
 
 	// Images the inner engine cannot pull.
 	start = time.Now()

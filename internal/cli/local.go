@@ -235,7 +235,7 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 		fmt.Fprintf(opts.IO.ErrOut, "apt proxy %s, registry mirror %s\n", mirrors.AptProxy, mirrors.RegistryMirror)
 		fmt.Fprintln(opts.IO.ErrOut, "preparing the droplet image (the first time builds it, a few minutes)")
 		be, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{
-			Instance: instance, Log: opts.IO.ErrOut, Router: fwd, Preload: []string{"debian:trixie-slim"},
+			Instance: instance, Log: opts.IO.ErrOut, Router: fwd,
 			AptProxy: mirrors.AptProxy, RegistryMirror: mirrors.RegistryMirror,
 		})
 		if err != nil {

@@ -137,6 +137,8 @@ func (s *Server) machineOf(d *droplet) Machine {
 		SSHKeys: slices.Clone(d.sshKeys), PublicIPv4: d.ipv4, Tags: slices.Clone(d.tags),
 		SnapshotID: d.snapshotID, Status: d.status,
 	}
+	// Faults hold or fail the guest's boot, a power on's or reboot's too.
+	m.Holds, m.VendorFail = s.bootFaults(d.name)
 	if d.image.Slug != nil {
 		m.Image = *d.image.Slug
 	} else {

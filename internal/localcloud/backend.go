@@ -16,7 +16,7 @@ type Machine struct {
 	SSHKeys    []string // authorized_keys lines of the requested keys
 	PublicIPv4 string   // address the server allocated; shown once active
 	Tags       []string // tags at creation time
-	Booted     bool     // in List results: the machine finished booting
+	Booted     bool     // in List results: the machine runs
 	// SnapshotID, if not 0, is the snapshot image the machine is made
 	// from (a Snapshotter's Image.ID); Image is then that id as a string.
 	// 0: the distribution image named by Image.
@@ -24,13 +24,20 @@ type Machine struct {
 	// Status, in List results, is "active" (running) or "off" (stopped);
 	// "" says nothing.
 	Status string
+	// Holds delays units of the guest's boot (keys HoldCloudInit and
+	// HoldSSHD): the unit waits that long before it starts (FaultHold).
+	Holds map[string]time.Duration
+	// VendorFail makes the guest's vendor-data fail (FaultVendorFail).
+	VendorFail bool
 }
 
 // Backend runs the machines behind the API. The server keeps all API state
 // (droplets, actions, tags, addresses); a Backend only makes it real.
 type Backend interface {
-	// Boot returns once the machine is up. The droplet stays "new" (and
-	// its create action in progress) until then; an error makes the create
+	// Boot returns once the machine runs (its init is up), not once it is
+	// ready: as on DigitalOcean, sshd and cloud-init take their time after
+	// the droplet is "active". The droplet stays "new" (and its create
+	// action in progress) until Boot returns; an error makes the create
 	// action "errored". ctx is cancelled when the droplet is deleted or
 	// the server is closed.
 	Boot(ctx context.Context, m Machine) error

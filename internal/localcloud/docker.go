@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +24,11 @@ import (
 )
 
 // DockerBackend runs every droplet as a Docker container made from the
-// droplet image (EnsureImage): Debian with real cloud-init, sshd and its
-// own dockerd (Docker in Docker), published on the droplet's loopback
-// address (127.0.0.N) on ports 22, 80 and 443.
+// droplet image (EnsureImage): a bare Debian 13 like DigitalOcean's, with
+// systemd as PID 1, real cloud-init and sshd, published on the droplet's
+// loopback address (127.0.0.N) on ports 22, 80 and 443. User data installs
+// the rest (Docker in Docker, through the local cloud's mirrors: see
+// vendorData).
 //
 // Each container is named fleet-<droplet name> and labelled with its
 // instance and droplet (fleet.instance, fleet.droplet.id, ...): the labels
@@ -33,14 +36,17 @@ import (
 // /var/lib/docker is the named volume fleet-<instance>-<id>-docker.
 // cloud-init reads a NoCloud seed copied into the container before it
 // starts: user-data is Machine.UserData byte for byte, meta-data has the
-// instance id, hostname and SSH keys. Neither is ever put in a process's
-// arguments.
+// instance id, hostname and SSH keys, vendor-data is vendorData's. None is
+// ever put in a process's arguments.
 //
 // Docker in Docker without --privileged needs these container options,
 // which Boot uses: --cap-add ALL --cap-drop SYS_RESOURCE, seccomp,
 // AppArmor and systempaths unconfined, --device-cgroup-rule 'a *:* rwm',
 // and on cgroup v1 the host's /sys/fs/cgroup with --cgroupns host (the
-// inner dockerd nests its containers under the droplet's cgroup).
+// droplet's systemd and dockerd nest their cgroups under the droplet's;
+// vendor-data gives dockerd a relative cgroup parent). systemd also wants
+// tmpfs on /run and /run/lock; it stops on SIGRTMIN+3 (the image's
+// STOPSIGNAL).
 type DockerBackend struct {
 	// Instance is the fleet.instance label value of this local cloud's
 	// containers, so several local clouds (or test runs) on one Docker
@@ -55,14 +61,9 @@ type DockerBackend struct {
 	// Router, if set, makes Route real (a Forwarder); nil: Route does
 	// nothing.
 	Router Router
-	// Preload lists host images copied into each droplet's own Docker
-	// engine before it is active. A DigitalOcean droplet pulls base images
-	// from Docker Hub; a local one may have no way to, so the local cloud
-	// hands it the ones the host has.
-	Preload []string
 	// AptProxy and RegistryMirror are the local cloud's package and image
-	// mirrors (EnsureMirrors), "" for none: apt's http proxy and the
-	// droplet dockerd's registry mirror.
+	// mirrors (EnsureMirrors), "" for none: each droplet's vendor-data
+	// points apt's http proxy and its dockerd's registry mirror at them.
 	AptProxy       string
 	RegistryMirror string
 
@@ -83,8 +84,8 @@ type DockerOptions struct {
 	Log         io.Writer     // image build output and container events
 	BootTimeout time.Duration // default 3 minutes
 	Router      Router
-	Preload     []string // host images to copy into each droplet's engine (those the host lacks are skipped)
 	// The mirrors droplets use (EnsureMirrors' Mirrors), "" for none.
+	// They go into every droplet's vendor-data: no credentials in them.
 	AptProxy       string // e.g. "http://172.17.0.2:3142"
 	RegistryMirror string // e.g. "http://172.17.0.3:5000"
 }
@@ -103,13 +104,17 @@ const (
 )
 
 const (
-	// bootMarker exists inside a droplet container once fleet-boot has run
-	// all cloud-init stages (droplet-image/fleet-boot).
-	bootMarker = "/run/fleet-booted"
-	seedDir    = "/var/lib/cloud/seed/nocloud"
-	// defaultBootTimeout bounds a Boot (a boot takes seconds).
+	seedDir = "/var/lib/cloud/seed/nocloud"
+	// holdDir holds the systemd drop-ins of Machine.Holds.
+	holdDir = "/etc/systemd/system"
+	// defaultBootTimeout bounds a Boot (systemd starts in a second).
 	defaultBootTimeout = 3 * time.Minute
 )
+
+// holdUnits are the systemd units Machine.Holds delays. cloud-init's is its
+// config stage: its local and network stages (host keys, root's keys) run
+// on time, so sshd answers while cloud-init is held.
+var holdUnits = map[string]string{HoldCloudInit: "cloud-config.service", HoldSSHD: "ssh.service"}
 
 var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
@@ -118,8 +123,18 @@ var dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 func NewDockerBackend(ctx context.Context, opts DockerOptions) (*DockerBackend, error) {
 	b := &DockerBackend{
 		Instance: opts.Instance, Image: opts.Image, Log: opts.Log,
-		BootTimeout: opts.BootTimeout, Router: opts.Router, Preload: opts.Preload,
+		BootTimeout: opts.BootTimeout, Router: opts.Router,
 		AptProxy: opts.AptProxy, RegistryMirror: opts.RegistryMirror,
+	}
+	if b.AptProxy != "" {
+		if err := validMirrorURL(b.AptProxy); err != nil {
+			return nil, fmt.Errorf("docker backend: apt proxy: %w", err)
+		}
+	}
+	if b.RegistryMirror != "" {
+		if err := validMirrorURL(b.RegistryMirror); err != nil {
+			return nil, fmt.Errorf("docker backend: registry mirror: %w", err)
+		}
 	}
 	if b.Instance == "" {
 		b.Instance = "default"
@@ -167,10 +182,11 @@ func (b *DockerBackend) logf(format string, args ...any) {
 }
 
 // Boot creates, seeds and starts the droplet's container and returns once
-// fleet-boot inside has run all of cloud-init's stages (a failing stage
-// still boots: `cloud-init status` inside tells). If the container of the
-// droplet exists already (a Boot retried after a restart), it is started
-// if needed and waited for.
+// it runs: systemd is PID 1 and answers. That is when DigitalOcean says
+// "active"; sshd and cloud-init come later (the droplet's own business:
+// `cloud-init status` inside tells). If the container of the droplet
+// exists already (a Boot retried after a restart), it is started if
+// needed and waited for.
 func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if !dockerNameRE.MatchString(m.Name) {
 		return fmt.Errorf("docker backend: droplet name %q cannot name a container", m.Name)
@@ -191,7 +207,7 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 		// Created but never started (a Boot cut short): the seed may be
 		// missing; copying it again is harmless.
 		if st, err := docker(ctx, nil, "inspect", "--format", "{{.State.Status}}", c); err == nil && st == "created" {
-			if err := copySeed(ctx, c, m); err != nil {
+			if err := b.copySeed(ctx, c, m); err != nil {
 				return err
 			}
 		}
@@ -204,10 +220,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if _, err := docker(ctx, nil, "start", c); err != nil {
 		return fmt.Errorf("starting droplet %q: %w", m.Name, err)
 	}
-	if err := b.waitBooted(ctx, c, m.Name); err != nil {
+	if err := b.waitRunning(ctx, c, m.Name); err != nil {
 		return err
 	}
-	return b.preload(ctx, c)
+	return nil
 }
 
 // AddressTaken reports whether a container of any local cloud on this
@@ -218,34 +234,6 @@ func (b *DockerBackend) AddressTaken(ip string) bool {
 	defer cancel()
 	out, err := docker(ctx, nil, "ps", "-a", "-q", "--filter", "label="+labelIPv4+"="+ip)
 	return err == nil && out != ""
-}
-
-// preload copies the Preload images the host has into the droplet's own
-// engine, skipping those it already holds (a Boot after a restart).
-func (b *DockerBackend) preload(ctx context.Context, c string) error {
-	for _, img := range b.Preload {
-		if _, err := docker(ctx, nil, "image", "inspect", img); err != nil {
-			continue // the host lacks it: the droplet pulls, as on DigitalOcean
-		}
-		if _, err := docker(ctx, nil, "exec", c, "docker", "image", "inspect", img); err == nil {
-			continue
-		}
-		save := exec.CommandContext(ctx, "docker", "save", img)
-		out, err := save.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := save.Start(); err != nil {
-			return err
-		}
-		_, loadErr := docker(ctx, out, "exec", "-i", c, "docker", "load", "-q")
-		saveErr := save.Wait()
-		if loadErr != nil || saveErr != nil {
-			return fmt.Errorf("preloading %s into %s: %w", img, c, errors.Join(loadErr, saveErr))
-		}
-		b.logf("%s: preloaded %s", c, img)
-	}
-	return nil
 }
 
 // create makes the volume and the container of m, and copies the seed in.
@@ -279,6 +267,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--security-opt", "apparmor=unconfined",
 		"--security-opt", "systempaths=unconfined",
 		"--device-cgroup-rule", "a *:* rwm",
+		"--env", "container=docker",
 	}
 	if b.isCgroupV2(ctx) {
 		args = append(args, "--cgroupns", "private")
@@ -288,6 +277,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 	args = append(args,
 		// /run is a tmpfs as on a machine: a restart is a reboot.
 		"--tmpfs", "/run:rw,exec,nosuid,nodev,mode=0755",
+		"--tmpfs", "/run/lock:rw,noexec,nosuid,nodev,size=5m",
 		"--mount", "type=volume,source="+vol+",target=/var/lib/docker",
 		"--restart", "unless-stopped", "--stop-timeout", "20",
 		"-p", m.PublicIPv4+":22:22", "-p", m.PublicIPv4+":80:80", "-p", m.PublicIPv4+":443:443",
@@ -300,7 +290,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		}
 		return fmt.Errorf("creating droplet %q: %w", m.Name, err)
 	}
-	if err := copySeed(ctx, c, m); err != nil {
+	if err := b.copySeed(ctx, c, m); err != nil {
 		b.remove(c, vol)
 		return err
 	}
@@ -308,22 +298,82 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 	return nil
 }
 
-// copySeed copies m's NoCloud seed into container c, as a tar stream on
-// the docker CLI's stdin.
-func copySeed(ctx context.Context, c string, m Machine) error {
-	seed, err := seedTar(m)
+// copySeed copies m's NoCloud seed, and the systemd drop-ins of its
+// Holds, into container c, as tar streams on the docker CLI's stdin.
+func (b *DockerBackend) copySeed(ctx context.Context, c string, m Machine) error {
+	vo := vendorOptions{AptProxy: b.AptProxy, RegistryMirror: b.RegistryMirror, Fail: m.VendorFail}
+	if !b.isCgroupV2(ctx) {
+		vo.CgroupParent = "docker"
+	}
+	vendor, err := vendorData(vo)
+	if err != nil {
+		return fmt.Errorf("droplet %q: vendor-data: %w", m.Name, err)
+	}
+	seed, err := seedTar(m, vendor)
 	if err != nil {
 		return err
 	}
 	if _, err := docker(ctx, bytes.NewReader(seed), "cp", "-", c+":"+seedDir); err != nil {
 		return fmt.Errorf("copying the cloud-init seed into %s: %w", c, err)
 	}
+	if len(m.Holds) == 0 {
+		return nil
+	}
+	holds, err := holdTar(m.Holds)
+	if err != nil {
+		return fmt.Errorf("droplet %q: %w", m.Name, err)
+	}
+	if _, err := docker(ctx, bytes.NewReader(holds), "cp", "-", c+":"+holdDir); err != nil {
+		return fmt.Errorf("copying the hold drop-ins into %s: %w", c, err)
+	}
 	return nil
 }
 
+// holdTar is a tar stream of systemd drop-ins (relative to holdDir) that
+// make each held unit sleep before it starts, with its start timeout
+// lengthened by as much.
+func holdTar(holds map[string]time.Duration) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	units := make([]string, 0, len(holds))
+	for k := range holds {
+		units = append(units, k)
+	}
+	sort.Strings(units)
+	for _, k := range units {
+		d := holds[k]
+		unit, ok := holdUnits[k]
+		if !ok {
+			return nil, fmt.Errorf("cannot hold %q (want %s or %s)", k, HoldCloudInit, HoldSSHD)
+		}
+		if d <= 0 || d > maxHold {
+			return nil, fmt.Errorf("hold of %s: %v is not within (0, %v]", k, d, maxHold)
+		}
+		secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+		body := "# fleet local cloud: fault hold=" + k + "\n[Service]\nExecStartPre=/bin/sleep " + secs +
+			"\nTimeoutStartSec=" + strconv.FormatFloat((d+90*time.Second).Seconds(), 'f', 0, 64) + "\n"
+		dir := unit + ".d/"
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: now}); err != nil {
+			return nil, err
+		}
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: dir + "50-fleet-hold.conf", Mode: 0o644, Size: int64(len(body)), ModTime: now}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // seedTar is a tar stream of the NoCloud seed of m: user-data (UserData
-// byte for byte) and meta-data, both 0600.
-func seedTar(m Machine) ([]byte, error) {
+// byte for byte), meta-data and vendor-data, all 0600.
+func seedTar(m Machine, vendor []byte) ([]byte, error) {
 	md := struct {
 		InstanceID    string   `yaml:"instance-id"`
 		LocalHostname string   `yaml:"local-hostname"`
@@ -339,7 +389,7 @@ func seedTar(m Machine) ([]byte, error) {
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{"user-data", []byte(m.UserData)}, {"meta-data", meta}} {
+	}{{"user-data", []byte(m.UserData)}, {"meta-data", meta}, {"vendor-data", vendor}} {
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o600, Size: int64(len(f.data)), ModTime: now}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, err
@@ -354,10 +404,10 @@ func seedTar(m Machine) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// waitBooted polls for the boot marker in container c, backing off from
-// 100ms to 1s, until it exists, the container stops, BootTimeout passes
-// or ctx is done.
-func (b *DockerBackend) waitBooted(ctx context.Context, c, name string) error {
+// waitRunning polls container c's systemd, backing off from 100ms to 1s,
+// until it answers, the container stops, BootTimeout passes or ctx is
+// done.
+func (b *DockerBackend) waitRunning(ctx context.Context, c, name string) error {
 	timeout := b.BootTimeout
 	if timeout <= 0 {
 		timeout = defaultBootTimeout
@@ -365,7 +415,7 @@ func (b *DockerBackend) waitBooted(ctx context.Context, c, name string) error {
 	deadline := time.Now().Add(timeout)
 	delay := 100 * time.Millisecond
 	for {
-		ok, err := markerPresent(ctx, c)
+		ok, err := systemdUp(ctx, c)
 		if ok {
 			return nil
 		}
@@ -397,18 +447,27 @@ func (b *DockerBackend) waitBooted(ctx context.Context, c, name string) error {
 	}
 }
 
-// markerPresent says whether container c has booted; err is set if the
-// check itself failed (as when c is not running).
-func markerPresent(ctx context.Context, c string) (bool, error) {
-	_, err := docker(ctx, nil, "exec", c, "test", "-f", bootMarker)
-	if err == nil {
+// systemdUp says whether systemd runs in container c: `systemctl
+// is-system-running` names a state of a running manager (it exits
+// non-zero for all but "running", so its output decides). err is set if
+// docker exec itself failed (as when c is not running).
+func systemdUp(ctx context.Context, c string) (bool, error) {
+	out, err := docker(ctx, nil, "exec", c, "systemctl", "is-system-running")
+	var de *dockerError
+	if err != nil && errors.As(err, &de) && de.exitCode > 0 && de.exitCode < 126 {
+		out, err = "", nil // systemctl answered; what it printed is in the error
+		for _, f := range strings.Fields(de.stdout) {
+			out = f
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	switch strings.TrimSpace(out) {
+	case "initializing", "starting", "running", "degraded", "maintenance":
 		return true, nil
 	}
-	var de *dockerError
-	if errors.As(err, &de) && de.exitCode == 1 && de.stderr == "" {
-		return false, nil // test -f said no
-	}
-	return false, err
+	return false, nil // "offline" (not yet), "stopping", "unknown"
 }
 
 // logTail is the last n lines of container c's output.
@@ -481,8 +540,8 @@ func (b *DockerBackend) Route(_ context.Context, reservedIP, dropletIPv4 string)
 }
 
 // List returns the droplets of this instance from their containers'
-// labels. Booted: the container runs and has finished booting. UserData
-// and SSHKeys are read back from the seed in the container.
+// labels. Booted: the container runs. UserData and SSHKeys are read back
+// from the seed in the container.
 func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
 	out, err := docker(ctx, nil, "ps", "--all", "--quiet", "--no-trunc", "--filter", "label="+labelInstance+"="+b.Instance)
 	if err != nil {
@@ -521,16 +580,13 @@ func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
 			ms[i].Tags = strings.Split(t, ",")
 		}
 		c := strings.TrimPrefix(in.Name, "/")
-		running := in.State.Running
-		ms[i].Status = map[bool]string{true: "active", false: "off"}[running]
+		ms[i].Booted = in.State.Running
+		ms[i].Status = map[bool]string{true: "active", false: "off"}[in.State.Running]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if running {
-				ms[i].Booted, _ = markerPresent(ctx, c)
-			}
 			ms[i].UserData, ms[i].SSHKeys, errs[i] = readSeed(ctx, c)
 		}()
 	}
@@ -696,6 +752,7 @@ func bindInUse(ip string, port int) bool {
 type dockerError struct {
 	args     []string
 	exitCode int
+	stdout   string
 	stderr   string
 	err      error
 }
@@ -723,7 +780,7 @@ func docker(ctx context.Context, stdin io.Reader, args ...string) (string, error
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		de := &dockerError{args: args, exitCode: -1, stderr: strings.TrimSpace(stderr.String()), err: err}
+		de := &dockerError{args: args, exitCode: -1, stdout: strings.TrimSpace(stdout.String()), stderr: strings.TrimSpace(stderr.String()), err: err}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			de.exitCode = ee.ExitCode()

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetdeploy/fleet/internal/cloudinit"
 )
 
 // testWriter sends lines to t.Logf.
@@ -160,12 +162,77 @@ write_files:
       hello from user data
 runcmd:
   - echo ran > /root/runcmd-ran
-  - docker version --format '{{.Server.Version}}' > /root/docker-version
 `
 
+// waitCloudInit waits (up to limit) for cloud-init in container c to
+// finish and returns `cloud-init status --long`'s output and error.
+func waitCloudInit(t *testing.T, c string, limit time.Duration) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "exec", c, "cloud-init", "status", "--wait", "--long").CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("cloud-init in %s did not finish within %v:\n%s", c, limit, out)
+	}
+	return strings.TrimSpace(string(out)), err
+}
+
+// waitSSH polls until root@ip answers over SSH or limit passes.
+func waitSSH(t *testing.T, key, ip string, limit time.Duration) (time.Time, string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := sshRun(ctx, key, ip, "hostname && id -un")
+		cancel()
+		if err == nil {
+			return time.Now(), out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SSH to %s within %v: %v %s", ip, limit, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// unitTimes are a systemd unit's monotonic start (InactiveExit) and
+// active (ActiveEnter) timestamps in container c, in microseconds.
+type unitTimes struct{ start, active int64 }
+
+func getUnitTimes(t *testing.T, c string, units ...string) map[string]unitTimes {
+	t.Helper()
+	got := map[string]unitTimes{}
+	for _, u := range units {
+		out, err := dexec(t, c, "systemctl", "show", "-p", "InactiveExitTimestampMonotonic", "-p", "ActiveEnterTimestampMonotonic", u)
+		if err != nil {
+			t.Fatalf("systemctl show %s: %v %q", u, err, out)
+		}
+		var start, active int64
+		for _, line := range strings.Split(out, "\n") {
+			k, v, _ := strings.Cut(line, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "InactiveExitTimestampMonotonic":
+				start = n
+			case "ActiveEnterTimestampMonotonic":
+				active = n
+			}
+		}
+		if start == 0 || active == 0 {
+			t.Fatalf("%s never started: %q", u, out)
+		}
+		got[u] = unitTimes{start: start, active: active}
+	}
+	return got
+}
+
+// The droplet boots like one of DigitalOcean's: systemd is PID 1, Boot
+// returns as soon as it runs, cloud-init's stages come in trixie's order
+// with sshd after its network stage, the vendor-data runs.
 func TestDockerBoot(t *testing.T) {
 	t.Parallel()
 	b := newDockerTestBackend(t)
+	b.AptProxy = "http://127.0.0.1:3142"
 	key, pub := e2eSSHKey(t)
 	m := Machine{
 		ID: 700001, Name: "e2e-" + b.Instance + "-ok", Region: "nyc3", Size: "s-1vcpu-1gb",
@@ -181,45 +248,71 @@ func TestDockerBoot(t *testing.T) {
 	if err := b.Boot(ctx, m); err != nil {
 		t.Fatalf("Boot: %v", err)
 	}
-	t.Logf("Boot took %v", time.Since(start).Round(time.Millisecond))
+	active := time.Since(start)
+	if out, err := dexec(t, c, "cat", "/proc/1/comm"); err != nil || out != "systemd" {
+		t.Errorf("PID 1 is %q (%v), want systemd", out, err)
+	}
+	sshAt, out := waitSSH(t, key, m.PublicIPv4, 2*time.Minute)
+	if out != m.Name+"\nroot" {
+		t.Errorf("ssh root@%s: %q", m.PublicIPv4, out)
+	}
+	status, err := waitCloudInit(t, c, 3*time.Minute)
+	doneAt := time.Now()
+	if err != nil || !strings.Contains(status, "status: done") {
+		t.Errorf("cloud-init status: %v\n%s", err, status)
+	}
+	t.Logf("container start to active (Boot) %v, to sshd %v, to cloud-init done %v",
+		active.Round(time.Millisecond), sshAt.Sub(start).Round(time.Millisecond), doneAt.Sub(start).Round(time.Millisecond))
+	if out, err := dexec(t, c, "systemctl", "is-system-running"); out != "running" {
+		failed, _ := dexec(t, c, "systemctl", "--failed", "--no-legend")
+		t.Errorf("systemctl is-system-running: %s (%v); failed units:\n%s", out, err, failed)
+	}
 
-	if out, err := dexec(t, c, "cloud-init", "status", "--long"); err != nil || !strings.Contains(out, "status: done") {
-		t.Errorf("cloud-init status: %v\n%s", err, out)
+	// trixie's order: cloud-init-local, cloud-init-network, then sshd and
+	// the config stage, then the final stage.
+	units := getUnitTimes(t, c, "cloud-init-local.service", "cloud-init-network.service", "ssh.service", "cloud-config.service", "cloud-final.service")
+	for _, o := range [][2]string{
+		{"cloud-init-local.service", "cloud-init-network.service"},
+		{"cloud-init-network.service", "ssh.service"},
+		{"cloud-init-network.service", "cloud-config.service"},
+		{"cloud-config.service", "cloud-final.service"},
+	} {
+		if units[o[0]].active > units[o[1]].start {
+			t.Errorf("%s started at %dus, before %s was done (%dus)", o[1], units[o[1]].start, o[0], units[o[0]].active)
+		}
 	}
-	if out, err := dexec(t, c, "cat", "/etc/fleet/e2e"); err != nil || out != "hello from user data" {
-		t.Errorf("write_files: %q %v", out, err)
+	if out, err := dexec(t, c, "systemd-analyze", "critical-chain", "--no-pager", "cloud-final.service"); err == nil {
+		t.Logf("critical chain:\n%s", out)
 	}
-	if out, err := dexec(t, c, "cat", "/root/runcmd-ran", "/root/docker-version"); err != nil || !strings.HasPrefix(out, "ran\n") {
-		t.Errorf("runcmd (with docker): %q %v", out, err)
+
+	if out, err := dexec(t, c, "cat", "/etc/fleet/e2e", "/root/runcmd-ran"); err != nil || out != "hello from user data\nran" {
+		t.Errorf("write_files and runcmd: %q %v", out, err)
 	}
 	if out, err := dexec(t, c, "cat", seedDir+"/user-data"); err != nil || out+"\n" != e2eUserData {
 		t.Errorf("seed user-data differs from the droplet's user data:\n%s", out)
 	}
-	if out, err := dexec(t, c, "stat", "-c", "%a %U", seedDir+"/user-data", seedDir+"/meta-data"); err != nil || out != "600 root\n600 root" {
+	if out, err := dexec(t, c, "stat", "-c", "%a %U", seedDir+"/user-data", seedDir+"/meta-data", seedDir+"/vendor-data"); err != nil || out != "600 root\n600 root\n600 root" {
 		t.Errorf("seed modes: %q %v", out, err)
 	}
-	if out, err := sshRun(ctx, key, m.PublicIPv4, "hostname && id -un"); err != nil || out != m.Name+"\nroot" {
-		t.Errorf("ssh root@%s: %v\n%s", m.PublicIPv4, err, out)
+	// The vendor-data ran: the agent's stand-in, the apt proxy, and (on
+	// cgroup v1) dockerd's cgroup parent, before user data could install
+	// Docker.
+	if out, err := dexec(t, c, "cat", "/opt/digitalocean/fleet-local-agent", "/etc/apt/apt.conf.d/00fleet-local-proxy"); err != nil ||
+		!strings.Contains(out, `Acquire::http::Proxy "http://127.0.0.1:3142";`) {
+		t.Errorf("vendor-data's files: %q %v", out, err)
 	}
-	if out, err := dexec(t, c, "docker", "version", "--format", "{{.Server.Version}}"); err != nil || out == "" {
-		t.Errorf("docker in the droplet: %v\n%s", err, out)
-	} else {
-		t.Logf("dockerd in the droplet: %s", out)
+	if !b.isCgroupV2(ctx) {
+		if out, err := dexec(t, c, "cat", "/etc/docker/daemon.json"); err != nil || !strings.Contains(out, `"cgroup-parent": "docker"`) {
+			t.Errorf("daemon.json: %q %v", out, err)
+		}
 	}
-	// Idle: sshd, dockerd and containerd, nothing else running.
-	time.Sleep(3 * time.Second)
+	if out, err := dexec(t, c, "sh", "-c", "command -v docker dockerd postfix cron"); err == nil || out != "" {
+		t.Errorf("the bare image has %q", out)
+	}
 	if mib := idleMiB(t, c); mib <= 0 {
 		t.Errorf("docker stats shows no memory use for %s", c)
 	} else {
 		t.Logf("idle memory of %s: %.1f MiB", c, mib)
-	}
-	// The droplet's dockerd runs containers (an image from the host, as
-	// Docker Hub may be out of reach).
-	save := exec.Command("sh", "-c", "docker save "+dropletBaseImage+" | docker exec -i "+c+" docker load")
-	if out, err := save.CombinedOutput(); err != nil {
-		t.Errorf("loading an image into the droplet: %v\n%s", err, out)
-	} else if out, err := dexec(t, c, "docker", "run", "--rm", dropletBaseImage, "echo", "nested"); err != nil || out != "nested" {
-		t.Errorf("docker run in the droplet: %v\n%s", err, out)
 	}
 
 	ms, err := b.List(ctx)
@@ -241,26 +334,28 @@ func TestDockerBoot(t *testing.T) {
 	}
 	t.Logf("second Boot took %v", time.Since(start).Round(time.Millisecond))
 
-	// The droplet's dockerd must not mount cgroup hierarchies the host has
-	// not: that breaks the host's `docker stats`.
-	if after := hostCgroupHierarchies(t); after != cgroupsBefore {
-		t.Errorf("host cgroup hierarchies changed:\nbefore %s\nafter  %s", cgroupsBefore, after)
-	}
-
-	// A container restart is a reboot: everything comes back.
+	// A container restart is a reboot: systemd stops on SIGRTMIN+3 and
+	// everything comes back.
+	start = time.Now()
 	if out, err := exec.Command("docker", "restart", c).CombinedOutput(); err != nil {
 		t.Fatalf("docker restart: %v\n%s", err, out)
 	}
-	start = time.Now()
+	t.Logf("docker restart (a reboot) took %v", time.Since(start).Round(time.Millisecond))
 	if err := b.Boot(ctx, m); err != nil {
 		t.Fatalf("Boot after restart: %v", err)
 	}
-	t.Logf("boot after a restart took %v", time.Since(start).Round(time.Millisecond))
-	if out, err := dexec(t, c, "cloud-init", "status"); err != nil || !strings.Contains(out, "status: done") {
-		t.Errorf("cloud-init status after restart: %v\n%s", err, out)
+	if status, err := waitCloudInit(t, c, 3*time.Minute); err != nil || !strings.Contains(status, "status: done") {
+		t.Errorf("cloud-init status after restart: %v\n%s", err, status)
 	}
-	if out, err := sshRun(ctx, key, m.PublicIPv4, "docker info --format '{{.ServerVersion}}' && cat /root/runcmd-ran"); err != nil {
-		t.Errorf("ssh and docker after restart: %v\n%s", err, out)
+	waitSSH(t, key, m.PublicIPv4, time.Minute)
+	if out, err := sshRun(ctx, key, m.PublicIPv4, "cat /root/runcmd-ran"); err != nil || out != "ran" {
+		t.Errorf("ssh after restart: %v\n%s", err, out)
+	}
+
+	// The droplet's systemd must not mount cgroup hierarchies the host
+	// has not: that breaks the host's `docker stats`.
+	if after := hostCgroupHierarchies(t); after != cgroupsBefore {
+		t.Errorf("host cgroup hierarchies changed:\nbefore %s\nafter  %s", cgroupsBefore, after)
 	}
 
 	if err := b.Destroy(ctx, m.ID); err != nil {
@@ -275,26 +370,94 @@ func TestDockerBoot(t *testing.T) {
 	}
 }
 
+// Holds: the droplet is active at once; sshd answers only after its hold,
+// cloud-init finishes only after its own (its config stage waits; sshd
+// does not wait for it).
+func TestDockerBootHold(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	key, pub := e2eSSHKey(t)
+	const sshHold, cloudHold = 8 * time.Second, 20 * time.Second
+	m := Machine{
+		ID: 700005, Name: "e2e-" + b.Instance + "-hold", PublicIPv4: "127.0.0.155",
+		UserData: e2eUserData, SSHKeys: []string{pub},
+		Holds: map[string]time.Duration{HoldSSHD: sshHold, HoldCloudInit: cloudHold},
+	}
+	c := b.ContainerName(m.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	active := time.Since(start)
+	if active >= sshHold {
+		t.Errorf("Boot took %v: it waited for the held sshd", active)
+	}
+	if out, _ := dexec(t, c, "cloud-init", "status"); !strings.Contains(out, "status: running") && !strings.Contains(out, "status: not started") {
+		t.Errorf("cloud-init status when active: %q, want running or not started", out)
+	}
+	sshAt, _ := waitSSH(t, key, m.PublicIPv4, 2*time.Minute)
+	if d := sshAt.Sub(start); d < sshHold {
+		t.Errorf("sshd answered after %v, before its hold of %v", d, sshHold)
+	}
+	if out, _ := dexec(t, c, "cloud-init", "status"); !strings.Contains(out, "status: running") {
+		t.Errorf("cloud-init status when sshd answers: %q, want running (held)", out)
+	}
+	status, err := waitCloudInit(t, c, 3*time.Minute)
+	doneAt := time.Since(start)
+	if err != nil || !strings.Contains(status, "status: done") {
+		t.Errorf("cloud-init status: %v\n%s", err, status)
+	}
+	if doneAt < cloudHold {
+		t.Errorf("cloud-init done after %v, before its hold of %v", doneAt, cloudHold)
+	}
+	t.Logf("held: active %v, sshd %v, cloud-init done %v", active.Round(time.Millisecond),
+		sshAt.Sub(start).Round(time.Millisecond), doneAt.Round(time.Millisecond))
+	if out, err := dexec(t, c, "systemd-analyze", "critical-chain", "--no-pager", "ssh.service", "cloud-final.service"); err == nil {
+		t.Logf("critical chains:\n%s", out)
+	}
+}
+
 func TestDockerBootCloudInitFails(t *testing.T) {
 	t.Parallel()
 	b := newDockerTestBackend(t)
-	m := Machine{
-		ID: 700002, Name: "e2e-" + b.Instance + "-fail", PublicIPv4: "127.0.0.151",
-		UserData: "#cloud-config\nruncmd:\n  - echo about to fail\n  - exit 1\n",
+	for _, tt := range []struct {
+		name string
+		m    Machine
+		want string // in cloud-init status --long
+	}{
+		{"user-data", Machine{ID: 700002, PublicIPv4: "127.0.0.151",
+			UserData: "#cloud-config\nruncmd:\n  - echo about to fail\n  - exit 1\n"}, "scripts_user"},
+		{"vendor-fail", Machine{ID: 700006, PublicIPv4: "127.0.0.156", VendorFail: true,
+			UserData: "#cloud-config\nruncmd:\n  - echo ran > /root/runcmd-ran\n"}, "scripts_vendor"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := tt.m
+			m.Name = "e2e-" + b.Instance + "-" + tt.name
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if err := b.Boot(ctx, m); err != nil {
+				t.Fatalf("Boot: %v (a failing cloud-init must still boot)", err)
+			}
+			c := b.ContainerName(m.Name)
+			out, err := waitCloudInit(t, c, 3*time.Minute)
+			if err == nil || !strings.Contains(out, "status: error") || !strings.Contains(out, tt.want) {
+				t.Errorf("cloud-init status: %v\n%s", err, out)
+			}
+			if m.VendorFail {
+				// The user's scripts still run, as on DigitalOcean.
+				if out, err := dexec(t, c, "cat", "/root/runcmd-ran"); err != nil || out != "ran" {
+					t.Errorf("runcmd after a failed vendor-data: %q %v", out, err)
+				}
+			}
+			if err := b.Destroy(ctx, m.ID); err != nil {
+				t.Fatalf("Destroy: %v", err)
+			}
+			assertGone(t, b, m.ID)
+		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := b.Boot(ctx, m); err != nil {
-		t.Fatalf("Boot: %v (a failing user data must still boot)", err)
-	}
-	out, err := dexec(t, b.ContainerName(m.Name), "cloud-init", "status")
-	if err == nil || !strings.Contains(out, "status: error") {
-		t.Errorf("cloud-init status: %v\n%s", err, out)
-	}
-	if err := b.Destroy(ctx, m.ID); err != nil {
-		t.Fatalf("Destroy: %v", err)
-	}
-	assertGone(t, b, m.ID)
 }
 
 func TestDockerBootPortTaken(t *testing.T) {
@@ -442,4 +605,124 @@ func BenchmarkDropletBootToSSH(b *testing.B) {
 	b.ReportMetric(sshTotal/float64(b.N), "ssh-s")
 	b.ReportMetric(bootTotal/float64(b.N), "boot-s")
 	b.ReportMetric(memTotal/float64(b.N), "idle-MiB")
+}
+
+// The repository's template on the bare image: its install path runs
+// under real cloud-init and systemd (Docker, Compose v2, postfix as a
+// satellite, cron, with Recommends, non-interactively), the droplet's
+// dockerd pulls through the registry mirror and runs containers whose
+// memory counts as the droplet's, and the host's `docker stats` keeps
+// working. apt and Docker go through the local cloud's mirrors, as a
+// local cloud's droplets do.
+func TestDockerTemplateInstall(t *testing.T) {
+	t.Parallel()
+	b := newDockerTestBackend(t)
+	mctx, mcancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	mirrors, err := EnsureMirrors(mctx, testWriter{t})
+	mcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AptProxy, b.RegistryMirror = mirrors.AptProxy, mirrors.RegistryMirror
+	key, pub := e2eSSHKey(t)
+	name := "e2e-" + b.Instance + "-tmpl"
+	ud, err := cloudinit.Render(filepath.Join("..", "..", "cloud-init", "droplet.yaml"), cloudinit.Data{
+		Project: "e2e", Version: "v1.0.0", DropletName: name, DeployID: "abc123",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Machine{ID: 700007, Name: name, PublicIPv4: "127.0.0.157", UserData: string(ud), SSHKeys: []string{pub}}
+	c := b.ContainerName(m.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cgroupsBefore := hostCgroupHierarchies(t)
+
+	start := time.Now()
+	if err := b.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	active := time.Since(start)
+	sshAt, _ := waitSSH(t, key, m.PublicIPv4, 2*time.Minute)
+	status, err := waitCloudInit(t, c, 12*time.Minute)
+	done := time.Since(start)
+	t.Logf("container start to active %v, to sshd %v, to cloud-init done %v", active.Round(time.Millisecond),
+		sshAt.Sub(start).Round(time.Millisecond), done.Round(time.Millisecond))
+	if err != nil || !strings.Contains(status, "extended_status: done") {
+		log, _ := dexec(t, c, "tail", "-n", "60", "/var/log/cloud-init-output.log")
+		t.Fatalf("cloud-init status: %v\n%s\ncloud-init-output.log:\n%s", err, status, log)
+	}
+	if out, _ := dexec(t, c, "systemctl", "is-system-running"); out != "running" {
+		failed, _ := dexec(t, c, "systemctl", "--failed", "--no-legend")
+		t.Errorf("systemctl is-system-running: %s; failed units:\n%s", out, failed)
+	}
+	for _, check := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"systemctl", "is-active", "docker", "containerd", "postfix", "cron", "fleet-http"}, "active\nactive\nactive\nactive\nactive"},
+		{[]string{"systemctl", "is-enabled", "docker", "postfix", "cron"}, "enabled\nenabled\nenabled"},
+		{[]string{"docker", "compose", "version", "--short"}, "2."},
+		{[]string{"postconf", "-h", "relayhost", "inet_interfaces", "mydestination"}, "[127.0.0.1]:2525\nloopback-only\n"},
+		{[]string{"curl", "-fsS", "--max-time", "5", "http://127.0.0.1/"}, "fleet e2e v1.0.0"},
+	} {
+		out, err := dexec(t, c, check.cmd...)
+		if err != nil || !strings.HasPrefix(out+"\n", check.want) {
+			t.Errorf("%s: %v\n%q, want %q", strings.Join(check.cmd, " "), err, out, check.want)
+		}
+	}
+	if out, err := dexec(t, c, "dpkg-query", "-W", "-f", "${Package} ", "docker-buildx", "needrestart", "git"); err != nil {
+		t.Logf("Recommends installed: %s (%v)", out, err)
+	} else {
+		t.Logf("Recommends installed: %s", out)
+	}
+	if out, err := sshRun(ctx, key, m.PublicIPv4, "docker info --format '{{.CgroupDriver}} {{.Driver}}'"); err != nil {
+		t.Errorf("ssh docker info: %v %s", err, out)
+	} else {
+		t.Logf("droplet dockerd: cgroup driver and storage %s", out)
+	}
+
+	// The droplet's dockerd pulls through the registry mirror (Docker Hub
+	// is out of reach) and runs containers inside the droplet's cgroup.
+	pullStart := time.Now()
+	if out, err := dexec(t, c, "docker", "pull", "-q", dropletBaseImage); err != nil {
+		t.Fatalf("docker pull %s in the droplet: %v\n%s", dropletBaseImage, err, out)
+	}
+	t.Logf("docker pull %s through the registry mirror took %v", dropletBaseImage, time.Since(pullStart).Round(time.Millisecond))
+	before := idleMiB(t, c)
+	if out, err := dexec(t, c, "docker", "run", "-d", "--name", "hog", dropletBaseImage,
+		"sh", "-c", `x=$(head -c 150000000 /dev/zero | tr '\0' a); sleep 600`); err != nil {
+		t.Fatalf("docker run in the droplet: %v\n%s", err, out)
+	}
+	var after float64
+	for i := 0; i < 30; i++ {
+		time.Sleep(time.Second)
+		if after = idleMiB(t, c); after-before >= 100 {
+			break
+		}
+	}
+	t.Logf("droplet memory before and with a 150 MB container in it: %.1f MiB, %.1f MiB", before, after)
+	if after-before < 100 {
+		t.Errorf("a 150 MB container in the droplet added %.1f MiB to the droplet's memory", after-before)
+	}
+	id, err := docker(ctx, nil, "inspect", "--format", "{{.Id}}", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dexec(t, c, "sh", "-c", "grep :memory: /proc/$(docker inspect -f '{{.State.Pid}}' hog)/cgroup"); err != nil || (!b.isCgroupV2(ctx) && !strings.Contains(out, id)) {
+		t.Errorf("the droplet's container's memory cgroup is not under the droplet's (%s): %q %v", id, out, err)
+	}
+
+	// The host's docker stats works for a container made now.
+	if after := hostCgroupHierarchies(t); after != cgroupsBefore {
+		t.Errorf("host cgroup hierarchies changed:\nbefore %s\nafter  %s", cgroupsBefore, after)
+	}
+	probe := "fleet-e2e-stats-" + b.Instance
+	if out, err := docker(ctx, nil, "run", "-d", "--rm", "--name", probe, "--label", "fleet.instance="+b.Instance, dropletBaseImage, "sleep", "120"); err != nil {
+		t.Fatalf("docker run on the host: %v %s", err, out)
+	}
+	defer docker(context.Background(), nil, "rm", "-f", probe)
+	if mib := idleMiB(t, probe); mib <= 0 {
+		t.Errorf("the host's docker stats shows no memory for a new container while a droplet runs containers")
+	}
 }

@@ -18,9 +18,9 @@ import (
 	"sync"
 )
 
-// The droplet image: Debian trixie with sshd, cloud-init and Docker, booted
-// by droplet-image/fleet-boot. Its recipe is embedded; the tag carries a
-// hash of it, so a changed recipe means a new image, built on first use.
+// The droplet image: a bare Debian trixie with systemd, cloud-init and
+// sshd (droplet-image/Dockerfile). Its recipe is embedded; the tag carries
+// a hash of it, so a changed recipe means a new image, built on first use.
 
 //go:embed droplet-image
 var dropletImageFS embed.FS

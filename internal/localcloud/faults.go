@@ -27,7 +27,25 @@ const (
 	// FaultErrored makes actions of type Action end "errored" instead of
 	// "completed" (the change they describe does not happen).
 	FaultErrored FaultKind = "errored"
+	// FaultHold makes Unit ("cloud-init" or "sshd") of droplets whose name
+	// matches the glob Name wait Delay before it starts (Machine.Holds;
+	// the Docker backend writes a systemd drop-in). "cloud-init" holds its
+	// config stage, so sshd answers while cloud-init is still running.
+	FaultHold FaultKind = "hold"
+	// FaultVendorFail makes the vendor-data of droplets whose name matches
+	// the glob Name fail (Machine.VendorFail): `cloud-init status` reports
+	// an error, as when DigitalOcean's agent install fails.
+	FaultVendorFail FaultKind = "vendor-fail"
 )
+
+// The units a FaultHold can hold.
+const (
+	HoldCloudInit = "cloud-init"
+	HoldSSHD      = "sshd"
+)
+
+// maxHold bounds a FaultHold's Delay.
+const maxHold = time.Hour
 
 // Fault is one injected failure. Faults are set with Options.Faults,
 // Server.AddFault, ParseFaults (the --faults flag and FLEET_FAULTS) or
@@ -40,6 +58,8 @@ const (
 //	{"kind":"latency","method":"GET","path":"/v2/droplets","delay":"200ms"}
 //	{"kind":"stuck-new","name":"blog-*"}
 //	{"kind":"errored","action":"assign"}
+//	{"kind":"hold","unit":"cloud-init","name":"blog-*","delay":"20s"}
+//	{"kind":"vendor-fail","name":"blog-*"}
 type Fault struct {
 	Kind FaultKind
 	// Method ("" or "*" = any) and Path (a prefix of the request path,
@@ -54,10 +74,13 @@ type Fault struct {
 	Nth    int
 	Status int
 	After  bool
-	// Delay is the latency FaultLatency adds.
+	// Delay is the latency FaultLatency adds, or how long FaultHold holds.
 	Delay time.Duration
-	// Name is the path.Match glob of FaultStuckNew.
+	// Name is the path.Match glob of FaultStuckNew, FaultHold and
+	// FaultVendorFail.
 	Name string
+	// Unit is what FaultHold holds: HoldCloudInit or HoldSSHD.
+	Unit string
 	// Action is the action type of FaultErrored: "create", "assign",
 	// "unassign" ("assign" also matches DigitalOcean's "assign_ip").
 	Action string
@@ -73,11 +96,12 @@ type faultJSON struct {
 	Delay  string    `json:"delay,omitempty"`
 	Name   string    `json:"name,omitempty"`
 	Action string    `json:"action,omitempty"`
+	Unit   string    `json:"unit,omitempty"`
 }
 
 // MarshalJSON writes Delay as a duration string ("200ms").
 func (f Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{Kind: f.Kind, Method: f.Method, Path: f.Path, Nth: f.Nth, Status: f.Status, After: f.After, Name: f.Name, Action: f.Action}
+	j := faultJSON{Kind: f.Kind, Method: f.Method, Path: f.Path, Nth: f.Nth, Status: f.Status, After: f.After, Name: f.Name, Action: f.Action, Unit: f.Unit}
 	if f.Delay != 0 {
 		j.Delay = f.Delay.String()
 	}
@@ -90,7 +114,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*f = Fault{Kind: j.Kind, Method: j.Method, Path: j.Path, Nth: j.Nth, Status: j.Status, After: j.After, Name: j.Name, Action: j.Action}
+	*f = Fault{Kind: j.Kind, Method: j.Method, Path: j.Path, Nth: j.Nth, Status: j.Status, After: j.After, Name: j.Name, Action: j.Action, Unit: j.Unit}
 	if j.Delay != "" {
 		d, err := time.ParseDuration(j.Delay)
 		if err != nil {
@@ -120,19 +144,28 @@ func (f Fault) validate() error {
 		} else if f.Delay <= 0 {
 			return fmt.Errorf("latency %v must be positive", f.Delay)
 		}
-	case FaultStuckNew:
+	case FaultStuckNew, FaultHold, FaultVendorFail:
 		if f.Name == "" {
-			return fmt.Errorf("stuck-new needs a name glob")
+			return fmt.Errorf("%s needs a name glob", f.Kind)
 		}
 		if _, err := path.Match(f.Name, ""); err != nil {
 			return fmt.Errorf("bad glob %q: %v", f.Name, err)
+		}
+		if f.Kind != FaultHold {
+			break
+		}
+		if f.Unit != HoldCloudInit && f.Unit != HoldSSHD {
+			return fmt.Errorf("hold: unit %q: want %s or %s", f.Unit, HoldCloudInit, HoldSSHD)
+		}
+		if f.Delay <= 0 || f.Delay > maxHold {
+			return fmt.Errorf("hold: delay %v must be positive and at most %v", f.Delay, maxHold)
 		}
 	case FaultErrored:
 		if f.Action == "" {
 			return fmt.Errorf("errored needs an action type")
 		}
 	default:
-		return fmt.Errorf("unknown fault kind %q (want fail, latency, stuck-new or errored)", f.Kind)
+		return fmt.Errorf("unknown fault kind %q (want fail, latency, stuck-new, errored, hold or vendor-fail)", f.Kind)
 	}
 	return nil
 }
@@ -168,6 +201,10 @@ func (f Fault) String() string {
 		return "stuck-new=" + f.Name
 	case FaultErrored:
 		return "errored=" + f.Action
+	case FaultHold:
+		return "hold=" + f.Unit + ":" + f.Name + ":" + f.Delay.String()
+	case FaultVendorFail:
+		return "vendor-fail=" + f.Name
 	}
 	return string(f.Kind)
 }
@@ -179,6 +216,9 @@ const FaultSyntax = `  METHOD PATH[#N]=STATUS[+after]  fail the Nth (default fir
   METHOD PATH latency=DURATION    delay every matching request
   stuck-new=GLOB                  droplets named like GLOB never become active
   errored=TYPE                    actions of TYPE (create, assign, unassign) end errored
+  hold=UNIT:GLOB:DURATION         droplets named like GLOB start UNIT (cloud-init: its
+                                  config stage; sshd) DURATION late (Docker backend)
+  vendor-fail=GLOB                droplets named like GLOB get vendor-data that fails
 Separate faults with ";". METHOD "*" matches any method; PATH is a prefix.
 `
 
@@ -193,6 +233,10 @@ Separate faults with ";". METHOD "*" matches any method; PATH is a prefix.
 //	stuck-new=GLOB                  droplets named like GLOB never become active
 //	errored=TYPE                    actions of TYPE (create, assign, unassign)
 //	                                end "errored"
+//	hold=UNIT:GLOB:DURATION         droplets named like GLOB start UNIT
+//	                                ("cloud-init" or "sshd") DURATION late
+//	vendor-fail=GLOB                droplets named like GLOB get vendor-data
+//	                                that fails
 //
 // For example:
 //
@@ -230,9 +274,25 @@ func parseFault(entry string) (Fault, error) {
 		f := Fault{Kind: FaultErrored, Action: strings.TrimSpace(typ)}
 		return f, f.validate()
 	}
+	if glob, ok := strings.CutPrefix(entry, "vendor-fail="); ok {
+		f := Fault{Kind: FaultVendorFail, Name: strings.TrimSpace(glob)}
+		return f, f.validate()
+	}
+	if spec, ok := strings.CutPrefix(entry, "hold="); ok {
+		parts := strings.Split(strings.TrimSpace(spec), ":")
+		if len(parts) != 3 {
+			return Fault{}, fmt.Errorf("want hold=UNIT:GLOB:DURATION")
+		}
+		d, err := time.ParseDuration(parts[2])
+		if err != nil {
+			return Fault{}, fmt.Errorf("hold delay %q: %v", parts[2], err)
+		}
+		f := Fault{Kind: FaultHold, Unit: parts[0], Name: parts[1], Delay: d}
+		return f, f.validate()
+	}
 	fields := strings.Fields(entry)
 	if len(fields) < 2 || len(fields) > 3 {
-		return Fault{}, fmt.Errorf(`want "METHOD PATH[#N]=STATUS[+after]", "METHOD PATH latency=DURATION", "stuck-new=GLOB" or "errored=TYPE"`)
+		return Fault{}, fmt.Errorf(`want "METHOD PATH[#N]=STATUS[+after]", "METHOD PATH latency=DURATION", "stuck-new=GLOB", "errored=TYPE", "hold=UNIT:GLOB:DURATION" or "vendor-fail=GLOB"`)
 	}
 	method := strings.ToUpper(fields[0])
 	if method != "*" && !knownMethod(method) {
@@ -314,4 +374,27 @@ func (f *faultState) matches(r *http.Request) bool {
 // action of type typ ("assign" matches "assign_ip").
 func actionTypeMatches(want, typ string) bool {
 	return want == typ || want+"_ip" == typ
+}
+
+// bootFaults are the hold and vendor-fail faults for a droplet named name:
+// the longest hold of each unit, and whether its vendor-data fails. Must be
+// called with s.mu held.
+func (s *Server) bootFaults(name string) (holds map[string]time.Duration, vendorFail bool) {
+	for _, f := range s.faults {
+		if f.Kind != FaultHold && f.Kind != FaultVendorFail {
+			continue
+		}
+		if ok, _ := pathMatch(f.Name, name); !ok {
+			continue
+		}
+		if f.Kind == FaultVendorFail {
+			vendorFail = true
+			continue
+		}
+		if holds == nil {
+			holds = map[string]time.Duration{}
+		}
+		holds[f.Unit] = max(holds[f.Unit], f.Delay)
+	}
+	return holds, vendorFail
 }

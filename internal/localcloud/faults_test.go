@@ -1,10 +1,12 @@
 package localcloud
 
 import (
+	"context"
 	"encoding/json"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +47,19 @@ func TestParseFaults(t *testing.T) {
 		{"GET /v2/droplets", nil, `want PATH[#N]=STATUS[+after]`},
 		{"stuck-new=[", nil, `bad glob "["`},
 		{"errored=", nil, `errored needs an action type`},
+		{"hold=cloud-init:blog-*:20s; hold=sshd:*:1m30s; vendor-fail=shop-?", []Fault{
+			{Kind: FaultHold, Unit: HoldCloudInit, Name: "blog-*", Delay: 20 * time.Second},
+			{Kind: FaultHold, Unit: HoldSSHD, Name: "*", Delay: 90 * time.Second},
+			{Kind: FaultVendorFail, Name: "shop-?"},
+		}, ""},
+		{"hold=docker:blog-*:20s", nil, `unit "docker": want cloud-init or sshd`},
+		{"hold=sshd:blog-*", nil, `want hold=UNIT:GLOB:DURATION`},
+		{"hold=sshd:blog-*:soon", nil, `hold delay "soon"`},
+		{"hold=sshd:blog-*:0s", nil, `delay 0s must be positive and at most 1h0m0s`},
+		{"hold=sshd:blog-*:2h", nil, `delay 2h0m0s must be positive`},
+		{"hold=sshd::1s", nil, `hold needs a name glob`},
+		{"hold=sshd:[:1s", nil, `bad glob "["`},
+		{"vendor-fail=", nil, `vendor-fail needs a name glob`},
 		{"explode", nil, `fault 1 "explode": want "METHOD PATH`},
 	}
 	for _, tt := range tests {
@@ -213,6 +228,52 @@ func TestStuckNewFault(t *testing.T) {
 	}
 	if a := e.waitAction(a.ID); a.Status != "errored" {
 		t.Errorf("action after delete: %+v", a)
+	}
+}
+
+// bootLog is a MemoryBackend that records the machines it boots.
+type bootLog struct {
+	MemoryBackend
+	mu     sync.Mutex
+	booted []Machine
+}
+
+func (b *bootLog) Boot(ctx context.Context, m Machine) error {
+	b.mu.Lock()
+	b.booted = append(b.booted, m)
+	b.mu.Unlock()
+	return b.MemoryBackend.Boot(ctx, m)
+}
+
+func TestBootFaults(t *testing.T) {
+	t.Parallel()
+	b := &bootLog{}
+	e := newEnv(t, Options{Backend: b, Faults: []Fault{
+		{Kind: FaultHold, Unit: HoldCloudInit, Name: "blog-*", Delay: 20 * time.Second},
+		{Kind: FaultHold, Unit: HoldCloudInit, Name: "blog-1", Delay: 30 * time.Second},
+		{Kind: FaultHold, Unit: HoldSSHD, Name: "*-1", Delay: time.Second},
+		{Kind: FaultVendorFail, Name: "shop-*"},
+	}})
+	want := map[string]Machine{
+		"blog-1": {Holds: map[string]time.Duration{HoldCloudInit: 30 * time.Second, HoldSSHD: time.Second}},
+		"blog-2": {Holds: map[string]time.Duration{HoldCloudInit: 20 * time.Second}},
+		"shop-1": {Holds: map[string]time.Duration{HoldSSHD: time.Second}, VendorFail: true},
+		"web-2":  {},
+	}
+	for name := range want {
+		d, _ := e.create(name)
+		e.waitActive(d.ID)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.booted) != len(want) {
+		t.Fatalf("booted %d machines, want %d", len(b.booted), len(want))
+	}
+	for _, m := range b.booted {
+		w := want[m.Name]
+		if !reflect.DeepEqual(m.Holds, w.Holds) || m.VendorFail != w.VendorFail {
+			t.Errorf("%s: holds %v vendor-fail %v, want %v %v", m.Name, m.Holds, m.VendorFail, w.Holds, w.VendorFail)
+		}
 	}
 }
 
