@@ -57,6 +57,7 @@ func snapshotHelper(id int) string   { return snapshotRepo + "-" + strconv.Itoa(
 
 // errNotLocal is the 422 for a distribution image the backend cannot boot.
 func errNotLocal(slug string) error {
+	//lint:ignore ST1005 it is the 422's message, a sentence like DigitalOcean's
 	return fmt.Errorf("The image %s is not available in this local cloud: its droplets run Debian (debian-13-x64 or debian-12-x64).", slug)
 }
 

@@ -122,7 +122,7 @@ func TestDockerSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	a = e.slowAction(a.ID, 5*time.Minute)
+	e.slowAction(a.ID, 5*time.Minute)
 	t.Logf("snapshot took %v", time.Since(start).Round(time.Millisecond))
 	snaps, _, err := e.do.Droplets.Snapshots(ctx, src.ID, nil)
 	if err != nil || len(snaps) != 1 || snaps[0].Name != "e2e bake" {
