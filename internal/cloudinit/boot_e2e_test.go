@@ -66,7 +66,14 @@ func TestBootRepoTemplate(t *testing.T) {
 	instance := "ci-e2e-" + hex.EncodeToString(r[:])
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	b, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: logWriter{t}, BootTimeout: 3 * time.Minute})
+	// The bare droplet installs Docker and postfix through the local
+	// cloud's apt proxy, and pulls base images from its registry mirror.
+	mirrors, err := localcloud.EnsureMirrors(ctx, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := localcloud.NewDockerBackend(ctx, localcloud.DockerOptions{Instance: instance, Log: logWriter{t}, BootTimeout: 3 * time.Minute,
+		AptProxy: mirrors.AptProxy, RegistryMirror: mirrors.RegistryMirror})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +109,12 @@ func TestBootRepoTemplate(t *testing.T) {
 		t.Fatalf("Boot: %v", err)
 	}
 	t.Logf("booted in %v", time.Since(start).Round(time.Millisecond))
+	// As on DigitalOcean the droplet runs before cloud-init is done.
+	wait := exec.CommandContext(ctx, "docker", "exec", b.ContainerName(m.Name), "cloud-init", "status", "--wait")
+	if out, err := wait.CombinedOutput(); err != nil {
+		t.Logf("cloud-init status --wait: %v\n%s", err, out)
+	}
+	t.Logf("cloud-init done %v after the create", time.Since(start).Round(time.Millisecond))
 
 	// ssh pinned to the injected key only.
 	ssh := func(command string) (string, error) {

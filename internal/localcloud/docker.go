@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -371,6 +372,21 @@ func holdTar(holds map[string]time.Duration) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// instanceID is the cloud-init instance id of a new droplet container:
+// unique on the engine, not just the droplet id. Droplet ids restart in
+// every local cloud while snapshots are shared by all of them, so a droplet
+// made from a snapshot could have the id of the droplet the snapshot was
+// taken of; cloud-init would then take it for the same instance, skip its
+// per-instance modules and keep the snapshot's SSH host keys. (The seed
+// stays in the container, so the id holds across reboots.)
+func instanceID(dropletID int) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return "i-" + strconv.Itoa(dropletID) + "-" + hex.EncodeToString(b)
+}
+
 // seedTar is a tar stream of the NoCloud seed of m: user-data (UserData
 // byte for byte), meta-data and vendor-data, all 0600.
 func seedTar(m Machine, vendor []byte) ([]byte, error) {
@@ -378,7 +394,7 @@ func seedTar(m Machine, vendor []byte) ([]byte, error) {
 		InstanceID    string   `yaml:"instance-id"`
 		LocalHostname string   `yaml:"local-hostname"`
 		PublicKeys    []string `yaml:"public-keys,omitempty"`
-	}{"i-" + strconv.Itoa(m.ID), m.Name, m.SSHKeys}
+	}{instanceID(m.ID), m.Name, m.SSHKeys}
 	meta, err := yaml.Marshal(md)
 	if err != nil {
 		return nil, err

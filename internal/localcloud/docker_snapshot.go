@@ -35,13 +35,16 @@ import (
 
 // The labels of a snapshot's volume and image.
 const (
-	labelImageID       = "fleet.image.id"
-	labelImageName     = "fleet.image.name"
-	labelImageDist     = "fleet.image.distribution"
-	labelImageRegions  = "fleet.image.regions"
-	labelImageCreated  = "fleet.image.created"
-	labelImageMinDisk  = "fleet.image.min-disk"
-	labelImageDroplet  = "fleet.image.droplet"
+	labelImageID      = "fleet.image.id"
+	labelImageName    = "fleet.image.name"
+	labelImageDist    = "fleet.image.distribution"
+	labelImageRegions = "fleet.image.regions"
+	labelImageCreated = "fleet.image.created"
+	labelImageMinDisk = "fleet.image.min-disk"
+	labelImageDroplet = "fleet.image.droplet"
+	// labelImageInstance is the local cloud whose droplet the snapshot was
+	// taken of: droplet ids are per local cloud, snapshots engine-wide.
+	labelImageInstance = "fleet.image.instance"
 	labelImageVolBytes = "fleet.image.volume-bytes"
 
 	snapshotRepo = "fleet-snapshot"
@@ -166,6 +169,7 @@ func (b *DockerBackend) Snapshot(ctx context.Context, id int, img Image) (err er
 		"--label", labelImageCreated+"="+img.Created.UTC().Format(time.RFC3339),
 		"--label", labelImageMinDisk+"="+strconv.Itoa(img.MinDiskSize),
 		"--label", labelImageDroplet+"="+strconv.Itoa(img.DropletID),
+		"--label", labelImageInstance+"="+b.Instance,
 		vol); err != nil {
 		return fmt.Errorf("creating snapshot volume %s: %w", vol, err)
 	}
@@ -255,7 +259,10 @@ func (b *DockerBackend) Images(ctx context.Context) ([]Image, error) {
 		}
 		im.Created, _ = time.Parse(time.RFC3339, l[labelImageCreated])
 		im.MinDiskSize, _ = strconv.Atoi(l[labelImageMinDisk])
-		im.DropletID, _ = strconv.Atoi(l[labelImageDroplet])
+		if l[labelImageInstance] == b.Instance {
+			// Another local cloud's droplet of the same id is not it.
+			im.DropletID, _ = strconv.Atoi(l[labelImageDroplet])
+		}
 		im.SizeGigabytes = max(0.01, math.Round(float64(size)/1e7)/100)
 		list = append(list, im)
 	}
