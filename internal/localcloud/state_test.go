@@ -761,3 +761,17 @@ func TestStateResumesInProgress(t *testing.T) {
 		})
 	}
 }
+
+// Droplet ids restart in every local cloud and snapshots are shared: the
+// cloud-init instance id of a container must not repeat, or a droplet made
+// from a snapshot keeps the snapshot's host keys.
+func TestInstanceIDUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := instanceID(500000002)
+		if !strings.HasPrefix(id, "i-500000002-") || seen[id] {
+			t.Fatalf("instance id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+}
