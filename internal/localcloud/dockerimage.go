@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -41,29 +38,14 @@ func DropletImageTag() string {
 	return dropletImageRepo + ":" + recipeHash(files)
 }
 
-// recipeFile is one file of the droplet image recipe.
+// recipeFile is one file of an image recipe (droplet-image/, mirror-image/).
 type recipeFile struct {
-	name string // relative to droplet-image/, with slashes
+	name string // relative to the recipe directory, with slashes
 	data []byte
 }
 
 // dropletRecipe reads the embedded recipe files, sorted by name.
-func dropletRecipe() ([]recipeFile, error) {
-	var files []recipeFile
-	err := fs.WalkDir(dropletImageFS, dropletImageDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := dropletImageFS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files = append(files, recipeFile{name: strings.TrimPrefix(p, dropletImageDir+"/"), data: data})
-		return nil
-	})
-	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
-	return files, err
-}
+func dropletRecipe() ([]recipeFile, error) { return readRecipe(dropletImageFS, dropletImageDir) }
 
 // recipeHash hashes the names and contents of files.
 func recipeHash(files []recipeFile) string {
@@ -102,34 +84,12 @@ func EnsureImage(ctx context.Context, logw io.Writer) (string, error) {
 	if err := ensureBaseImage(ctx, logw); err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "fleet-droplet-image-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(dir)
-	for _, f := range files {
-		mode := os.FileMode(0o644)
-		if bytes.HasPrefix(f.data, []byte("#!")) {
-			mode = 0o755
-		}
-		p := filepath.Join(dir, filepath.FromSlash(f.name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(p, f.data, mode); err != nil {
-			return "", err
-		}
-	}
 	fmt.Fprintf(logw, "building the droplet image %s (once per recipe change)\n", tag)
-	tail := &tailBuffer{max: 4096}
-	cmd := exec.CommandContext(ctx, "docker", "build", "--label", "fleet.recipe="+hash, "-t", tag, dir)
-	cmd.Stdout = io.MultiWriter(logw, tail)
-	cmd.Stderr = io.MultiWriter(logw, tail)
-	if err := cmd.Run(); err != nil {
+	if err := buildRecipe(ctx, files, tag, hash, logw); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return "", fmt.Errorf("building the droplet image %s: %v\n%s", tag, err, tail.String())
+		return "", fmt.Errorf("building the droplet image %s: %w", tag, err)
 	}
 	return tag, nil
 }
