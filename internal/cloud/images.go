@@ -83,8 +83,14 @@ func (c *Client) dropletAction(ctx context.Context, dropletID int, kind string, 
 	if err != nil {
 		return err
 	}
+	return c.waitDropletAction(ctx, what, dropletID, action.ID, timeout)
+}
+
+// waitDropletAction waits up to timeout for the droplet's action to
+// complete.
+func (c *Client) waitDropletAction(ctx context.Context, what string, dropletID, actionID int, timeout time.Duration) error {
 	return c.waitAction(ctx, what, timeout, func(ctx context.Context) (*godo.Action, error) {
-		a, _, err := c.api.DropletActions.Get(ctx, dropletID, action.ID)
+		a, _, err := c.api.DropletActions.Get(ctx, dropletID, actionID)
 		return a, err
 	})
 }
@@ -98,9 +104,7 @@ func (c *Client) Snapshot(ctx context.Context, dropletID int, name string, t Tim
 	op := fmt.Sprintf("snapshot droplet %d as %s", dropletID, name)
 	b := c.backoff()
 	for attempt := 1; ; attempt++ {
-		if err := c.waitNoAction(ctx, fmt.Sprintf("droplet %d", dropletID), "droplet actions", t.Snapshot, func(ctx context.Context, o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
-			return c.api.Droplets.Actions(ctx, dropletID, o)
-		}); err != nil {
+		if err := c.waitIdle(ctx, dropletID, t.Snapshot); err != nil {
 			return nil, err
 		}
 		if img, err := c.dropletSnapshot(ctx, dropletID, name); err != nil || img != nil {
@@ -108,10 +112,7 @@ func (c *Client) Snapshot(ctx context.Context, dropletID int, name string, t Tim
 		}
 		a, resp, err := c.once.DropletActions.Snapshot(ctx, dropletID, name)
 		if err == nil {
-			if err := c.waitAction(ctx, op, t.Snapshot, func(ctx context.Context) (*godo.Action, error) {
-				a, _, err := c.api.DropletActions.Get(ctx, dropletID, a.ID)
-				return a, err
-			}); err != nil {
+			if err := c.waitDropletAction(ctx, op, dropletID, a.ID, t.Snapshot); err != nil {
 				return nil, err
 			}
 			img, err := c.dropletSnapshot(ctx, dropletID, name)

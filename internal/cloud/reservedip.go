@@ -64,7 +64,7 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 		})
 		return found, err
 	}
-	if err := c.waitIdle(ctx, dropletID, t); err != nil {
+	if err := c.waitIdle(ctx, dropletID, t.Assign); err != nil {
 		return nil, err
 	}
 	b := c.backoff()
@@ -110,9 +110,9 @@ func (c *Client) CreateReservedIP(ctx context.Context, dropletID int, t Timeouts
 }
 
 // waitIdle waits until no action is in progress on the droplet: DO
-// refuses an assignment to a droplet with a pending event.
-func (c *Client) waitIdle(ctx context.Context, dropletID int, t Timeouts) error {
-	return c.waitNoAction(ctx, fmt.Sprintf("droplet %d", dropletID), "droplet actions", t.Assign, func(ctx context.Context, o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
+// refuses an assignment or a snapshot of a droplet with a pending event.
+func (c *Client) waitIdle(ctx context.Context, dropletID int, timeout time.Duration) error {
+	return c.waitNoAction(ctx, fmt.Sprintf("droplet %d", dropletID), "droplet actions", timeout, func(ctx context.Context, o *godo.ListOptions) ([]godo.Action, *godo.Response, error) {
 		return c.api.Droplets.Actions(ctx, dropletID, o)
 	})
 }
@@ -139,7 +139,7 @@ func (c *Client) waitNoAction(ctx context.Context, subject, what string, timeout
 // retries a 422 "pending event" with backoff, polls the action, and
 // confirms by reading the IP back.
 func (c *Client) Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error {
-	if err := c.waitIdle(ctx, dropletID, t); err != nil {
+	if err := c.waitIdle(ctx, dropletID, t.Assign); err != nil {
 		return err
 	}
 	return c.ipAction(ctx, ip, dropletID, t)
