@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,18 +48,18 @@ func BenchmarkStackUp(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		os.WriteFile(spec, bare, 0o644)
-		cold, u1 := benchUp(b, r, "v1.0.0")
+		cold, u1 := timedUp(b, r, "v1.0.0")
 		r.ok("promote")
 		t0 := time.Now()
 		r.ok("image", "bake", "--force")
 		bake := time.Since(t0)
 		os.WriteFile(spec, []byte(strings.Replace(string(bare), "image: debian-13-x64", "image: bake", 1)), 0o644)
-		warm, u2 := benchUp(b, r, "v1.1.0")
+		warm, u2 := timedUp(b, r, "v1.1.0")
 		b.StopTimer()
-		floor := irreducible(u2)
-		b.Logf("cold up from debian-13-x64: %s: %s", cold.Round(100*time.Millisecond), phaseTable(u1))
+		floor := irreducible(u2.upJSON)
+		b.Logf("cold up from debian-13-x64: %s: %s", cold.Round(100*time.Millisecond), phaseTable(u1.upJSON))
 		b.Logf("fleet image bake: %s", bake.Round(100*time.Millisecond))
-		b.Logf("up from the bake: %s: %s", warm.Round(100*time.Millisecond), phaseTable(u2))
+		b.Logf("up from the bake: %s: %s", warm.Round(100*time.Millisecond), phaseTable(u2.upJSON))
 		b.Logf("irreducible steps of the up from the bake (boot to SSH, cloud-init, images, compose up, health): %.1fs", floor.Seconds())
 		b.Logf("ratios: cold/bake %.2f, bake/irreducible %.2f, cold/irreducible %.2f",
 			cold.Seconds()/warm.Seconds(), warm.Seconds()/floor.Seconds(), cold.Seconds()/floor.Seconds())
@@ -88,20 +87,6 @@ func irreducible(u upJSON) time.Duration {
 		}
 	}
 	return time.Duration(sum * float64(time.Second))
-}
-
-func benchUp(b *testing.B, r *runner, version string) (time.Duration, upJSON) {
-	start := time.Now()
-	out, errOut, code := r.run("up", version, "--json")
-	wall := time.Since(start)
-	if code != 0 {
-		b.Fatalf("up %s: exit %d\n%s%s", version, code, out, errOut)
-	}
-	var u upJSON
-	if err := json.Unmarshal([]byte(out), &u); err != nil {
-		b.Fatal(err)
-	}
-	return wall, u
 }
 
 // phaseTable is one line (go test cuts long benchmark logs): each phase
