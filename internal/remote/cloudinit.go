@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -33,6 +34,46 @@ type CloudInitError struct {
 	Errors  []string
 	Log     string // the last lines of /var/log/cloud-init-output.log
 	Err     error  // why it did not finish, if it did not
+	// Source is where the failure is, from the modules Errors name
+	// (CloudInitSource): SourceVendor, SourceUser, or "" when unknown.
+	Source string
+}
+
+// Where a cloud-init failure is (CloudInitError.Source).
+const (
+	// SourceVendor: only the cloud's vendor-data failed (module
+	// scripts-vendor), e.g. DigitalOcean's metrics agent install.
+	SourceVendor = "vendor"
+	// SourceUser: a module of the droplet's own user_data failed
+	// (scripts-user, runcmd, packages, write-files, ...).
+	SourceUser = "user"
+)
+
+// cloudInitModuleRE reads the module an error of `cloud-init status
+// --format json` names: "('scripts-vendor', RuntimeError('Runparts: ...'))"
+// (cloud-init 24+ names modules with '-', older releases with '_').
+var cloudInitModuleRE = regexp.MustCompile(`^\('([A-Za-z0-9_-]{1,64})',`)
+
+// CloudInitSource says where the failures errs (cloud-init's "errors")
+// are: SourceVendor when every one is in the vendor-data's scripts,
+// SourceUser when each names a module and at least one is not the
+// vendor's (the template must be fixed whatever the vendor did), and ""
+// when there are none or one names no module.
+func CloudInitSource(errs []string) string {
+	if len(errs) == 0 {
+		return ""
+	}
+	src := SourceVendor
+	for _, e := range errs {
+		m := cloudInitModuleRE.FindStringSubmatch(e)
+		if m == nil {
+			return ""
+		}
+		if strings.ReplaceAll(m[1], "_", "-") != "scripts-vendor" {
+			src = SourceUser
+		}
+	}
+	return src
 }
 
 func (e *CloudInitError) Error() string {
@@ -109,6 +150,7 @@ func (c *Client) WaitCloudInit(ctx context.Context, timeout time.Duration) (*Clo
 		e.Code = exit.Code
 		if parseErr == nil {
 			e.Status, e.Errors = ci.Status, ci.Errors
+			e.Source = CloudInitSource(ci.Errors)
 		} else if s := lastLines(exit.Stderr, 5); s != "" {
 			e.Errors = []string{s}
 		}

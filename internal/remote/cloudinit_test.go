@@ -65,6 +65,22 @@ const (
   "status": "done"
 }
 `
+	// Debian 13's cloud-init 25.1 when the vendor-data's script fails
+	// (the local cloud's vendor-fail fault; trimmed).
+	cloudInitVendorFailed = `{
+  "datasource": "nocloud",
+  "errors": [
+    "('scripts-vendor', RuntimeError('Runparts: 1 failures (droplet-agent) in 1 attempted commands'))"
+  ],
+  "extended_status": "error - done",
+  "recoverable_errors": {
+    "WARNING": [
+      "Failed to run module scripts-vendor (vendor in /var/lib/cloud/instance/scripts/vendor)"
+    ]
+  },
+  "status": "error"
+}
+`
 	cloudInitLogTail = "Cloud-init v. 25.1 running 'modules:final'\n+ docker compose up\nError: no such image\n"
 )
 
@@ -76,6 +92,8 @@ func TestWaitCloudInit(t *testing.T) {
 		hang    bool
 		want    *CloudInit
 		wantErr []string // substrings of the error
+		// wantSource is the error's Source
+		wantSource string
 	}{
 		{name: "done", code: 0, json: cloudInitDone,
 			want: &CloudInit{Status: "done", ExtendedStatus: "done", Errors: []string{}}},
@@ -95,8 +113,10 @@ func TestWaitCloudInit(t *testing.T) {
 					"WARNING: Failed to write hostname second line",
 					"WARNING: Skipping modules 'foo' because no applicable config is provided.",
 				}}},
-		{name: "failed", code: 1, json: cloudInitFailed,
+		{name: "failed", code: 1, json: cloudInitFailed, wantSource: SourceUser,
 			wantErr: []string{`status "error", exit 1`, "Runparts: 1 failures", "last 30 lines of /var/log/cloud-init-output.log", "Error: no such image"}},
+		{name: "vendor-data failed", code: 1, json: cloudInitVendorFailed, wantSource: SourceVendor,
+			wantErr: []string{`status "error", exit 1`, "scripts-vendor", "Error: no such image"}},
 		{name: "disabled", code: 0, json: `{"boot_status_code": "disabled-by-marker-file", "errors": [], "status": "disabled"}`,
 			wantErr: []string{"disabled", "user_data was never applied"}},
 		{name: "not json", code: 1, json: "Traceback (most recent call last):\n",
@@ -129,7 +149,41 @@ func TestWaitCloudInit(t *testing.T) {
 					t.Errorf("error lacks %q:\n%s", s, err)
 				}
 			}
+			if ce.Source != tc.wantSource {
+				t.Errorf("Source = %q, want %q", ce.Source, tc.wantSource)
+			}
 		})
+	}
+}
+
+func TestCloudInitSource(t *testing.T) {
+	const (
+		vendor    = "('scripts-vendor', RuntimeError('Runparts: 1 failures (droplet-agent) in 1 attempted commands'))"
+		vendorOld = "('scripts_vendor', RuntimeError('Runparts: 1 failures (part-002) in 1 attempted commands'))"
+		user      = "('scripts-user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))"
+		userOld   = "('scripts_user', RuntimeError('Runparts: 1 failures (part-001) in 1 attempted commands'))"
+		pkgs      = "('package-update-upgrade-install', PackageInstallerError(\"Failed to install the following packages: {'nope'}.\"))"
+		files     = "('write-files', OSError('Unknown user or group: \"getpwnam(): name not found: \\'nosuchuser\\'\"'))"
+	)
+	for _, tc := range []struct {
+		name string
+		errs []string
+		want string
+	}{
+		{"none", nil, ""},
+		{"vendor script", []string{vendor}, SourceVendor},
+		{"vendor script, old cloud-init", []string{vendorOld}, SourceVendor},
+		{"user script", []string{user}, SourceUser},
+		{"user script, old cloud-init", []string{userOld}, SourceUser},
+		{"packages and files", []string{files, pkgs}, SourceUser},
+		{"vendor and user", []string{vendor, user}, SourceUser},
+		{"no module named", []string{"Traceback (most recent call last):"}, ""},
+		{"vendor and no module named", []string{vendor, "something odd"}, ""},
+		{"module-like text later", []string{"x ('scripts-vendor', y)"}, ""},
+	} {
+		if got := CloudInitSource(tc.errs); got != tc.want {
+			t.Errorf("%s: CloudInitSource = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
 

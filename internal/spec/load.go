@@ -60,6 +60,7 @@ var (
 	fingerprintRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){15}$`)
 	hexColonRE    = regexp.MustCompile(`^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{0,2})+$`)
 	yamlErrRE     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	uuidRE        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 )
 
 // Load reads the spec at path, decodes it strictly (unknown keys, duplicate
@@ -334,7 +335,8 @@ func (f *fields) optional(key string) (*yaml.Node, bool) {
 
 func (l *loader) droplet(n *yaml.Node, project string, stack bool) Droplet {
 	var d Droplet
-	f := l.mapping("droplet", n, "region", "size", "image", "base_image", "ssh_keys", "tags", "cloud_init")
+	f := l.mapping("droplet", n, "region", "size", "image", "base_image", "ssh_keys", "tags", "cloud_init",
+		"monitoring", "ipv6", "backups", "vpc_uuid")
 	if f == nil {
 		return d
 	}
@@ -364,7 +366,41 @@ func (l *loader) droplet(n *yaml.Node, project string, stack bool) Droplet {
 	if n, ok := f.required("cloud_init", "the path of a cloud-init template like cloud-init/droplet.yaml"); ok {
 		d.CloudInit = l.cloudInit(n, project, stack)
 	}
+	for _, o := range []struct {
+		key string
+		dst **bool
+	}{{"monitoring", &d.Monitoring}, {"ipv6", &d.IPv6}, {"backups", &d.Backups}} {
+		if n, ok := f.optional(o.key); ok {
+			*o.dst = l.boolean("droplet."+o.key, n)
+		}
+	}
+	if n, ok := f.optional("vpc_uuid"); ok {
+		d.VPCUUID = l.vpcUUID(n)
+	}
 	return d
+}
+
+// boolean is a YAML true or false; anything else (yes, "true", 1) is an
+// error, since yaml.v3 reads only those two as booleans.
+func (l *loader) boolean(path string, n *yaml.Node) *bool {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		l.errorf(n, "%s: expected true or false, got %s", path, describe(n))
+		return nil
+	}
+	return &b
+}
+
+// vpcUUID is droplet.vpc_uuid: a VPC's ID as DigitalOcean gives it
+// (`doctl vpcs list`), lowercase hex in the 8-4-4-4-12 form.
+func (l *loader) vpcUUID(n *yaml.Node) string {
+	const want = "a VPC's UUID like 760e09ef-dc84-11e8-981e-3cfdfeaae000 (doctl vpcs list)"
+	v := l.str("droplet.vpc_uuid", n, want)
+	if v != "" && !uuidRE.MatchString(v) {
+		l.errorf(n, "droplet.vpc_uuid: %s is not a UUID (expected %s)", quote(v), want)
+		return ""
+	}
+	return strings.ToLower(v)
 }
 
 // str returns the text of a scalar, recording an error (and returning "")

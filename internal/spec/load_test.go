@@ -177,6 +177,15 @@ func TestLoadValues(t *testing.T) {
 		{"image a slug is its own base", "image: debian-13-x64", "image: ubuntu-24-04-x64", func(s *Spec) bool { return s.Droplet.BaseImage == "ubuntu-24-04-x64" }},
 		{"image a snapshot name", "image: debian-13-x64", "image: 'Blog base (2026-01-02)'", func(s *Spec) bool { return s.Droplet.Image == "Blog base (2026-01-02)" }},
 		{"image a bake's name", "image: debian-13-x64", "image: fleet-blog-0123456789ab", func(s *Spec) bool { return s.Droplet.Image == "fleet-blog-0123456789ab" }},
+		{"droplet options unset", "keep: 2", "keep: 2", func(s *Spec) bool {
+			d := s.Droplet
+			return d.Monitoring == nil && d.IPv6 == nil && d.Backups == nil && d.VPCUUID == ""
+		}},
+		{"droplet options", "cloud_init: cloud-init/droplet.yaml", "cloud_init: cloud-init/droplet.yaml\n  monitoring: false\n  ipv6: true\n  backups: false\n  vpc_uuid: 760E09EF-dc84-11e8-981e-3cfdfeaae000", func(s *Spec) bool {
+			d := s.Droplet
+			return d.Monitoring != nil && !*d.Monitoring && d.IPv6 != nil && *d.IPv6 && d.Backups != nil && !*d.Backups &&
+				d.VPCUUID == "760e09ef-dc84-11e8-981e-3cfdfeaae000"
+		}},
 		{"snapshot timeout", "  assign: 2m\n", "  assign: 2m\n  snapshot: 45m\n", func(s *Spec) bool { return s.Timeouts.Snapshot == 45*time.Minute }},
 		{"aliases", "  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]",
 			"  region: &r nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys: &k\n    - keys/test.pub\n  tags: [*r]", func(s *Spec) bool {
@@ -224,7 +233,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "provider unknown", old: "provider: digitalocean", new: "provider: aws", want: []string{`2:11: provider: "aws" is not a provider fleet knows (allowed: digitalocean or local)`}},
 		// droplet
 		{name: "droplet missing", old: "droplet:", new: "other:", want: []string{`1:1: missing required key "droplet"`, `3:1: other: unknown key`}},
-		{name: "droplet null", old: "droplet:\n  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]\n  cloud_init: cloud-init/droplet.yaml\n", new: "droplet:\n", want: []string{`3:9: droplet: expected a mapping of region, size, image, base_image, ssh_keys, tags, cloud_init, got nothing`}},
+		{name: "droplet null", old: "droplet:\n  region: nyc3\n  size: s-1vcpu-1gb\n  image: debian-13-x64\n  ssh_keys:\n    - keys/test.pub\n  tags: [web, prod]\n  cloud_init: cloud-init/droplet.yaml\n", new: "droplet:\n", want: []string{`3:9: droplet: expected a mapping of region, size, image, base_image, ssh_keys, tags, cloud_init, monitoring, ipv6, backups, vpc_uuid, got nothing`}},
 		{name: "region missing", old: "  region: nyc3\n", new: "", want: []string{`4:3: droplet: missing required key "region" (a DigitalOcean region slug like nyc3)`}},
 		{name: "size missing", old: "  size: s-1vcpu-1gb\n", new: "", want: []string{`4:3: droplet: missing required key "size"`}},
 		{name: "image missing", old: "  image: debian-13-x64\n", new: "", want: []string{`4:3: droplet: missing required key "image"`}},
@@ -264,6 +273,16 @@ func TestLoadErrors(t *testing.T) {
 		{name: "cloud_init parse error", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n{{.Project\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:3: unclosed action started at cloud-init/droplet.yaml:2`}},
 		{name: "cloud_init unknown field", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n# {{.Nope}}\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:2:4: executing`, "can't evaluate field Nope"}},
 		{name: "cloud_init no header", files: map[string]string{"cloud-init/droplet.yaml": "runcmd: []\n"}, want: []string{`10:15: droplet.cloud_init: cloud-init/droplet.yaml: rendered user_data must start with a "#cloud-config" line`}},
+		// droplet options
+		{name: "monitoring yes", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  monitoring: yes", want: []string{`11:15: droplet.monitoring: expected true or false, got "yes"`}},
+		{name: "ipv6 a string", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  ipv6: 'true'", want: []string{`11:9: droplet.ipv6: expected true or false, got "true"`}},
+		{name: "backups empty", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  backups:", want: []string{`11:11: droplet.backups: expected true or false, got nothing`}},
+		{name: "backups a list", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  backups: [true]", want: []string{`11:12: droplet.backups: expected true or false, got a list`}},
+		{name: "vpc_uuid not a uuid", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  vpc_uuid: default-nyc3", want: []string{`11:13: droplet.vpc_uuid: "default-nyc3" is not a UUID (expected a VPC's UUID like`}},
+		{name: "vpc_uuid braces", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  vpc_uuid: '{760e09ef-dc84-11e8-981e-3cfdfeaae000}'", want: []string{`11:13: droplet.vpc_uuid: "{760e09ef-dc84-11e8-981e-3cfdfeaae000}" is not a UUID`}},
+		{name: "vpc_uuid empty", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  vpc_uuid: ''", want: []string{`11:13: droplet.vpc_uuid: is empty; expected a VPC's UUID`}},
+		{name: "vpc_uuid too long", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  vpc_uuid: " + strings.Repeat("a", 5000), want: []string{`11:13: droplet.vpc_uuid: "aaaa`, "(5000 bytes) is not a UUID"}},
+		{name: "monitoring typo", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/droplet.yaml\n  monitring: true", want: []string{`11:3: droplet.monitring: unknown key; did you mean "monitoring"?`}},
 		// reserved_ip
 		{name: "reserved_ip bad", old: "reserved_ip: auto", new: "reserved_ip: 1.2.3", want: []string{`11:14: reserved_ip: "1.2.3" is not an IPv4 address (allowed: "auto" or an IPv4 address`}},
 		{name: "reserved_ip ipv6", old: "reserved_ip: auto", new: "reserved_ip: '::1'", want: []string{`11:14: reserved_ip: "::1" is not an IPv4 address`}},

@@ -32,6 +32,13 @@ type Droplet struct {
 	SSHKeys   []SSHKey
 	Tags      []string // extra tags the operator wants on every droplet
 	CloudInit string   // path of the cloud-init template, resolved against Spec.Dir
+
+	// DigitalOcean's droplet options; nil or "" leaves the option out of
+	// the create request, so DigitalOcean's default applies.
+	Monitoring *bool  // install DigitalOcean's metrics agent (from vendor-data, before user_data)
+	IPv6       *bool  // a public IPv6 address
+	Backups    *bool  // weekly backups (billed extra)
+	VPCUUID    string // the VPC to join; "": the region's default VPC
 }
 
 // ImageBake as droplet.image makes `fleet up` create droplets from the
