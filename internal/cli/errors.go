@@ -40,7 +40,8 @@ const exitCodesHelp = `Exit codes:
   7    the API answered an error (or its rate limit asks for a longer
        wait than fleet makes: at most 30s)
   8    a deploy failed; the candidate is kept, marked failed (or a bake's
-       cloud-init failed; its droplet is destroyed)
+       cloud-init failed; its droplet is destroyed; or DigitalOcean's
+       vendor-data failed, e.g. the agent droplet.monitoring installs)
   130  interrupted
 With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
 on stdout; code is error, usage, spec, config, refused, timeout, api,
@@ -75,6 +76,7 @@ func exitCode(err error) int {
 		he  *lock.HeldError
 		le  *lock.LostError
 		rg  *deploy.RegionError
+		vd  *deploy.VendorDataError
 	)
 	switch {
 	case err == nil:
@@ -89,7 +91,7 @@ func exitCode(err error) int {
 		return ExitConfig
 	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg):
 		return ExitRefused
-	case errors.As(err, &de), errors.As(err, &be):
+	case errors.As(err, &de), errors.As(err, &be), errors.As(err, &vd):
 		return ExitDeploy
 	case errors.As(err, &te):
 		return ExitTimeout

@@ -1,6 +1,11 @@
 package deploy
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fleetdeploy/fleet/internal/remote"
+)
 
 // ConflictError is a refusal: the request makes no sense in the current
 // state (no candidate to promote, the live droplet without --force, ...).
@@ -74,4 +79,37 @@ func (e *RegionError) Error() string {
 		s += "\n" + e.Fix
 	}
 	return s
+}
+
+// VendorDataError is a cloud-init failure in the cloud's vendor-data, not
+// in the project's template: on DigitalOcean, droplet.monitoring: true
+// has the vendor-data install the metrics agent before user_data runs,
+// and a failed install fails the boot. It is a failed deploy (exit 8),
+// told apart so the operator does not go looking in the template.
+type VendorDataError struct {
+	Droplet string
+	Err     *remote.CloudInitError
+}
+
+func (e *VendorDataError) Error() string {
+	return fmt.Sprintf("the failure on %s is in DigitalOcean's vendor-data (module scripts-vendor, e.g. the monitoring agent's install), not in your cloud-init template; "+
+		"retry `fleet up`, or set droplet.monitoring: false in droplets.yaml to boot without the agent\n%v", e.Droplet, e.Err)
+}
+
+func (e *VendorDataError) Unwrap() error { return e.Err }
+
+// ClassifyCloudInit returns err as a *VendorDataError when it holds a
+// *remote.CloudInitError whose failures are all in the vendor-data
+// (Source "vendor"), and err unchanged otherwise. The up and bake paths
+// call it on what WaitCloudInit returned, before wrapping it.
+func ClassifyCloudInit(err error) error {
+	var ve *VendorDataError
+	if errors.As(err, &ve) {
+		return err
+	}
+	var ce *remote.CloudInitError
+	if errors.As(err, &ce) && ce.Source == remote.SourceVendor {
+		return &VendorDataError{Droplet: ce.Droplet, Err: ce}
+	}
+	return err
 }
