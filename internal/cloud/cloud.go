@@ -61,6 +61,13 @@ type CreateRequest struct {
 	Tags      []string
 	UserData  string
 	DeployTag string
+	// DigitalOcean's droplet options: nil or "" leaves the field out of
+	// the request, so DigitalOcean's default applies (off; the region's
+	// default VPC).
+	Monitoring *bool
+	IPv6       *bool
+	VPCUUID    string
+	Backups    *bool
 }
 
 // Cloud is what the deploy lifecycle needs from a provider.

@@ -55,10 +55,13 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 	for i, fp := range req.SSHKeys {
 		keys[i] = godo.DropletCreateSSHKey{Fingerprint: fp}
 	}
-	body := &godo.DropletCreateRequest{
-		Name: req.Name, Region: req.Region, Size: req.Size,
-		Image: godo.DropletCreateImage{Slug: req.Image}, SSHKeys: keys,
-		Tags: tags, UserData: req.UserData, Monitoring: true,
+	body := &dropletCreateBody{
+		DropletCreateRequest: godo.DropletCreateRequest{
+			Name: req.Name, Region: req.Region, Size: req.Size,
+			Image: godo.DropletCreateImage{Slug: req.Image}, SSHKeys: keys,
+			Tags: tags, UserData: req.UserData, VPCUUID: req.VPCUUID,
+		},
+		Monitoring: req.Monitoring, IPv6: req.IPv6, Backups: req.Backups,
 	}
 	if req.ImageID != 0 {
 		body.Image = godo.DropletCreateImage{ID: req.ImageID}
@@ -76,7 +79,7 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 			d := existing[0]
 			return &d, c.createActionID(ctx, d.ID), nil
 		}
-		d, resp, err := c.once.Droplets.Create(ctx, body)
+		d, resp, err := c.postDroplet(ctx, body)
 		if err == nil {
 			actionID := 0
 			if resp != nil && resp.Links != nil {
@@ -99,6 +102,40 @@ func (c *Client) CreateDroplet(ctx context.Context, req CreateRequest) (*Droplet
 			return nil, 0, err
 		}
 	}
+}
+
+// dropletCreateBody is godo's create request with its booleans left out
+// when unset: godo always sends them (false), where fleet leaves an
+// option the spec does not set to DigitalOcean. The outer fields hide
+// the embedded ones of the same JSON name.
+type dropletCreateBody struct {
+	godo.DropletCreateRequest
+	Monitoring *bool `json:"monitoring,omitempty"`
+	IPv6       *bool `json:"ipv6,omitempty"`
+	Backups    *bool `json:"backups,omitempty"`
+}
+
+// postDroplet is godo's Droplets.Create with body, sent once (c.once).
+func (c *Client) postDroplet(ctx context.Context, body *dropletCreateBody) (*godo.Droplet, *godo.Response, error) {
+	r, err := c.once.NewRequest(ctx, http.MethodPost, "v2/droplets", body)
+	if err != nil {
+		return nil, nil, err
+	}
+	var root struct {
+		Droplet *godo.Droplet `json:"droplet"`
+		Links   *godo.Links   `json:"links,omitempty"`
+	}
+	resp, err := c.once.Do(ctx, r, &root)
+	if err != nil {
+		return nil, resp, err
+	}
+	if root.Droplet == nil {
+		return nil, resp, errors.New("the API answered the create without a droplet")
+	}
+	if root.Links != nil {
+		resp.Links = root.Links
+	}
+	return root.Droplet, resp, nil
 }
 
 // createActionID finds a droplet's create action; 0 if it cannot.

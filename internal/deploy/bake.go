@@ -287,6 +287,7 @@ func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet,
 		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: p.base,
 		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
 	}
+	req = withDropletOptions(req, d.Spec.Droplet, true)
 	d.step("creating %s from %s", name, p.base)
 	dr, _, err := d.Cloud.CreateDroplet(ctx, req)
 	if err != nil {

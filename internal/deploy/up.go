@@ -165,6 +165,7 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 	if img.Snapshot != nil {
 		req.ImageID = img.Snapshot.ID
 	}
+	req = withDropletOptions(req, d.Spec.Droplet, false)
 	d.step("creating %s", name) // the image is in UpResult.Image
 	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
 	if err != nil {

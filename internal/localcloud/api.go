@@ -32,6 +32,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v2/account", s.getAccount)
 	m.HandleFunc("GET /v2/regions", s.listRegions)
 	m.HandleFunc("GET /v2/sizes", s.listSizes)
+	m.HandleFunc("GET /v2/vpcs", s.listVPCs)
+	m.HandleFunc("GET /v2/vpcs/{id}", s.getVPC)
 
 	m.HandleFunc("GET /v2/account/keys", s.listKeys)
 	m.HandleFunc("POST /v2/account/keys", s.createKey)
@@ -275,6 +277,14 @@ type createDropletRequest struct {
 	SSHKeys  []json.RawMessage `json:"ssh_keys"`
 	Tags     []string          `json:"tags"`
 	UserData string            `json:"user_data"`
+	// DigitalOcean's options, all off by default; without vpc_uuid
+	// the droplet joins its region's default VPC (private_networking is
+	// deprecated and changes nothing).
+	Monitoring        bool   `json:"monitoring"`
+	IPv6              bool   `json:"ipv6"`
+	Backups           bool   `json:"backups"`
+	PrivateNetworking bool   `json:"private_networking"`
+	VPCUUID           string `json:"vpc_uuid"`
 }
 
 func validTag(t string) bool { return len(t) <= 255 && tagPattern.MatchString(t) }
@@ -342,6 +352,18 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	vpc := s.regionVPC(req.Region)
+	if req.VPCUUID != "" {
+		// DigitalOcean's 422 both for a VPC it does not know and for one
+		// of another region.
+		v, ok := s.findVPC(req.VPCUUID)
+		if !ok || v.Region != req.Region {
+			s.mu.Unlock()
+			unprocessable(w, r, msgInvalidVPC)
+			return
+		}
+		vpc = v.ID
+	}
 	image, snapshotID, ok := s.createImage(w, r, imageRef, req.Region, req.Size)
 	if !ok {
 		s.mu.Unlock()
@@ -392,7 +414,8 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 			id: s.nextID.droplet, name: name, region: req.Region, size: req.Size, image: image,
 			userData: req.UserData, sshKeys: slices.Clone(authorized), tags: slices.Clone(tags),
 			created: time.Now(), status: "new", ipv4: ip, snapshotID: snapshotID,
-			privateIPv4: "10.116.0." + ip[strings.LastIndexByte(ip, '.')+1:],
+			privateIPv4: vpcPrefix(req.Region) + ".0." + ip[strings.LastIndexByte(ip, '.')+1:],
+			monitoring:  req.Monitoring, ipv6: req.IPv6, backups: req.Backups, vpc: vpc,
 		}
 		s.droplets[d.id] = d
 		a := s.newAction("create", "droplet", d.id, d.region, d.id)

@@ -27,7 +27,11 @@ type Machine struct {
 	// Holds delays units of the guest's boot (keys HoldCloudInit and
 	// HoldSSHD): the unit waits that long before it starts (FaultHold).
 	Holds map[string]time.Duration
-	// VendorFail makes the guest's vendor-data fail (FaultVendorFail).
+	// Monitoring is the create request's monitoring: the vendor-data
+	// installs (a stand-in for) DigitalOcean's metrics agent.
+	Monitoring bool
+	// VendorFail makes that install fail (FaultVendorFail), and so
+	// cloud-init; without Monitoring there is no install to fail.
 	VendorFail bool
 }
 

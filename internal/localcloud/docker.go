@@ -302,7 +302,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 // copySeed copies m's NoCloud seed, and the systemd drop-ins of its
 // Holds, into container c, as tar streams on the docker CLI's stdin.
 func (b *DockerBackend) copySeed(ctx context.Context, c string, m Machine) error {
-	vo := vendorOptions{AptProxy: b.AptProxy, RegistryMirror: b.RegistryMirror, Fail: m.VendorFail}
+	vo := vendorOptions{AptProxy: b.AptProxy, RegistryMirror: b.RegistryMirror, Monitoring: m.Monitoring, Fail: m.VendorFail}
 	if !b.isCgroupV2(ctx) {
 		vo.CgroupParent = "docker"
 	}

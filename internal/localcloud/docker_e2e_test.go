@@ -429,7 +429,7 @@ func TestDockerBootCloudInitFails(t *testing.T) {
 	}{
 		{"user-data", Machine{ID: 700002, PublicIPv4: "127.0.0.151",
 			UserData: "#cloud-config\nruncmd:\n  - echo about to fail\n  - exit 1\n"}, "scripts_user"},
-		{"vendor-fail", Machine{ID: 700006, PublicIPv4: "127.0.0.156", VendorFail: true,
+		{"vendor-fail", Machine{ID: 700006, PublicIPv4: "127.0.0.156", Monitoring: true, VendorFail: true,
 			UserData: "#cloud-config\nruncmd:\n  - echo ran > /root/runcmd-ran\n"}, "scripts_vendor"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

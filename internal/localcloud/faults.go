@@ -34,7 +34,9 @@ const (
 	FaultHold FaultKind = "hold"
 	// FaultVendorFail makes the vendor-data of droplets whose name matches
 	// the glob Name fail (Machine.VendorFail): `cloud-init status` reports
-	// an error, as when DigitalOcean's agent install fails.
+	// an error in module scripts-vendor, as when the install of
+	// DigitalOcean's metrics agent fails. Only droplets created with
+	// monitoring have that install, so only they fail.
 	FaultVendorFail FaultKind = "vendor-fail"
 )
 

@@ -1,6 +1,7 @@
 package localcloud
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -45,6 +46,10 @@ type droplet struct {
 	cancel            context.CancelFunc
 	snapshotID        int                // the snapshot image it was made from
 	actionCancel      context.CancelFunc // of its running droplet action
+	// The create request's options; vpc "" (a droplet of an older
+	// state file) is the region's default VPC.
+	monitoring, ipv6, backups bool
+	vpc                       string
 }
 
 type action struct {
@@ -89,9 +94,16 @@ type networkV4 struct {
 	Type      string `json:"type"`
 }
 
+type networkV6 struct {
+	IPAddress string `json:"ip_address"`
+	Netmask   int    `json:"netmask"`
+	Gateway   string `json:"gateway"`
+	Type      string `json:"type"`
+}
+
 type networksJSON struct {
 	V4 []networkV4 `json:"v4"`
-	V6 []any       `json:"v6"`
+	V6 []networkV6 `json:"v6"`
 }
 
 type dropletJSON struct {
@@ -201,11 +213,11 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 	j := dropletJSON{
 		ID: d.id, Name: d.name, Memory: size.Memory, Vcpus: size.Vcpus, Disk: size.Disk,
 		DiskInfo: size.DiskInfo, Locked: d.pending > 0, Status: d.status,
-		CreatedAt: timestamp(d.created), Features: []string{"droplet_agent", "private_networking"},
+		CreatedAt: timestamp(d.created), Features: d.features(),
 		BackupIDs: []int{}, SnapshotIDs: s.snapshotIDs(d.id), Image: d.image, VolumeIDs: []string{},
 		Size: size, SizeSlug: d.size, Region: region, Tags: slices.Clone(d.tags),
-		Networks: networksJSON{V4: []networkV4{}, V6: []any{}},
-		VPCUUID:  s.vpcID,
+		Networks: networksJSON{V4: []networkV4{}, V6: []networkV6{}},
+		VPCUUID:  cmp.Or(d.vpc, s.regionVPC(d.region)),
 	}
 	day := d.created.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	j.NextBackupWindow = backupWindow{Start: timestamp(day), End: timestamp(day.Add(4 * time.Hour))}
@@ -214,7 +226,12 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 	}
 	if d.status != "new" {
 		own := networkV4{IPAddress: d.ipv4, Netmask: "255.0.0.0", Gateway: "127.0.0.1", Type: "public"}
-		private := networkV4{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: "10.116.0.1", Type: "private"}
+		private := networkV4{IPAddress: d.privateIPv4, Netmask: "255.255.240.0", Gateway: privateGateway(d.privateIPv4), Type: "private"}
+		if d.ipv6 {
+			// The documentation prefix (RFC 3849): shown, never routed.
+			j.Networks.V6 = []networkV6{{IPAddress: fmt.Sprintf("2001:db8:0:%x::%x", d.id>>16&0xffff, d.id&0xffff),
+				Netmask: 64, Gateway: fmt.Sprintf("2001:db8:0:%x::1", d.id>>16&0xffff), Type: "public"}}
+		}
 		// DigitalOcean lists an assigned reserved IP as one more public
 		// network, in no documented order: here it comes first for
 		// droplets with an even ID, so clients cannot rely on the order.
@@ -229,6 +246,32 @@ func (s *Server) dropletJSON(d *droplet) dropletJSON {
 		}
 	}
 	return j
+}
+
+// features lists what DigitalOcean shows as enabled on d: its agent for
+// the web console (installed by default) and its VPC (every droplet has
+// one), then the create request's options.
+func (d *droplet) features() []string {
+	f := []string{"droplet_agent", "private_networking"}
+	if d.monitoring {
+		f = append(f, "monitoring")
+	}
+	if d.ipv6 {
+		f = append(f, "ipv6")
+	}
+	if d.backups {
+		f = append(f, "backups")
+	}
+	return f
+}
+
+// privateGateway is the first host of the /20 private address ip is in.
+func privateGateway(ip string) string {
+	a := net.ParseIP(ip).To4()
+	if a == nil {
+		return "10.116.0.1"
+	}
+	return fmt.Sprintf("%d.%d.%d.1", a[0], a[1], a[2]&0xf0)
 }
 
 // reservedIPsOf lists the reserved IPs assigned to droplet id, sorted.

@@ -117,6 +117,10 @@ type stateDroplet struct {
 	PrivateIPv4  string    `json:"private_ipv4"`
 	CreateAction int       `json:"create_action,omitempty"`
 	SnapshotID   int       `json:"snapshot_id,omitempty"`
+	Monitoring   bool      `json:"monitoring,omitempty"`
+	IPv6         bool      `json:"ipv6,omitempty"`
+	Backups      bool      `json:"backups,omitempty"`
+	VPCUUID      string    `json:"vpc_uuid,omitempty"`
 }
 
 type stateAction struct {
@@ -281,6 +285,7 @@ func (s *Server) snapshot() *stateFile {
 			UserData: d.userData, SSHKeys: slices.Clone(d.sshKeys), Tags: slices.Clone(d.tags),
 			Created: d.created, Status: d.status, IPv4: d.ipv4, PrivateIPv4: d.privateIPv4,
 			CreateAction: d.createAction, SnapshotID: d.snapshotID,
+			Monitoring: d.monitoring, IPv6: d.ipv6, Backups: d.backups, VPCUUID: d.vpc,
 		})
 	}
 	acts := s.sortedActions(func(*action) bool { return true })
@@ -558,6 +563,7 @@ func (s *Server) load(f *stateFile) {
 			userData: sd.UserData, sshKeys: sd.SSHKeys, tags: sd.Tags, created: sd.Created,
 			status: sd.Status, ipv4: sd.IPv4, privateIPv4: sd.PrivateIPv4, createAction: sd.CreateAction,
 			snapshotID: sd.SnapshotID,
+			monitoring: sd.Monitoring, ipv6: sd.IPv6, backups: sd.Backups, vpc: sd.VPCUUID,
 		}
 		s.droplets[d.id] = d
 		s.nextID.droplet = max(s.nextID.droplet, d.id)

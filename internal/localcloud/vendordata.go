@@ -23,7 +23,11 @@ type vendorOptions struct {
 	// dockerd: on a cgroup v1 host, a relative one keeps the droplet's
 	// containers inside the droplet's own cgroups.
 	CgroupParent string
-	// Fail makes the agent script fail (FaultVendorFail).
+	// Monitoring adds the metrics agent's install (the create request's
+	// monitoring).
+	Monitoring bool
+	// Fail makes the metrics agent's install fail (FaultVendorFail);
+	// without Monitoring there is none to fail.
 	Fail bool
 }
 
@@ -40,9 +44,14 @@ const vendorBoundary = "fleet-local-vendor-data"
 //     is plain HTTP) and cgroup parent in
 //     /etc/docker/daemon.json, unless one is there already, so it is in
 //     place before user data installs Docker;
-//   - a script in place of DigitalOcean's droplet agent install, which
-//     cloud-init runs in its final stage before the user's scripts; with
-//     Fail it fails, and `cloud-init status` reports an error.
+//   - a script in place of DigitalOcean's droplet agent install (the web
+//     console's agent, on every droplet; DigitalOcean ignores its
+//     failures), which cloud-init runs in its final stage (module
+//     scripts-vendor) before the user's scripts;
+//   - with Monitoring, a script in place of the install of DigitalOcean's
+//     metrics agent (do-agent), in the same stage; with Fail it fails,
+//     and `cloud-init status` reports an error in scripts-vendor, while
+//     the user's scripts still run.
 //
 // It never holds secrets: only the mirrors' addresses, which validMirrorURL
 // has checked.
@@ -87,13 +96,26 @@ func vendorData(o vendorOptions) ([]byte, error) {
 
 	agent := "#!/bin/sh\n" +
 		"# fleet local cloud: stands in for DigitalOcean's droplet agent install.\n" +
-		"set -eu\n"
-	if o.Fail {
-		agent += "echo 'droplet-agent: install failed (fleet local cloud fault vendor-fail)' >&2\nexit 1\n"
-	} else {
-		agent += "mkdir -p /opt/digitalocean\n" +
-			"echo 'fleet local cloud: stands in for the DigitalOcean droplet agent' >/opt/digitalocean/fleet-local-agent\n" +
-			"echo 'droplet-agent: installed (fleet local cloud stand-in)'\n"
+		"set -eu\n" +
+		"mkdir -p /opt/digitalocean\n" +
+		"echo 'fleet local cloud: stands in for the DigitalOcean droplet agent' >/opt/digitalocean/fleet-local-agent\n" +
+		"echo 'droplet-agent: installed (fleet local cloud stand-in)'\n"
+	parts := []struct{ typ, name, body string }{
+		{"text/cloud-boothook", "fleet-local-mirrors", hook.String()},
+		{"text/x-shellscript", "droplet-agent", agent},
+	}
+	if o.Monitoring {
+		metrics := "#!/bin/sh\n" +
+			"# fleet local cloud: stands in for the install of DigitalOcean's metrics agent (monitoring: true).\n" +
+			"set -eu\n"
+		if o.Fail {
+			metrics += "echo 'do-agent: install failed (fleet local cloud fault vendor-fail)' >&2\nexit 1\n"
+		} else {
+			metrics += "mkdir -p /opt/digitalocean\n" +
+				"echo 'fleet local cloud: stands in for the DigitalOcean metrics agent' >/opt/digitalocean/fleet-local-do-agent\n" +
+				"echo 'do-agent: installed (fleet local cloud stand-in)'\n"
+		}
+		parts = append(parts, struct{ typ, name, body string }{"text/x-shellscript", "do-agent", metrics})
 	}
 
 	var buf bytes.Buffer
@@ -102,10 +124,7 @@ func vendorData(o vendorOptions) ([]byte, error) {
 	if err := mw.SetBoundary(vendorBoundary); err != nil {
 		return nil, err
 	}
-	for _, p := range []struct{ typ, name, body string }{
-		{"text/cloud-boothook", "fleet-local-mirrors", hook.String()},
-		{"text/x-shellscript", "droplet-agent", agent},
-	} {
+	for _, p := range parts {
 		if strings.Contains(p.body, vendorBoundary) {
 			return nil, fmt.Errorf("vendor-data part %s contains its MIME boundary", p.name)
 		}

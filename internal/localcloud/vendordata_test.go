@@ -50,6 +50,8 @@ func TestVendorData(t *testing.T) {
 		notHook   []string
 		agent     []string
 		notAgent  []string
+		metrics   []string // the metrics agent's script; nil: there is none
+		notMetric []string
 		wantError string
 	}{
 		{
@@ -68,10 +70,26 @@ func TestVendorData(t *testing.T) {
 			agent:   []string{"droplet-agent: installed"},
 		},
 		{
-			name:     "fail",
+			name:      "monitoring",
+			o:         vendorOptions{Monitoring: true},
+			agent:     []string{"droplet-agent: installed"},
+			metrics:   []string{"#!/bin/sh\n", "/opt/digitalocean/fleet-local-do-agent", "do-agent: installed"},
+			notMetric: []string{"exit 1"},
+		},
+		{
+			name:      "fail",
+			o:         vendorOptions{Monitoring: true, Fail: true},
+			agent:     []string{"droplet-agent: installed"},
+			notAgent:  []string{"exit 1"},
+			metrics:   []string{"install failed", "exit 1"},
+			notMetric: []string{"do-agent: installed"},
+		},
+		{
+			// Without monitoring there is no install to fail.
+			name:     "fail without monitoring",
 			o:        vendorOptions{Fail: true},
-			agent:    []string{"install failed", "exit 1"},
-			notAgent: []string{"droplet-agent: installed"},
+			agent:    []string{"droplet-agent: installed"},
+			notAgent: []string{"exit 1", "install failed"},
 		},
 		{name: "quote", o: vendorOptions{AptProxy: `http://a";rm -rf /;"`}, wantError: "apt proxy"},
 		{name: "credentials", o: vendorOptions{RegistryMirror: "http://user:secret@mirror:5000"}, wantError: "credentials"},
@@ -93,10 +111,26 @@ func TestVendorData(t *testing.T) {
 				t.Fatal(err)
 			}
 			types, bodies := vendorParts(t, data)
-			if strings.Join(types, " ") != "text/cloud-boothook text/x-shellscript" {
-				t.Fatalf("parts %v", types)
+			want := "text/cloud-boothook text/x-shellscript"
+			if tt.metrics != nil {
+				want += " text/x-shellscript"
+			}
+			if strings.Join(types, " ") != want {
+				t.Fatalf("parts %v, want %s", types, want)
 			}
 			hook, agent := bodies[0], bodies[1]
+			if tt.metrics != nil {
+				for _, w := range tt.metrics {
+					if !strings.Contains(bodies[2], w) {
+						t.Errorf("metrics agent script lacks %q:\n%s", w, bodies[2])
+					}
+				}
+				for _, w := range tt.notMetric {
+					if strings.Contains(bodies[2], w) {
+						t.Errorf("metrics agent script has %q:\n%s", w, bodies[2])
+					}
+				}
+			}
 			last := -1
 			for _, w := range tt.hook {
 				i := strings.Index(hook, w)
