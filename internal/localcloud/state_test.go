@@ -197,6 +197,7 @@ func TestStateRestart(t *testing.T) {
 	key := e1.addKey("deploy")
 	req := createReq("web-1", "fleet:demo", "fleet-version:v1_2_0")
 	req.SSHKeys = []godo.DropletCreateSSHKey{{ID: key.ID}}
+	req.Monitoring, req.IPv6, req.Backups = true, true, true
 	d1, _, err := e1.do.Droplets.Create(e1.ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +241,19 @@ func TestStateRestart(t *testing.T) {
 					publicIP(t, &got) != publicIP(t, want) || got.Created != want.Created {
 					t.Errorf("droplet %+v, want %+v", got, want)
 				}
+			}
+		}},
+		{"droplet options and VPCs", func(t *testing.T) {
+			for _, want := range []*godo.Droplet{d1, d2} {
+				got := e2.droplet(want.ID)
+				v6, _ := got.PublicIPv6()
+				w6, _ := want.PublicIPv6()
+				if fmt.Sprint(got.Features) != fmt.Sprint(want.Features) || got.VPCUUID != want.VPCUUID || v6 != w6 {
+					t.Errorf("droplet %d: features %q, vpc %s, v6 %q; want %q, %s, %q", want.ID, got.Features, got.VPCUUID, v6, want.Features, want.VPCUUID, w6)
+				}
+			}
+			if fmt.Sprint(d1.Features) != "[droplet_agent private_networking monitoring ipv6 backups]" || d1.VPCUUID == "" || d1.VPCUUID != d2.VPCUUID {
+				t.Errorf("before the restart: d1 %q %s, d2 %s", d1.Features, d1.VPCUUID, d2.VPCUUID)
 			}
 		}},
 		{"tags, and the membership the deploy logic lists by", func(t *testing.T) {
