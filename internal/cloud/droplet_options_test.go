@@ -91,6 +91,12 @@ func TestCreateDropletOptions(t *testing.T) {
 	if nyc3 == "" || ams3 == "" || nyc3 == ams3 {
 		t.Fatalf("default VPCs: %+v", vpcs)
 	}
+	if v, _, err := c.api.VPCs.Get(ctx, nyc3); err != nil || v.ID != nyc3 || v.RegionSlug != "nyc3" || v.IPRange != "10.116.0.0/20" {
+		t.Errorf("GET the nyc3 VPC: %+v %v", v, err)
+	}
+	if _, _, err := c.api.VPCs.Get(ctx, "760e09ef-dc84-11e8-981e-3cfdfeaae000"); err == nil {
+		t.Error("GET of an unknown VPC succeeded")
+	}
 	for i, tc := range []struct {
 		name     string
 		req      CreateRequest
