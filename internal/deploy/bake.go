@@ -341,7 +341,7 @@ func (d *Deployer) bakeBoot(ctx context.Context, dr *cloud.Droplet, key ssh.Publ
 	d.step("waiting for cloud-init on %s", dr.Name)
 	ci, err := c.WaitCloudInit(ctx, d.Remote.SSHWait)
 	if err != nil {
-		return err
+		return ClassifyCloudInit(err)
 	}
 	if ci.Recoverable {
 		d.warn("cloud-init finished with recoverable errors on %s:\n  %s", dr.Name, strings.Join(append(ci.Errors, ci.Warnings...), "\n  "))

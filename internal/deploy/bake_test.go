@@ -209,6 +209,33 @@ func TestBakeCloudInitFails(t *testing.T) {
 	}
 }
 
+// A failure only in the vendor-data (DigitalOcean's metrics agent) is
+// told apart from the template's own; the template's stays as it was.
+func TestBakeVendorDataFails(t *testing.T) {
+	const vendorFailed = `{"status": "error", "errors": ["('scripts-vendor', RuntimeError('Runparts: 1 failures (do-agent) in 2 attempted commands'))"]}`
+	for _, tc := range []struct {
+		name, json string
+		vendor     bool
+	}{
+		{"vendor-data", vendorFailed, true},
+		{"template", ciFailed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, bc := bakeDeployer(t)
+			bc.answer(remotetest.Reply{Stdout: tc.json, Code: 1})
+			_, err := d.Bake(t.Context(), BakeOptions{})
+			var be *BakeError
+			var ve *VendorDataError
+			if !errors.As(err, &be) || !be.Destroyed || errors.As(err, &ve) != tc.vendor {
+				t.Fatalf("bake: %v, want a BakeError (vendor-data: %v)", err, tc.vendor)
+			}
+			if got := strings.Contains(err.Error(), "not in your cloud-init template"); got != tc.vendor {
+				t.Errorf("message says it is the vendor-data: %v, want %v:\n%v", got, tc.vendor, err)
+			}
+		})
+	}
+}
+
 // A bake interrupted anywhere converges when run again: one snapshot of
 // the hash, no bake droplet left.
 func TestBakeInterruptedConverges(t *testing.T) {
