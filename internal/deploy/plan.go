@@ -379,9 +379,9 @@ func (d *Deployer) planCalls(st *State, p *Plan) []APICall {
 				add("POST", "/v2/account/keys", "if "+k.Name+" is not on the account yet", "add the SSH key", false)
 			}
 		}
-		dt := DeployTag(pd.DeployID)
-		add("GET", "/v2/droplets?tag_name="+url.QueryEscape(dt), "", "no droplet of this deploy yet (a create is never sent twice)", false)
-		add("POST", "/v2/droplets", "", "create "+pd.Name, false)
+		// The deploy ID is drawn by up: {deploy id}, <id> in names.
+		add("GET", "/v2/droplets?tag_name="+url.QueryEscape(deployTagPrefix)+"{deploy id}", "", "no droplet of this deploy yet (a create is never sent twice)", false)
+		add("POST", "/v2/droplets", "", "create "+spec.DropletName(d.Spec.Project, p.Version, "<id>"), false)
 		readState("find duplicate candidates")
 		add("GET", "/v2/actions/{create action}", "", "wait for the create action", true)
 	} else {
