@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -173,8 +174,45 @@ func (d *Deployer) Plan(ctx context.Context, version string, opt UpOptions) (*Pl
 		p.Warnings = append(p.Warnings, fmt.Sprintf("droplet.size %s is not a size the API lists: the create would be refused", d.Spec.Droplet.Size))
 	}
 	p.Cost = d.planCost(st, p, prices)
-	p.Calls = d.planCalls(st, p)
+	keys := map[string]bool{}
+	if p.Create != nil {
+		if keys, err = d.planKeys(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	p.Calls = d.planCalls(p, keys)
 	return p, nil
+}
+
+// keyReader is the read-only half of EnsureSSHKeys (cloud.Client has it).
+type keyReader interface {
+	KeyByFingerprint(ctx context.Context, fingerprint string) (*cloud.Key, error)
+}
+
+// planKeys says which of the spec's SSH keys are on the account (absent
+// from the map: unknown, when the cloud cannot say without writing). A
+// key up could not add is a warning: up would stop there.
+func (d *Deployer) planKeys(ctx context.Context, p *Plan) (map[string]bool, error) {
+	on := map[string]bool{}
+	kr, ok := d.Cloud.(keyReader)
+	if !ok {
+		return on, nil
+	}
+	for _, k := range d.Spec.Droplet.SSHKeys {
+		_, err := kr.KeyByFingerprint(ctx, k.Fingerprint)
+		switch {
+		case err == nil:
+			on[k.Fingerprint] = true
+		case errors.Is(err, cloud.ErrNotFound):
+			on[k.Fingerprint] = false
+			if k.PublicKey == "" {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("SSH key %s is not on the account: add it, or list its public key file in droplet.ssh_keys", k.Fingerprint))
+			}
+		default:
+			return nil, err
+		}
+	}
+	return on, nil
 }
 
 func (d *Deployer) planStack(version string, opt UpOptions, stk *prepared, live *Member) *PlannedStack {
@@ -340,7 +378,7 @@ func (d *Deployer) planCost(st *State, p *Plan, prices map[string]cloud.Price) C
 
 // planCalls lists the requests up would send after the reads it shares
 // with the plan, as internal/cloud sends them (godo's paths).
-func (d *Deployer) planCalls(st *State, p *Plan) []APICall {
+func (d *Deployer) planCalls(p *Plan, keyOn map[string]bool) []APICall {
 	var calls []APICall
 	add := func(method, path, when, why string, poll bool) {
 		calls = append(calls, APICall{Method: method, Path: path, When: when, Why: why, Poll: poll})
@@ -358,6 +396,22 @@ func (d *Deployer) planCalls(st *State, p *Plan) []APICall {
 	target := "{id}"
 	if p.Create != nil {
 		pd := p.Create
+		keys := func(why string) {
+			for _, k := range d.Spec.Droplet.SSHKeys {
+				add("GET", "/v2/account/keys/"+k.Fingerprint, "", why+"is the SSH key on the account?", false)
+				on, known := keyOn[k.Fingerprint]
+				switch {
+				case k.PublicKey == "" || on:
+				case known:
+					add("POST", "/v2/account/keys", "", why+"add the SSH key "+k.Name, false)
+				default:
+					add("POST", "/v2/account/keys", "if "+k.Name+" is not on the account yet", why+"add the SSH key", false)
+				}
+				if why != "" && !on {
+					keyOn[k.Fingerprint] = true // the bake added it
+				}
+			}
+		}
 		switch img := d.Spec.Droplet.Image; {
 		case img == spec.ImageBake:
 			add("GET", "/v2/snapshots?resource_type=droplet", "", "find the bake of the current template", false)
@@ -368,17 +422,20 @@ func (d *Deployer) planCalls(st *State, p *Plan) []APICall {
 			}
 		}
 		if b := pd.Image.Bake; b != nil {
-			add("POST", "/v2/droplets", "", "bake: a droplet from "+b.Base+" (then SSH until cloud-init is done)", false)
-			add("POST", "/v2/droplets/{bake id}/actions", "", "bake: shut it down, then snapshot it as "+b.Name, false)
+			// An outline of fleet image bake's requests (bake.go).
+			add("GET", "/v2/snapshots?resource_type=droplet", "", "bake: any snapshot of "+b.Hash+"?", false)
+			add("GET", "/v2/droplets?tag_name="+url.QueryEscape(TagBake), "", "bake: droplets an interrupted bake left (destroyed unless resumable)", false)
+			keys("bake: ")
+			add("GET", "/v2/droplets?tag_name="+url.QueryEscape(deployTagPrefix)+"{bake deploy id}", "", "bake: no droplet of this bake yet", false)
+			add("POST", "/v2/droplets", "", "bake: create "+spec.DropletName(d.Spec.Project, BakeVersion, "<id>")+" from "+b.Base, false)
+			add("GET", "/v2/droplets/{bake id}", "", "bake: wait until active (then SSH until cloud-init is done)", true)
+			add("POST", "/v2/droplets/{bake id}/actions", "", "bake: shut it down (power it off after 2 minutes)", false)
+			add("GET", "/v2/droplets/{bake id}/actions/{action}", "", "bake: wait until it is off", true)
+			add("POST", "/v2/droplets/{bake id}/actions", "", "bake: snapshot it as "+b.Name, false)
 			add("GET", "/v2/droplets/{bake id}/actions/{action}", "", "bake: wait for the snapshot", true)
 			add("DELETE", "/v2/droplets/{bake id}", "", "bake: destroy the bake droplet", false)
 		}
-		for _, k := range d.Spec.Droplet.SSHKeys {
-			add("GET", "/v2/account/keys/"+k.Fingerprint, "", "is the SSH key on the account?", false)
-			if k.PublicKey != "" {
-				add("POST", "/v2/account/keys", "if "+k.Name+" is not on the account yet", "add the SSH key", false)
-			}
-		}
+		keys("")
 		// The deploy ID is drawn by up: {deploy id}, <id> in names.
 		add("GET", "/v2/droplets?tag_name="+url.QueryEscape(deployTagPrefix)+"{deploy id}", "", "no droplet of this deploy yet (a create is never sent twice)", false)
 		add("POST", "/v2/droplets", "", "create "+spec.DropletName(d.Spec.Project, p.Version, "<id>"), false)

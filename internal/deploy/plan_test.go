@@ -187,3 +187,47 @@ func TestRedactUserData(t *testing.T) {
 		t.Errorf("ed25519_private = %q", k)
 	}
 }
+
+// droplet.image: bake reads whether the current bake exists and never
+// bakes: without one the plan says up would bake first (and lists the
+// bake's calls); with one, the droplet boots it.
+func TestPlanBake(t *testing.T) {
+	fc := newFakeCloud()
+	d := upDeployer(t, fc)
+	d.Spec.Droplet.Image = "bake"
+	p, err := d.Plan(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, _ := os.ReadFile(d.Spec.Droplet.CloudInit)
+	name := SnapshotName("blog", TemplateHash(tmpl, "debian-13-x64"))
+	if b := p.Create.Image.Bake; b == nil || b.Name != name || b.Base != "debian-13-x64" || p.Create.Image.Snapshot != nil {
+		t.Fatalf("image %+v, want a bake of %s", p.Create.Image, name)
+	}
+	if len(fc.calls) != 1 {
+		t.Errorf("calls besides reads: %v", fc.calls)
+	}
+	bakeCalls := 0
+	for _, c := range p.Calls {
+		if strings.HasPrefix(c.Why, "bake: ") {
+			bakeCalls++
+		}
+	}
+	if bakeCalls == 0 {
+		t.Errorf("no bake calls planned: %+v", p.Calls)
+	}
+
+	id := fc.addImage(cloud.Image{Name: name, Regions: []string{"fra1"}})
+	p, err = upDeployer(t, fc).withImage("bake").Plan(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Create.Image.Snapshot; s == nil || s.ID != id || p.Create.Image.Bake != nil {
+		t.Fatalf("image %+v, want snapshot %d", p.Create.Image, id)
+	}
+}
+
+func (d *Deployer) withImage(img string) *Deployer {
+	d.Spec.Droplet.Image = img
+	return d
+}
