@@ -206,6 +206,27 @@ func TestUpPlanPredictsCalls(t *testing.T) {
 	if i != len(got) {
 		t.Fatalf("up sent %q beyond the plan; all: %q", got[i:], got)
 	}
+
+	// The droplet up made is the one planned: name, size, region, tags.
+	c, err := cloud.New(cloud.Config{Token: "plan", APIURL: e.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := c.ListByTag(t.Context(), deploy.ProjectTag("hello"))
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("droplets %+v, %v", ds, err)
+	}
+	d, pc := ds[0], p.Create
+	var tags []string
+	for _, tag := range d.Tags {
+		if !strings.HasPrefix(tag, "fleet-deploy:") {
+			tags = append(tags, tag)
+		}
+	}
+	if !regexp.MustCompile("^"+strings.ReplaceAll(regexp.QuoteMeta(pc.NamePattern), "<id>", "[0-9a-f]{6}")+"$").MatchString(d.Name) ||
+		d.Size != pc.Size || d.Region != pc.Region || strings.Join(tags, " ") != strings.Join(pc.Tags, " ") {
+		t.Errorf("up made %s (%s, %s, tags %q); the plan said %s (%s, %s, tags %q)", d.Name, d.Size, d.Region, tags, pc.NamePattern, pc.Size, pc.Region, pc.Tags)
+	}
 }
 
 // normPath keeps what identifies a request: the path and the filters of a
