@@ -61,6 +61,7 @@ type scriptAPI struct {
 	http  *httptest.Server
 	check *contract.Validator
 	token string
+	mark  int // requests before the last `localapi mark`
 }
 
 // cmdLocalAPI drives the in-process API server:
@@ -75,6 +76,8 @@ type scriptAPI struct {
 //	localapi answered STATUS N[+] METHOD|* PATH
 //	                           exactly (or at least) N requests to PATH (a prefix) got STATUS
 //	localapi contract          no contract violations so far (also checked at the end)
+//	localapi mark              start counting requests for `mutations` here
+//	localapi mutations N       exactly N requests other than GET since the mark
 //	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
 //	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
 //	localapi snapshot NAME REGION
@@ -162,6 +165,27 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "contract":
 		api.assertContract(ts)
+	case "mark":
+		api.mark = len(api.srv.Stats().Requests)
+	case "mutations":
+		if len(args) != 2 {
+			ts.Fatalf("usage: localapi mutations N")
+		}
+		want, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		st := api.srv.Stats()
+		if st.Dropped > 0 || api.mark > len(st.Requests) {
+			ts.Fatalf("the server's request log dropped %d requests: counts would be wrong", st.Dropped)
+		}
+		var got []string
+		for _, r := range st.Requests[api.mark:] {
+			if r.Method != http.MethodGet {
+				got = append(got, r.Method+" "+r.Path)
+			}
+		}
+		if len(got) != want {
+			ts.Fatalf("%d requests other than GET since the mark, want %d: %q", len(got), want, got)
+		}
 	case "keys":
 		if len(args) != 3 {
 			ts.Fatalf("usage: localapi keys PREFIX N")

@@ -15,6 +15,7 @@ type UpOptions struct {
 	JSON     bool
 	Version  string
 	Worktree bool
+	Plan     bool // --plan: say what up would do, change nothing (plan.go)
 	Deployer func(step func(string)) (*deploy.Deployer, error)
 }
 
@@ -35,8 +36,14 @@ healthcheck healthy and every health path answering 2xx.
 
 A failed deploy keeps the candidate, tagged failed, for fleet logs and fleet
 ssh; fleet rollback or fleet destroy removes it. Running up again for the
-same version resumes an interrupted deploy.`,
-		Example: "  fleet up v1.2.0\n  fleet up v1.2.0 --json",
+same version resumes an interrupted deploy.
+
+With --plan, nothing is changed and no lock is taken: up checks its inputs
+as it would, reads the project's state and the sizes' prices, and prints the
+droplet it would create (or resume), the droplets it would destroy and
+leave alone, the rendered user_data (host key and secrets redacted), the
+API calls it would make, and the monthly cost before and after.`,
+		Example: "  fleet up v1.2.0\n  fleet up v1.2.0 --json\n  fleet up v1.2.0 --plan",
 		Args:    exactArgs(1, "one VERSION, like v1.2.0"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Version, opts.JSON = args[0], f.JSON
@@ -47,9 +54,13 @@ same version resumes an interrupted deploy.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
+			if opts.Plan { // reads only: no lock (a key on the account), no journal
+				return planRun(cmd.Context(), opts)
+			}
 			return withLock(cmd, f, args, func(ctx context.Context) error { return upRun(ctx, opts) })
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Plan, "plan", false, "print what up would create and change, its API calls and the monthly cost; change nothing (no lock)")
 	cmd.Flags().BoolVar(&opts.Worktree, "from-worktree", false, "deploy the working tree instead of git tag VERSION (tags the droplet "+deploy.TagWorktree+")")
 	return cmd
 }

@@ -18,6 +18,7 @@ type Droplet struct {
 	Name       string
 	Status     string // new, active, off, archive
 	Region     string
+	Size       string // the size slug (what it costs: Sizes)
 	Tags       []string
 	PublicIPv4 string
 	Locked     bool
@@ -95,6 +96,9 @@ type Cloud interface {
 	Snapshots(ctx context.Context, prefix string) ([]Image, error)
 	DeleteSnapshot(ctx context.Context, id int) error
 	ImageBySlug(ctx context.Context, slug string) (*Image, error)
+
+	// Sizes (sizes.go): droplet sizes' prices by slug, for `up --plan`.
+	Sizes(ctx context.Context) (map[string]Price, error)
 }
 
 // Timeouts bound the waits of one call.
@@ -192,6 +196,10 @@ func fromGodo(d *godo.Droplet) *Droplet {
 	out := &Droplet{ID: d.ID, Name: d.Name, Status: d.Status, Tags: d.Tags, Locked: d.Locked}
 	if d.Region != nil {
 		out.Region = d.Region.Slug
+	}
+	out.Size = d.SizeSlug
+	if out.Size == "" && d.Size != nil {
+		out.Size = d.Size.Slug
 	}
 	out.PublicIPv4, _ = d.PublicIPv4()
 	out.CreatedAt, _ = time.Parse(time.RFC3339, d.Created)

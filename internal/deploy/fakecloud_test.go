@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -189,7 +190,7 @@ func (c *fakeCloud) CreateDroplet(ctx context.Context, req cloud.CreateRequest) 
 	for c.droplets[id] != nil || c.created[id].Name != "" { // IDs are never reused
 		id++
 	}
-	d := &cloud.Droplet{ID: id, Name: req.Name, Status: "active", Region: req.Region, Tags: append(slices.Clone(req.Tags), req.DeployTag)}
+	d := &cloud.Droplet{ID: id, Name: req.Name, Status: "active", Region: req.Region, Size: req.Size, Tags: append(slices.Clone(req.Tags), req.DeployTag)}
 	c.droplets[id] = d
 	c.created[id] = req
 	cp := *d
@@ -588,4 +589,21 @@ func (c *fakeCloud) ImageBySlug(ctx context.Context, slug string) (*cloud.Image,
 		return nil, notFound("get image " + slug)
 	}
 	return &cloud.Image{ID: 100, Slug: slug, Name: slug, Type: "base", Public: true, Regions: []string{"fra1", "nyc3"}}, nil
+}
+
+// fakePrices are DigitalOcean's prices of the sizes the tests use.
+var fakePrices = map[string]cloud.Price{
+	"s-1vcpu-512mb-10gb": {Monthly: 4, Hourly: 0.00595},
+	"s-1vcpu-1gb":        {Monthly: 6, Hourly: 0.00893},
+	"s-2vcpu-4gb":        {Monthly: 24, Hourly: 0.03571},
+}
+
+func (c *fakeCloud) Sizes(ctx context.Context) (map[string]cloud.Price, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("Sizes")
+	if f := c.fire("Sizes"); f != nil {
+		return nil, f.error()
+	}
+	return maps.Clone(fakePrices), nil
 }

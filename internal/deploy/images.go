@@ -32,9 +32,15 @@ func (r *ImageRef) String() string {
 // name: a slug when the API knows it as one, else the newest snapshot of
 // that name in the region; neither is a ConfigError.
 func (d *Deployer) ResolveImage(ctx context.Context) (*ImageRef, error) {
+	return d.resolveImage(ctx, true)
+}
+
+// resolveImage is ResolveImage; without bake it only reads, and a bake
+// that would be needed is a nil ImageRef (`up --plan`).
+func (d *Deployer) resolveImage(ctx context.Context, bake bool) (*ImageRef, error) {
 	name := d.Spec.Droplet.Image
 	if name == spec.ImageBake {
-		return d.bakedImage(ctx)
+		return d.bakedImage(ctx, bake)
 	}
 	_, err := d.Cloud.ImageBySlug(ctx, name)
 	if err == nil {
@@ -60,7 +66,7 @@ func (d *Deployer) ResolveImage(ctx context.Context) (*ImageRef, error) {
 
 // bakedImage is the newest bake of the current hash in the region, made
 // now if there is none.
-func (d *Deployer) bakedImage(ctx context.Context) (*ImageRef, error) {
+func (d *Deployer) bakedImage(ctx context.Context, bake bool) (*ImageRef, error) {
 	p, err := d.planBake()
 	if err != nil {
 		return nil, err
@@ -72,6 +78,9 @@ func (d *Deployer) bakedImage(ctx context.Context) (*ImageRef, error) {
 	}
 	if have := inRegion(snaps, d.Spec.Droplet.Region); len(have) > 0 {
 		return &ImageRef{Snapshot: &have[0]}, nil
+	}
+	if !bake {
+		return nil, nil
 	}
 	d.step("no bake of %s yet (the template or base image changed): baking one", p.hash)
 	res, err := d.bake(ctx, BakeOptions{})

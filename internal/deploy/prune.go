@@ -16,6 +16,23 @@ func (d *Deployer) Prune(ctx context.Context, keep int) ([]Member, error) {
 }
 
 func (d *Deployer) prune(ctx context.Context, st *State, keep int) ([]Member, error) {
+	var done []Member
+	for _, m := range d.pruneTargets(st, keep) {
+		if interrupted(ctx) {
+			return done, context.Canceled
+		}
+		d.step("destroying %s (%s)", m.Name, m.Role)
+		if err := d.Cloud.DeleteDroplet(ctx, m.ID); err != nil {
+			return done, err
+		}
+		d.forget(m.Name)
+		done = append(done, m)
+	}
+	return done, nil
+}
+
+// pruneTargets is what prune destroys in st (`up --plan` prices the rest).
+func (d *Deployer) pruneTargets(st *State, keep int) []Member {
 	var doomed []Member
 	kept := 0
 	for _, m := range st.Members {
@@ -32,19 +49,7 @@ func (d *Deployer) prune(ctx context.Context, st *State, keep int) ([]Member, er
 			}
 		}
 	}
-	var done []Member
-	for _, m := range doomed {
-		if interrupted(ctx) {
-			return done, context.Canceled
-		}
-		d.step("destroying %s (%s)", m.Name, m.Role)
-		if err := d.Cloud.DeleteDroplet(ctx, m.ID); err != nil {
-			return done, err
-		}
-		d.forget(m.Name)
-		done = append(done, m)
-	}
-	return done, nil
+	return doomed
 }
 
 // forget drops a destroyed droplet's pinned host key; the name is never

@@ -39,35 +39,14 @@ type UpOptions struct {
 // reserved IP. A failed candidate is kept, tagged failed; an interrupted
 // one is kept as the candidate, and re-running Up resumes it.
 func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpResult, error) {
-	if err := spec.ParseVersion(version); err != nil {
-		return nil, err
-	}
-	// Every input is checked before anything is created.
-	var stk *prepared
-	if d.Spec.Stack != nil {
-		var err error
-		if stk, err = d.prepareStack(ctx, version, opt.FromWorktree); err != nil {
-			return nil, err
-		}
-		defer stk.bundle.Close()
-	}
-	d.step("reading state of %s", d.Spec.Project)
-	st, err := d.State(ctx)
+	st, stk, err := d.checkUp(ctx, version, opt)
 	if err != nil {
 		return nil, err
 	}
-	// A candidate the reserved IP cannot reach would never be promoted.
-	if r, region := st.ReservedIP, d.Spec.Droplet.Region; r != nil && r.Region != "" && region != "" && r.Region != region {
-		fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, region)
-		if d.Spec.ReservedIP == "auto" {
-			fix = fmt.Sprintf("set droplet.region: %s (the project's live droplet and its reserved IP are there)", r.Region)
-		}
-		return nil, &RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: region, Fix: fix}
+	if stk != nil {
+		defer stk.bundle.Close()
 	}
 	if c := st.Candidate(); c != nil {
-		if c.Version != version {
-			return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s (%s) is waiting: promote it with `fleet promote`, or discard it with `fleet rollback`", c.Name, c.Version)}
-		}
 		return d.resume(ctx, st, c, version, stk)
 	}
 	img, err := d.ResolveImage(ctx)
@@ -95,6 +74,46 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	res.Droplet.Droplet = *ready
 	res.Phases = d.finishPhases()
 	return res, nil
+}
+
+// checkUp checks every input of an up before anything is created (Up and
+// Plan both call it): the version, the stack (from git, its secrets
+// present), the reserved IP's region, and that no candidate of another
+// version waits. It only reads. The caller closes the stack's bundle.
+func (d *Deployer) checkUp(ctx context.Context, version string, opt UpOptions) (*State, *prepared, error) {
+	if err := spec.ParseVersion(version); err != nil {
+		return nil, nil, err
+	}
+	var stk *prepared
+	if d.Spec.Stack != nil {
+		var err error
+		if stk, err = d.prepareStack(ctx, version, opt.FromWorktree); err != nil {
+			return nil, nil, err
+		}
+	}
+	fail := func(err error) (*State, *prepared, error) {
+		if stk != nil {
+			stk.bundle.Close()
+		}
+		return nil, nil, err
+	}
+	d.step("reading state of %s", d.Spec.Project)
+	st, err := d.State(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	// A candidate the reserved IP cannot reach would never be promoted.
+	if r, region := st.ReservedIP, d.Spec.Droplet.Region; r != nil && r.Region != "" && region != "" && r.Region != region {
+		fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, region)
+		if d.Spec.ReservedIP == "auto" {
+			fix = fmt.Sprintf("set droplet.region: %s (the project's live droplet and its reserved IP are there)", r.Region)
+		}
+		return fail(&RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: region, Fix: fix})
+	}
+	if c := st.Candidate(); c != nil && c.Version != version {
+		return fail(&ConflictError{Msg: fmt.Sprintf("candidate %s (%s) is waiting: promote it with `fleet promote`, or discard it with `fleet rollback`", c.Name, c.Version)})
+	}
+	return st, stk, nil
 }
 
 // resume finishes an up of the same version that was interrupted: the

@@ -50,15 +50,34 @@ var regionNames = []struct{ slug, name string }{
 	{"sgp1", "Singapore 1"},
 }
 
+// sizeTable is the one list of sizes: what GET /v2/sizes lists, what a
+// droplet create accepts, and what `fleet up --plan` prices. Slugs, specs
+// and prices are DigitalOcean's published ones (USD; hourly is monthly /
+// 672 rounded as DigitalOcean shows it).
 var sizeTable = []struct {
 	slug                  string
 	memory, vcpus, disk   int
 	transfer, monthly, hr float64
+	description           string
 }{
-	{"s-1vcpu-1gb", 1024, 1, 25, 1, 6, 0.00893},
-	{"s-1vcpu-2gb", 2048, 1, 50, 2, 12, 0.01786},
-	{"s-2vcpu-2gb", 2048, 2, 60, 3, 18, 0.02679},
-	{"s-2vcpu-4gb", 4096, 2, 80, 4, 24, 0.03571},
+	{"s-1vcpu-512mb-10gb", 512, 1, 10, 0.5, 4, 0.00595, "Basic"},
+	{"s-1vcpu-1gb", 1024, 1, 25, 1, 6, 0.00893, "Basic"},
+	{"s-1vcpu-2gb", 2048, 1, 50, 2, 12, 0.01786, "Basic"},
+	{"s-2vcpu-2gb", 2048, 2, 60, 3, 18, 0.02679, "Basic"},
+	{"s-2vcpu-4gb", 4096, 2, 80, 4, 24, 0.03571, "Basic"},
+	{"s-4vcpu-8gb", 8192, 4, 160, 5, 48, 0.07143, "Basic"},
+	{"s-8vcpu-16gb", 16384, 8, 320, 6, 96, 0.14286, "Basic"},
+	{"s-1vcpu-1gb-amd", 1024, 1, 25, 1, 7, 0.01042, "Basic AMD"},
+	{"s-1vcpu-2gb-amd", 2048, 1, 50, 2, 14, 0.02083, "Basic AMD"},
+	{"s-2vcpu-2gb-amd", 2048, 2, 60, 3, 21, 0.03125, "Basic AMD"},
+	{"s-2vcpu-4gb-amd", 4096, 2, 80, 4, 28, 0.04167, "Basic AMD"},
+	{"s-4vcpu-8gb-amd", 8192, 4, 160, 5, 56, 0.08333, "Basic AMD"},
+	{"s-1vcpu-1gb-intel", 1024, 1, 25, 1, 7, 0.01042, "Basic Intel"},
+	{"s-1vcpu-2gb-intel", 2048, 1, 50, 2, 14, 0.02083, "Basic Intel"},
+	{"s-2vcpu-4gb-intel", 4096, 2, 80, 4, 28, 0.04167, "Basic Intel"},
+	{"g-2vcpu-8gb", 8192, 2, 25, 4, 63, 0.09375, "General Purpose"},
+	{"c-2", 4096, 2, 25, 4, 42, 0.0625, "CPU-Optimized"},
+	{"m-2vcpu-16gb", 16384, 2, 50, 4, 84, 0.125, "Memory-Optimized"},
 }
 
 func regionSlugs() []string {
@@ -103,7 +122,7 @@ func findSize(slug string) (sizeJSON, bool) {
 			return sizeJSON{
 				Slug: z.slug, Memory: z.memory, Vcpus: z.vcpus, Disk: z.disk,
 				Transfer: z.transfer, PriceMonthly: z.monthly, PriceHourly: z.hr,
-				Regions: regionSlugs(), Available: true, Description: "Basic",
+				Regions: regionSlugs(), Available: true, Description: z.description,
 				DiskInfo: []diskInfo{d},
 			}, true
 		}
