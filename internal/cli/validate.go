@@ -37,15 +37,6 @@ there is any.`,
 	}
 }
 
-// validateJSON is validate's --json report; on failure it carries
-// ErrorJSON's fields too, so every failing --json command has them.
-type validateJSON struct {
-	File   string   `json:"file"`
-	Valid  bool     `json:"valid"`
-	Errors []string `json:"errors"`
-	*ErrorJSON
-}
-
 func validateRun(_ context.Context, opts *ValidateOptions) error {
 	s, err := spec.Load(opts.Path)
 	var errs *spec.Errors
@@ -64,8 +55,8 @@ func validateRun(_ context.Context, opts *ValidateOptions) error {
 			for _, e := range *errs {
 				out.Errors = append(out.Errors, e.Error())
 			}
-			code := exitCode(err)
-			out.ErrorJSON = &ErrorJSON{Error: err.Error(), Code: ExitCodeName(code), Exit: code}
+			detail := newErrorDetail(err)
+			out.Error = &detail
 		}
 		if perr := printJSON(opts.IO.Out, out); perr != nil {
 			return perr
