@@ -87,8 +87,7 @@ func backupRun(ctx context.Context, opts *BackupOptions) error {
 			return err
 		}
 		path = res.Path
-		secs := res.Duration.Seconds()
-		out.Manifest, out.Seconds = toManifestJSON(res.Manifest), &secs
+		out = toBackupJSON(res)
 		if !opts.JSON {
 			p.Stop(true)
 			m := res.Manifest

@@ -310,6 +310,11 @@ type backupJSON struct {
 	VerifyOutput *string `json:"verify_output"`
 }
 
+func toBackupJSON(res *deploy.BackupResult) backupJSON {
+	secs := res.Duration.Seconds()
+	return backupJSON{Archive: res.Path, Manifest: toManifestJSON(res.Manifest), Seconds: &secs}
+}
+
 // restoreJSON is `fleet restore ARCHIVE --json`.
 type restoreJSON struct {
 	Droplet       *dropletJSON  `json:"droplet"` // restored onto
