@@ -42,9 +42,9 @@ const exitCodesHelp = `Exit codes:
   8    a deploy failed; the candidate is kept, marked failed (or a bake's
        cloud-init failed; its droplet is destroyed)
   130  interrupted
-With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
-on stdout; code is error, usage, spec, config, refused, timeout, api,
-deploy or interrupted.
+With --json, a failure prints {"error": {"message": "...", "code": "<word>",
+"exit": N, ...}} on stdout; code is error, usage, spec, config, refused,
+timeout, api, deploy or interrupted (see docs/json.md).
 `
 
 // UsageError is a bad flag or argument.

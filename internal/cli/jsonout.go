@@ -110,7 +110,7 @@ type fileSumJSON struct {
 
 // manifestJSON is a backup's manifest, as written beside the archive.
 type manifestJSON struct {
-	Format  string        `json:"format"` // the stack's archive format, if it names one
+	Format  string        `json:"format"` // the manifest's layout: "fleet-backup 1"
 	Project string        `json:"project"`
 	Droplet string        `json:"droplet"` // the droplet backed up
 	Version string        `json:"version"` // the release it ran

@@ -417,7 +417,7 @@ func TestJSONStackResults(t *testing.T) {
 	prev := member(500, "blog-v1-0-0-aaaaaa", "v1.0.0", deploy.RolePrevious, deploy.TagPromoted, deploy.TagHealthy)
 	failed := member(501, "blog-v1-1-0-bbbbbb", "v1.1.0", deploy.RoleFailed, deploy.TagPromoted, deploy.TagHealthy, deploy.TagFailed)
 	transfer := &deploy.Transfer{From: prev.Name, To: live.Name, Bytes: 1 << 20, SHA256: strings.Repeat("ab", 32), Duration: 1500 * time.Millisecond}
-	manifest := &deploy.Manifest{Format: "tar", Project: "blog", Droplet: live.Name, Version: "v1.1.0", Created: at,
+	manifest := &deploy.Manifest{Format: deploy.ManifestFormat, Project: "blog", Droplet: live.Name, Version: "v1.1.0", Created: at,
 		Archive: deploy.FileSum{Bytes: 4096, SHA256: strings.Repeat("cd", 32)}, Stream: deploy.FileSum{Bytes: 1 << 20, SHA256: strings.Repeat("ab", 32)},
 		Entries: []deploy.FileSum{{Name: "db.sqlite3", Bytes: 1<<20 - 1024, SHA256: strings.Repeat("ef", 32)}}}
 	bake := sampleBake()
