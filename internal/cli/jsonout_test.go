@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/localcloud"
 	"github.com/fleetdeploy/fleet/internal/localcloud/contract"
+	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/spf13/cobra"
 )
 
@@ -263,7 +267,25 @@ var (
 
 type normalizer struct{ suffixes map[string]string }
 
+// A lock holder's host and PID are this machine's and process's, and
+// its message says how long ago it took the lock.
+var (
+	lockPID = regexp.MustCompile(`"pid": ` + strconv.Itoa(os.Getpid()) + `\b|pid ` + strconv.Itoa(os.Getpid()) + `\b`)
+	lockAge = regexp.MustCompile(`since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s ago, renewed \d+s ago\)`)
+)
+
 func (n *normalizer) normalize(t *testing.T, s string) string {
+	if host, err := os.Hostname(); err == nil && host != "" {
+		s = strings.ReplaceAll(s, `"host": "`+host+`"`, `"host": "<host>"`)
+		s = strings.ReplaceAll(s, " on "+host+")", " on <host>)")
+	}
+	s = lockPID.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.HasPrefix(m, `"`) {
+			return `"pid": "<pid>"`
+		}
+		return "pid <pid>"
+	})
+	s = lockAge.ReplaceAllString(s, "since <time> (<age>)")
 	s = nameSuffix.ReplaceAllStringFunc(s, func(m string) string {
 		sub := nameSuffix.FindStringSubmatch(m)
 		tok, ok := n.suffixes[sub[2]]
@@ -373,6 +395,7 @@ func TestJSONLifecycle(t *testing.T) {
 		{"local-status", []string{"local", "status"}, 0},
 		{"local-stop", []string{"local", "stop"}, 0},
 		{"error-usage", []string{"up"}, ExitUsage},
+		{"error-lock", []string{"up", "v2.0.0"}, ExitRefused}, // another fleet holds the lock
 	}
 	for _, st := range steps {
 		args := slices.Clone(st.args)
@@ -380,6 +403,10 @@ func TestJSONLifecycle(t *testing.T) {
 			if a == "CANDIDATE" {
 				args[i] = candidate
 			}
+		}
+		if st.golden == "error-lock" {
+			other := holdLock(t, hs.URL, token)
+			defer other.Release()
 		}
 		out, errOut, code := r.fleet(append(args, "--json")...)
 		if code != st.code {
@@ -456,4 +483,61 @@ func TestJSONStackResults(t *testing.T) {
 		}
 		golden(t, tt.golden, buf.String())
 	}
+}
+
+// `fleet local serve --json` prints one document once it listens (and
+// the URL answers), then serves until interrupted.
+func TestLocalServeJSON(t *testing.T) {
+	pr, pw := io.Pipe()
+	ios, _, errOut := TestStreams()
+	ios.Out = pw
+	f := &Factory{IOStreams: ios, Getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, f, []string{"local", "serve", "--json", "--backend", "memory", "--listen", "127.0.0.1:0", "--token", "t"})
+		pw.Close()
+	}()
+	var got localServeJSON
+	dec := json.NewDecoder(pr)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("%v; stderr:\n%s", err, errOut)
+	}
+	if got.Backend != "memory" || !strings.HasPrefix(got.URL, "http://127.0.0.1:") {
+		t.Errorf("%+v", got)
+	}
+	resp, err := http.Get(got.URL + "/v2/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v2/account without the token: %s", resp.Status)
+	}
+	cancel()
+	go io.Copy(io.Discard, pr) // nothing more is expected; do not block the server
+	select {
+	case code := <-done:
+		if code != ExitOK && code != ExitInterrupted {
+			t.Errorf("exit %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10s of its context ending")
+	}
+}
+
+// holdLock takes project hello's lock as another fleet would.
+func holdLock(t *testing.T, url, token string) *lock.Lock {
+	t.Helper()
+	c, err := cloud.New(cloud.Config{Token: token, APIURL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lock.Acquire(context.Background(), c, lock.Options{Project: "hello", Who: "alice", Cmd: "promote", Version: "v0.9.0", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
