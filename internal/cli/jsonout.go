@@ -104,14 +104,14 @@ func toTransferJSON(t *deploy.Transfer) *transferJSON {
 // fileSumJSON is a file (or stream, or tar member) with its size and sha256.
 type fileSumJSON struct {
 	Name   string `json:"name,omitempty"` // tar members only
-	Bytes  int64  `json:"bytes"`
-	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`          // size
+	SHA256 string `json:"sha256"`         // hex
 }
 
 // manifestJSON is a backup's manifest, as written beside the archive.
 type manifestJSON struct {
-	Format  string        `json:"format"` // the manifest's layout: "fleet-backup 1"
-	Project string        `json:"project"`
+	Format  string        `json:"format"`  // the manifest's layout: "fleet-backup 1"
+	Project string        `json:"project"` // the project backed up
 	Droplet string        `json:"droplet"` // the droplet backed up
 	Version string        `json:"version"` // the release it ran
 	Created string        `json:"created"` // RFC 3339 UTC
@@ -134,8 +134,8 @@ func toManifestJSON(m *deploy.Manifest) *manifestJSON {
 
 // validateJSON is `fleet validate --json`.
 type validateJSON struct {
-	File   string   `json:"file"` // the spec read (--file)
-	Valid  bool     `json:"valid"`
+	File   string   `json:"file"`   // the spec read (--file)
+	Valid  bool     `json:"valid"`  // no problems
 	Errors []string `json:"errors"` // each "file:line:col: message"; [] when valid
 	// Error is the error object every failing command prints (with the
 	// same problems, typed, in error.spec); absent when valid.
@@ -146,7 +146,7 @@ type validateJSON struct {
 type upJSON struct {
 	Droplet *dropletJSON `json:"droplet"` // the candidate
 	Resumed bool         `json:"resumed"` // an interrupted up of this version was picked up
-	Phases  []phaseJSON  `json:"phases"`
+	Phases  []phaseJSON  `json:"phases"`  // in order
 	// Image is what the candidate was made from: a slug, or "NAME (image
 	// ID)" for a snapshot; null when resumed.
 	Image *string `json:"image"`
@@ -190,7 +190,7 @@ type promoteJSON struct {
 	FreezeSeconds     float64        `json:"freeze_seconds"`      // writes frozen, freeze until the IP moved; 0 without stack.data
 	// AfterPromoteError: stack.after_promote failed (the promote stands); "" when it ran fine or there is none.
 	AfterPromoteError string      `json:"after_promote_error"`
-	Phases            []phaseJSON `json:"phases"`
+	Phases            []phaseJSON `json:"phases"`  // in order
 	Resumed           bool        `json:"resumed"` // an interrupted promote had moved the IP; this one finished it
 }
 
@@ -212,8 +212,8 @@ type rollbackJSON struct {
 	Writes          int           `json:"writes"`
 	WritesDiscarded bool          `json:"writes_discarded"` // --discard-writes dropped them
 	Data            *transferJSON `json:"data"`             // the archive that carried them back; null when none went
-	FreezeSeconds   float64       `json:"freeze_seconds"`
-	AlreadyDone     bool          `json:"already_done"` // the last rollback had already made Live live; nothing changed
+	FreezeSeconds   float64       `json:"freeze_seconds"`   // writes frozen; 0 without stack.data
+	AlreadyDone     bool          `json:"already_done"`     // the last rollback had already made Live live; nothing changed
 }
 
 func toRollbackJSON(res *deploy.RollbackResult) rollbackJSON {
@@ -223,7 +223,7 @@ func toRollbackJSON(res *deploy.RollbackResult) rollbackJSON {
 
 // statusJSON is `fleet status --json`.
 type statusJSON struct {
-	Project    string         `json:"project"`
+	Project    string         `json:"project"`     // the spec's project
 	ReservedIP *string        `json:"reserved_ip"` // null before the first promote (reserved_ip: auto)
 	Droplets   []*dropletJSON `json:"droplets"`    // newest first, then bake droplets (role bake)
 }
@@ -231,20 +231,20 @@ type statusJSON struct {
 // historyJSON is `fleet history --json`: the droplet the journal was read
 // from and its entries, oldest first.
 type historyJSON struct {
-	From    string             `json:"from"`
-	Entries []historyEntryJSON `json:"entries"`
+	From    string             `json:"from"`    // the droplet the journal was read from
+	Entries []historyEntryJSON `json:"entries"` // oldest first; the last --limit
 }
 
 // historyEntryJSON is one command of the audit journal (deploy.Entry).
 type historyEntryJSON struct {
-	ID            string  `json:"id"`
-	Who           string  `json:"who"`               // CI actor and run URL, git user, or user@host
-	Command       string  `json:"command"`           // "up", "image bake", ...
-	Version       string  `json:"version,omitempty"` // absent when the command has none
-	Start         string  `json:"start"`             // RFC 3339 UTC
-	End           string  `json:"end"`               // RFC 3339 UTC
-	Outcome       string  `json:"outcome"`           // ok, refused, failed, interrupted
-	Exit          int     `json:"exit"`
+	ID            string  `json:"id"`                       // random, unique per entry
+	Who           string  `json:"who"`                      // CI actor and run URL, git user, or user@host
+	Command       string  `json:"command"`                  // "up", "image bake", ...
+	Version       string  `json:"version,omitempty"`        // absent when the command has none
+	Start         string  `json:"start"`                    // RFC 3339 UTC
+	End           string  `json:"end"`                      // RFC 3339 UTC
+	Outcome       string  `json:"outcome"`                  // ok, refused, failed, interrupted
+	Exit          int     `json:"exit"`                     // its exit code
 	Error         string  `json:"error,omitempty"`          // absent when it succeeded
 	FreezeSeconds float64 `json:"freeze_seconds,omitempty"` // promote, rollback with stack.data; absent when 0
 	Live          string  `json:"live,omitempty"`           // the live droplet afterwards, when known
@@ -266,11 +266,11 @@ type destroyedJSON struct {
 
 // imageJSON is a bake (a snapshot fleet-<project>-<hash>).
 type imageJSON struct {
-	ID        int      `json:"id"`
-	Name      string   `json:"name"`
-	Hash      string   `json:"hash"`    // 12 hex digits of sha256(template, base image)
-	Current   bool     `json:"current"` // the one up uses with image: bake
-	Regions   []string `json:"regions"`
+	ID        int      `json:"id"`                 // DigitalOcean's image ID
+	Name      string   `json:"name"`               // fleet-<project>-<hash>
+	Hash      string   `json:"hash"`               // 12 hex digits of sha256(template, base image)
+	Current   bool     `json:"current"`            // the one up uses with image: bake
+	Regions   []string `json:"regions"`            // regions it is in
 	CreatedAt string   `json:"created_at"`         // RFC 3339 UTC
 	SizeGB    float64  `json:"size_gigabytes"`     // stored size, billed per GB-month
 	MinDiskGB int      `json:"min_disk_gigabytes"` // smallest disk a droplet from it needs
@@ -278,14 +278,14 @@ type imageJSON struct {
 
 // bakeJSON is `fleet image bake --json`.
 type bakeJSON struct {
-	Image     imageJSON   `json:"image"`
+	Image     imageJSON   `json:"image"`              // the bake
 	BaseImage string      `json:"base_image"`         // the slug baked from
 	Existing  bool        `json:"existing"`           // a bake of this hash was there: nothing baked
 	Droplet   string      `json:"droplet"`            // the bake droplet; "" when existing
 	Resumed   bool        `json:"resumed"`            // it was left by an interrupted bake
 	Destroyed []string    `json:"droplets_destroyed"` // leftover bake droplets destroyed
 	Deleted   []imageJSON `json:"snapshots_deleted"`  // snapshots of this hash replaced
-	Phases    []phaseJSON `json:"phases"`
+	Phases    []phaseJSON `json:"phases"`             // in order
 }
 
 // imageListJSON is `fleet image list --json`.
@@ -296,7 +296,7 @@ type imageListJSON struct {
 
 // imagePruneJSON is `fleet image prune --json`.
 type imagePruneJSON struct {
-	Deleted []imageJSON `json:"deleted"`
+	Deleted []imageJSON `json:"deleted"` // bakes deleted; [] when none
 }
 
 // backupJSON is `fleet backup --json`, with --verify, and --verify ARCHIVE.
@@ -317,9 +317,9 @@ func toBackupJSON(res *deploy.BackupResult) backupJSON {
 
 // restoreJSON is `fleet restore ARCHIVE --json`.
 type restoreJSON struct {
-	Droplet       *dropletJSON  `json:"droplet"` // restored onto
-	Manifest      *manifestJSON `json:"manifest"`
-	Data          *transferJSON `json:"data"`
+	Droplet       *dropletJSON  `json:"droplet"`        // restored onto
+	Manifest      *manifestJSON `json:"manifest"`       // the archive's
+	Data          *transferJSON `json:"data"`           // archive → droplet
 	FrozenSeconds float64       `json:"frozen_seconds"` // writes frozen (live droplet only; 0 otherwise)
 }
 
@@ -335,11 +335,11 @@ type versionJSON struct {
 // localJSON is `fleet local start --json` and `fleet local status --json`.
 // When Running is false only it is present.
 type localJSON struct {
-	Running bool   `json:"running"`
+	Running bool   `json:"running"`           // the local cloud answers
 	Started *bool  `json:"started,omitempty"` // this call started it; false: it was running (absent when not running)
 	URL     string `json:"url,omitempty"`     // FLEET_API_URL
 	Token   string `json:"token,omitempty"`   // DIGITALOCEAN_TOKEN for it (a local secret)
-	PID     int    `json:"pid,omitempty"`
+	PID     int    `json:"pid,omitempty"`     // its process; absent when not running
 	Backend string `json:"backend,omitempty"` // docker or memory
 	Log     string `json:"log,omitempty"`     // its log file
 }
@@ -352,8 +352,8 @@ type localStopJSON struct {
 
 // localServeJSON is `fleet local serve --json`: one line once it listens.
 type localServeJSON struct {
-	URL     string `json:"url"`
-	Backend string `json:"backend"`
+	URL     string `json:"url"`     // the API's base URL
+	Backend string `json:"backend"` // docker or memory
 }
 
 // ErrorJSON is what a failed command prints on stdout with --json (the
@@ -363,7 +363,7 @@ type localServeJSON struct {
 //
 // validate adds the same object to its own report.
 type ErrorJSON struct {
-	Error ErrorDetail `json:"error"`
+	Error ErrorDetail `json:"error"` // always there
 }
 
 // ErrorDetail is the error object. Message, Code and Exit are always
@@ -405,16 +405,16 @@ type specErrorsJSON struct {
 // specErrorJSON is one problem; line and col are 0 when it has no
 // position (a file that cannot be read).
 type specErrorJSON struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"`
-	Col     int    `json:"col"`
-	Message string `json:"message"`
+	File    string `json:"file"`    // droplets.yaml, or a file it names
+	Line    int    `json:"line"`    // 1-based; 0: none
+	Col     int    `json:"col"`     // 1-based; 0: none
+	Message string `json:"message"` // without the position
 }
 
 // regionErrorJSON: DigitalOcean moves a reserved IP only within its region.
 type regionErrorJSON struct {
-	ReservedIP       string `json:"reserved_ip"`
-	ReservedIPRegion string `json:"reserved_ip_region"`
+	ReservedIP       string `json:"reserved_ip"`              // the project's
+	ReservedIPRegion string `json:"reserved_ip_region"`       // its region
 	Droplet          string `json:"droplet,omitempty"`        // promote, rollback: the droplet it would move to
 	DropletRegion    string `json:"droplet_region,omitempty"` // and its region
 	SpecRegion       string `json:"spec_region,omitempty"`    // up: droplet.region
@@ -422,7 +422,7 @@ type regionErrorJSON struct {
 
 // lockErrorJSON is the project's lock held by another fleet, or lost.
 type lockErrorJSON struct {
-	Project       string      `json:"project"`
+	Project       string      `json:"project"`                  // whose lock
 	Lost          bool        `json:"lost"`                     // this fleet lost it while running (else: another holds it)
 	Holder        *holderJSON `json:"holder"`                   // who holds it; null when lost to a deleted key or a failed renewal
 	WaitedSeconds float64     `json:"waited_seconds,omitempty"` // --lock-wait spent waiting
@@ -430,9 +430,9 @@ type lockErrorJSON struct {
 
 // holderJSON is a lock's record; times are the API server's clock.
 type holderJSON struct {
-	Who     string `json:"who"`
-	Host    string `json:"host"`
-	PID     int    `json:"pid"`
+	Who     string `json:"who"`           // CI actor, git user or user@host
+	Host    string `json:"host"`          // its machine
+	PID     int    `json:"pid"`           // its fleet process
 	Command string `json:"command"`       // "up v1.2.0"
 	Version string `json:"fleet_version"` // the holder's fleet
 	Since   string `json:"since"`         // RFC 3339 UTC
@@ -440,32 +440,32 @@ type holderJSON struct {
 }
 
 type apiErrorJSON struct {
-	Operation string `json:"operation"` // what fleet was doing
-	Status    int    `json:"status"`    // HTTP status
-	Message   string `json:"message,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
+	Operation string `json:"operation"`            // what fleet was doing
+	Status    int    `json:"status"`               // HTTP status
+	Message   string `json:"message,omitempty"`    // the API's; absent when none
+	RequestID string `json:"request_id,omitempty"` // for DigitalOcean's support; absent when none
 }
 
 type rateLimitJSON struct {
-	Operation     string  `json:"operation"`
-	Status        int     `json:"status"`
-	WaitSeconds   float64 `json:"wait_seconds"`   // what the API asked
-	Until         string  `json:"until"`          // RFC 3339 UTC
-	BudgetSeconds float64 `json:"budget_seconds"` // the longest fleet would wait
-	Why           string  `json:"why,omitempty"`  // why the budget was short
-	RequestID     string  `json:"request_id,omitempty"`
+	Operation     string  `json:"operation"`            // what fleet was doing
+	Status        int     `json:"status"`               // 429
+	WaitSeconds   float64 `json:"wait_seconds"`         // what the API asked
+	Until         string  `json:"until"`                // RFC 3339 UTC
+	BudgetSeconds float64 `json:"budget_seconds"`       // the longest fleet would wait
+	Why           string  `json:"why,omitempty"`        // why the budget was short
+	RequestID     string  `json:"request_id,omitempty"` // absent when none
 }
 
 type timeoutErrorJSON struct {
-	WaitingFor   string  `json:"waiting_for"`
-	AfterSeconds float64 `json:"after_seconds"`
-	LastState    string  `json:"last_state,omitempty"`
+	WaitingFor   string  `json:"waiting_for"`          // what fleet waited for
+	AfterSeconds float64 `json:"after_seconds"`        // how long
+	LastState    string  `json:"last_state,omitempty"` // the last state seen; absent when none
 }
 
 type actionErrorJSON struct {
-	ID   int    `json:"id"`
-	Type string `json:"type"`
-	On   string `json:"on"`
+	ID   int    `json:"id"`   // DigitalOcean's action ID
+	Type string `json:"type"` // assign, snapshot, ...
+	On   string `json:"on"`   // what it acted on
 }
 
 type writesAtRiskJSON struct {
@@ -475,23 +475,23 @@ type writesAtRiskJSON struct {
 }
 
 type cloudInitErrorJSON struct {
-	Droplet string   `json:"droplet"`
+	Droplet string   `json:"droplet"`          // where it ran
 	Status  string   `json:"status,omitempty"` // cloud-init's own status word
 	Exit    int      `json:"exit"`             // of `cloud-init status`; -1 when it did not finish
 	Errors  []string `json:"errors"`           // cloud-init's error list
 }
 
 type hostKeyErrorJSON struct {
-	Droplet string `json:"droplet"`
-	Address string `json:"address"`
+	Droplet string `json:"droplet"`             // the droplet dialled
+	Address string `json:"address"`             // IP:port
 	Problem string `json:"problem"`             // mismatch or not_pinned
 	Pinned  string `json:"pinned,omitempty"`    // SHA256 fingerprint pinned (mismatch)
 	Offered string `json:"presented,omitempty"` // SHA256 fingerprint the droplet presented (mismatch)
 }
 
 type sshAuthErrorJSON struct {
-	User    string   `json:"user"`
-	Address string   `json:"address"`
+	User    string   `json:"user"`         // root
+	Address string   `json:"address"`      // IP:port
 	Keys    []string `json:"keys_offered"` // SHA256 fingerprints
 }
 
@@ -501,15 +501,15 @@ type remoteExitJSON struct {
 }
 
 type moveErrorJSON struct {
-	ReservedIP string `json:"reserved_ip"`
+	ReservedIP string `json:"reserved_ip"`      // the address moved
 	Outcome    string `json:"outcome"`          // not_moved (undone) or unknown (nothing else changed)
 	Target     string `json:"target,omitempty"` // unknown: the droplet it was moving to
 }
 
 type checksumErrorJSON struct {
-	What string `json:"what"`
-	Want string `json:"want"`
-	Have string `json:"have"`
+	What string `json:"what"` // what was compared
+	Want string `json:"want"` // sha256 expected
+	Have string `json:"have"` // sha256 found
 }
 
 // newErrorDetail is the error object of err, with every detail the

@@ -242,7 +242,6 @@ func decodeStrict(b []byte, v any) error {
 
 // jsonRun is one in-process fleet against an API.
 type jsonRun struct {
-	t   *testing.T
 	env map[string]string
 }
 
@@ -360,7 +359,7 @@ func TestJSONLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	r := &jsonRun{t: t, env: map[string]string{
+	r := &jsonRun{env: map[string]string{
 		"HOME": dir, "FLEET_HOME": filepath.Join(dir, "fleet-home"), "USER": "ci",
 		"FLEET_API_URL": hs.URL, "DIGITALOCEAN_TOKEN": token,
 		"FLEET_POLL_INTERVAL": "20ms", "FLEET_RETRY_WAIT_MIN": "50ms",
