@@ -74,7 +74,7 @@ func backupRun(ctx context.Context, opts *BackupOptions) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{}
+	var out backupJSON
 	path := opts.Archive
 	if path == "" {
 		dir := opts.Dir
@@ -87,7 +87,7 @@ func backupRun(ctx context.Context, opts *BackupOptions) error {
 			return err
 		}
 		path = res.Path
-		out["archive"], out["manifest"], out["seconds"] = res.Path, res.Manifest, res.Duration.Seconds()
+		out = toBackupJSON(res)
 		if !opts.JSON {
 			p.Stop(true)
 			m := res.Manifest
@@ -102,7 +102,8 @@ func backupRun(ctx context.Context, opts *BackupOptions) error {
 		if err != nil {
 			return err
 		}
-		out["verified"], out["verify_output"] = true, strings.TrimSpace(report)
+		verified := strings.TrimSpace(report)
+		out.Verified, out.VerifyOutput = true, &verified
 		if !opts.JSON {
 			fmt.Fprintf(opts.IO.Out, "verified %s: %s\n", path, strings.TrimSpace(report))
 		}
@@ -110,6 +111,7 @@ func backupRun(ctx context.Context, opts *BackupOptions) error {
 		p.Stop(true)
 	}
 	if opts.JSON {
+		out.Archive = path
 		return printJSON(opts.IO.Out, out)
 	}
 	return nil
@@ -174,7 +176,7 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		return err
 	}
 	if opts.JSON {
-		return printJSON(opts.IO.Out, map[string]any{"droplet": toJSON(&res.Droplet), "manifest": res.Manifest, "data": res.Transfer, "frozen_seconds": res.Frozen.Seconds()})
+		return printJSON(opts.IO.Out, toRestoreJSON(res))
 	}
 	fmt.Fprintf(opts.IO.Out, "restored %s onto %s (%s, sha256 %.12s)\n", opts.Archive, res.Droplet.Name, humanBytes(res.Transfer.Bytes), res.Transfer.SHA256)
 	if res.Frozen > 0 {

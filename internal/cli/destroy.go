@@ -63,7 +63,7 @@ func destroyRun(ctx context.Context, opts *DestroyOptions) error {
 
 func reportDestroyed(io *IOStreams, asJSON bool, done []deploy.Member, err error) error {
 	if asJSON && err == nil {
-		return printJSON(io.Out, map[string]any{"destroyed": toJSONs(done)})
+		return printJSON(io.Out, destroyedJSON{Destroyed: toJSONs(done)})
 	}
 	for _, m := range done {
 		fmt.Fprintf(io.Out, "destroyed %s (%s, %s)\n", m.Name, dash(m.Version), m.Role)

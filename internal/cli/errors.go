@@ -43,9 +43,9 @@ const exitCodesHelp = `Exit codes:
        cloud-init failed; its droplet is destroyed; or DigitalOcean's
        vendor-data failed, e.g. the agent droplet.monitoring installs)
   130  interrupted
-With --json, a failure prints {"error": "...", "code": "<word>", "exit": N}
-on stdout; code is error, usage, spec, config, refused, timeout, api,
-deploy or interrupted.
+With --json, a failure prints {"error": {"message": "...", "code": "<word>",
+"exit": N, ...}} on stdout; code is error, usage, spec, config, refused,
+timeout, api, deploy or interrupted (see docs/json.md).
 `
 
 // UsageError is a bad flag or argument.

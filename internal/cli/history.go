@@ -57,13 +57,6 @@ kept for projects with a stack. history takes no lock.`,
 	return cmd
 }
 
-// historyJSON is `fleet history --json`: the droplet the journal was read
-// from and its entries, oldest first (see deploy.Entry for the fields).
-type historyJSON struct {
-	From    string         `json:"from"`
-	Entries []deploy.Entry `json:"entries"`
-}
-
 func historyRun(ctx context.Context, opts *HistoryOptions) error {
 	es, from, err := opts.History(ctx)
 	if err != nil {
@@ -73,10 +66,7 @@ func historyRun(ctx context.Context, opts *HistoryOptions) error {
 		es = es[len(es)-opts.Limit:]
 	}
 	if opts.JSON {
-		if es == nil {
-			es = []deploy.Entry{}
-		}
-		return printJSON(opts.IO.Out, historyJSON{From: from, Entries: es})
+		return printJSON(opts.IO.Out, toHistoryJSON(from, es))
 	}
 	if len(es) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "the journal is empty")

@@ -80,7 +80,7 @@ func TestHistoryRun(t *testing.T) {
 	var back historyJSON
 	dec := json.NewDecoder(bytes.NewReader(out.Bytes()))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&back); err != nil || len(back.Entries) != 3 || back.Entries[1].Freeze != 2.5 {
+	if err := dec.Decode(&back); err != nil || len(back.Entries) != 3 || back.Entries[1].FreezeSeconds != 2.5 {
 		t.Fatalf("decoded %+v, %v", back, err)
 	}
 	golden := filepath.Join("testdata", "history-json.golden")

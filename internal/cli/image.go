@@ -80,33 +80,9 @@ func imageBakeRun(ctx context.Context, opts *ImageBakeOptions) error {
 	return printBake(opts.IO, opts.JSON, res)
 }
 
-// imageJSON is the stable JSON shape of a bake.
-type imageJSON struct {
-	ID        int      `json:"id"`
-	Name      string   `json:"name"`
-	Hash      string   `json:"hash"`
-	Current   bool     `json:"current"`
-	Regions   []string `json:"regions"`
-	CreatedAt string   `json:"created_at"`
-	SizeGB    float64  `json:"size_gigabytes"`
-	MinDiskGB int      `json:"min_disk_gigabytes"`
-}
-
 func toImageJSON(img cloud.Image, hash string, current bool) imageJSON {
 	return imageJSON{ID: img.ID, Name: img.Name, Hash: hash, Current: current, Regions: img.Regions,
 		CreatedAt: img.CreatedAt.UTC().Format(time.RFC3339), SizeGB: img.SizeGB, MinDiskGB: img.MinDiskGB}
-}
-
-// bakeJSON is what `fleet image bake --json` prints.
-type bakeJSON struct {
-	Image     imageJSON   `json:"image"`
-	BaseImage string      `json:"base_image"`
-	Existing  bool        `json:"existing"`
-	Droplet   string      `json:"droplet"`
-	Resumed   bool        `json:"resumed"`
-	Destroyed []string    `json:"droplets_destroyed"`
-	Deleted   []imageJSON `json:"snapshots_deleted"`
-	Phases    []phaseJSON `json:"phases"`
 }
 
 func printBake(io *IOStreams, asJSON bool, res *deploy.BakeResult) error {
@@ -161,12 +137,6 @@ current template and base image in the spec's region.`,
 		},
 	}
 	return cmd
-}
-
-// imageListJSON is what `fleet image list --json` prints.
-type imageListJSON struct {
-	CurrentHash string      `json:"current_hash"`
-	Images      []imageJSON `json:"images"`
 }
 
 func imageListRun(ctx context.Context, opts *ImageListOptions) error {
@@ -257,9 +227,9 @@ func imagePruneRun(ctx context.Context, opts *ImagePruneOptions) error {
 	done, err := d.DeleteBakes(ctx, stale)
 	p.Stop(err == nil)
 	if opts.JSON && err == nil {
-		out := map[string][]imageJSON{"deleted": {}}
+		out := imagePruneJSON{Deleted: []imageJSON{}}
 		for _, b := range done {
-			out["deleted"] = append(out["deleted"], toImageJSON(b.Image, b.Hash, false))
+			out.Deleted = append(out.Deleted, toImageJSON(b.Image, b.Hash, false))
 		}
 		return printJSON(opts.IO.Out, out)
 	}

@@ -54,7 +54,7 @@ fleet finds it by itself.`,
 
 func printLocal(f *Factory, lc *localCloud, started bool) error {
 	if f.JSON {
-		return printJSON(f.IOStreams.Out, map[string]any{"running": true, "started": started, "url": lc.URL, "token": lc.Token, "pid": lc.PID, "backend": lc.Backend, "log": lc.Log})
+		return printJSON(f.IOStreams.Out, localJSON{Running: true, Started: &started, URL: lc.URL, Token: lc.Token, PID: lc.PID, Backend: lc.Backend, Log: lc.Log})
 	}
 	verb := "already running"
 	if started {
@@ -75,6 +75,13 @@ func NewCmdLocalStop(f *Factory) *cobra.Command {
 			lc, err := stopLocal(cmd.Context(), f.Getenv)
 			if err != nil {
 				return err
+			}
+			if f.JSON {
+				out := localStopJSON{Stopped: lc != nil}
+				if lc != nil {
+					out.PID = lc.PID
+				}
+				return printJSON(f.IOStreams.Out, out)
 			}
 			if lc == nil {
 				fmt.Fprintln(f.IOStreams.ErrOut, "the local cloud is not running")
@@ -102,7 +109,7 @@ func NewCmdLocalStatus(f *Factory) *cobra.Command {
 				return printLocal(f, lc, false)
 			}
 			if f.JSON {
-				return printJSON(f.IOStreams.Out, map[string]any{"running": false})
+				return printJSON(f.IOStreams.Out, localJSON{Running: false})
 			}
 			fmt.Fprintln(f.IOStreams.Out, "the local cloud is not running: start it with `fleet local start`")
 			return &silentError{&RefusedError{Msg: "not running"}}
@@ -113,6 +120,7 @@ func NewCmdLocalStatus(f *Factory) *cobra.Command {
 // LocalServeOptions are the inputs of `fleet local serve`.
 type LocalServeOptions struct {
 	IO          *IOStreams
+	JSON        bool
 	Backend     string
 	Listen      string
 	Token       string
@@ -148,6 +156,7 @@ or POST /_fleet/faults):
   FLEET_FAULTS='POST /v2/droplets#1=500+after' fleet local serve --token secret`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.JSON = f.JSON
 			if opts.Token == "" {
 				opts.Token = f.Getenv("FLEET_LOCAL_TOKEN")
 			}
@@ -254,8 +263,15 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	hs := localcloud.NewHTTPServer(srv.Handler())
 	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(opts.IO.Out, "fleet local cloud (%s backend) serving on %s\n", opts.Backend, url)
-	fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)
+	if opts.JSON {
+		if err := printJSON(opts.IO.Out, localServeJSON{URL: url, Backend: opts.Backend}); err != nil {
+			ln.Close()
+			return err
+		}
+	} else {
+		fmt.Fprintf(opts.IO.Out, "fleet local cloud (%s backend) serving on %s\n", opts.Backend, url)
+		fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

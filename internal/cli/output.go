@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,29 +12,6 @@ import (
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
-// dropletJSON is the stable JSON shape of a droplet.
-type dropletJSON struct {
-	ID         int    `json:"id"`
-	Name       string `json:"name"`
-	Version    string `json:"version"`
-	Role       string `json:"role"`
-	Status     string `json:"status"`
-	PublicIPv4 string `json:"public_ipv4"`
-	CreatedAt  string `json:"created_at"`
-	Health     string `json:"health,omitempty"` // stack deploys: healthy or unhealthy
-}
-
-func toJSON(m *deploy.Member) *dropletJSON {
-	if m == nil {
-		return nil
-	}
-	return &dropletJSON{
-		ID: m.ID, Name: m.Name, Version: m.Version, Role: string(m.Role), Status: m.Status,
-		PublicIPv4: m.PublicIPv4, CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339),
-		Health: health(m),
-	}
-}
-
 // health is what the health gate said of a droplet; "" before any gate
 // ran (a provision-only deploy, or one still in progress).
 func health(m *deploy.Member) string {
@@ -46,21 +22,6 @@ func health(m *deploy.Member) string {
 		return "healthy"
 	}
 	return ""
-}
-
-func toJSONs(ms []deploy.Member) []*dropletJSON {
-	out := make([]*dropletJSON, 0, len(ms))
-	for i := range ms {
-		out = append(out, toJSON(&ms[i]))
-	}
-	return out
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // messages hold <project> and the like, for people too
-	return enc.Encode(v)
 }
 
 // table prints aligned columns with a header on a TTY, and plain
@@ -128,34 +89,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-type phaseJSON struct {
-	Name    string  `json:"phase"`
-	Seconds float64 `json:"seconds"`
-}
-
-func phasesJSON(ps []deploy.Phase) []phaseJSON {
-	out := make([]phaseJSON, len(ps))
-	for i, p := range ps {
-		out[i] = phaseJSON{p.Name, p.Duration.Seconds()}
-	}
-	return out
-}
-
-// ErrorJSON is how a failed command reports itself on stdout with --json
-// (the plain message still goes to stderr):
-//
-//	{"error": "no API token: ...", "code": "config", "exit": 4}
-//
-// Error is the message (a spec's problems one per line, as on stderr),
-// Exit the process's exit code and Code its stable name (ExitCodeName).
-// A command that prints its own JSON report on failure (validate) adds the
-// same three fields to it. README's --json section documents this.
-type ErrorJSON struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-	Exit  int    `json:"exit"`
-}
-
 // exitCodeNames are the codes of ErrorJSON, one word per exit code.
 var exitCodeNames = map[int]string{
 	ExitError:       "error",
@@ -178,7 +111,7 @@ func ExitCodeName(code int) string {
 }
 
 // printError reports err: on stderr as text, and with asJSON also on
-// stdout as an ErrorJSON. It returns the exit code.
+// stdout as an ErrorJSON (jsonout.go). It returns the exit code.
 func printError(stdout, stderr io.Writer, asJSON bool, err error) int {
 	code := exitCode(err)
 	var (
@@ -195,7 +128,7 @@ func printError(stdout, stderr io.Writer, asJSON bool, err error) int {
 		fmt.Fprintln(stderr, "fleet:", err)
 	}
 	if asJSON {
-		_ = printJSON(stdout, ErrorJSON{Error: err.Error(), Code: ExitCodeName(code), Exit: code})
+		_ = printJSON(stdout, ErrorJSON{Error: newErrorDetail(err)})
 	}
 	return code
 }

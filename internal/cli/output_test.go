@@ -15,13 +15,16 @@ import (
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/deploy"
+	"github.com/fleetdeploy/fleet/internal/lock"
+	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestErrorJSON pins the --json error contract: one object per failure,
-// {"error", "code", "exit"}, with one stable code word per exit code
+// {"error": {"message", "code", "exit", <details>}}, with one stable code
+// word per exit code and the typed details of the errors fleet knows
 // (testdata/error-json.golden).
 func TestErrorJSON(t *testing.T) {
 	errs := []error{
@@ -34,6 +37,20 @@ func TestErrorJSON(t *testing.T) {
 		&cloud.APIError{Op: "creating a droplet", Status: http.StatusUnprocessableEntity, Message: "bad region"},
 		&deploy.DeployError{Droplet: "blog-v1-0-0-abc123", Err: errors.New("unhealthy")},
 		fmt.Errorf("%w: waiting", context.Canceled),
+		// Typed details.
+		&deploy.DeployError{Droplet: "blog-v1-0-0-abc123", Hint: "look at it: fleet logs --droplet blog-v1-0-0-abc123",
+			Err: &remote.CloudInitError{Droplet: "blog-v1-0-0-abc123", Code: 1, Status: "error", Errors: []string{"scripts_user failed"}}},
+		&deploy.RegionError{IP: "203.0.113.7", IPRegion: "fra1", Droplet: "blog-v1-0-0-abc123", DRegion: "nyc3", Fix: "move droplet.region to fra1"},
+		&deploy.RegionError{IP: "203.0.113.7", IPRegion: "fra1", SpecRegion: "nyc3"},
+		fmt.Errorf("%w; retry when it is done", &lock.HeldError{Project: "blog", Now: time.Date(2026, 11, 30, 12, 5, 0, 0, time.UTC),
+			Holder: lock.Holder{Who: "alice", Host: "ci-7", PID: 42, Cmd: "up v1.2.0", Version: "v0.4.0", Since: 1796040000, Renewed: 1796040290}}),
+		&lock.LostError{Project: "blog", Err: errors.New("renewing: API answered 500")},
+		&cloud.APIError{Op: "assigning 203.0.113.7", Status: http.StatusUnprocessableEntity, Message: "droplet is in another region", RequestID: "req-1"},
+		&cloud.RateLimitError{Op: "listing droplets", Status: 429, Wait: 20 * time.Minute, Until: time.Date(2026, 11, 30, 12, 25, 0, 0, time.UTC), Budget: 30 * time.Second},
+		&cloud.TimeoutError{What: "action 7 (assign)", After: 2 * time.Minute, Last: "in-progress"},
+		&deploy.WritesAtRiskError{Writes: 3, From: "blog-v1-1-0-bbbbbb", To: "blog-v1-0-0-aaaaaa", Reason: errors.New("restore refused")},
+		&remote.HostKeyMismatchError{Droplet: "blog-v1-0-0-abc123", Addr: "192.0.2.10:22", Want: "SHA256:pinned", Got: "SHA256:other"},
+		&deploy.BakeError{Droplet: "blog-bake-c0ffee", Err: errors.New("cloud-init failed"), Destroyed: true},
 	}
 	var buf bytes.Buffer
 	seen := map[string]int{}
@@ -41,13 +58,14 @@ func TestErrorJSON(t *testing.T) {
 		var out bytes.Buffer
 		code := printError(&out, &bytes.Buffer{}, true, err)
 		buf.Write(out.Bytes())
-		var e ErrorJSON
+		var doc ErrorJSON
 		dec := json.NewDecoder(bytes.NewReader(out.Bytes()))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
+		if err := dec.Decode(&doc); err != nil {
 			t.Fatalf("%v: %v", err, out.String())
 		}
-		if e.Exit != code || e.Code != ExitCodeName(code) || e.Error != err.Error() {
+		e := doc.Error
+		if e.Exit != code || e.Code != ExitCodeName(code) || e.Message != err.Error() {
 			t.Errorf("%v: %+v, exit %d", err, e, code)
 		}
 		if prev, dup := seen[e.Code]; dup && prev != code {

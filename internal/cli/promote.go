@@ -67,12 +67,7 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 		opts.Audit.Freeze, opts.Audit.Version = res.Freeze.Seconds(), res.Live.Version
 	}
 	if opts.JSON {
-		return printJSON(opts.IO.Out, map[string]any{
-			"reserved_ip": res.ReservedIP, "live": toJSON(&res.Live), "previous": toJSON(res.Previous),
-			"reserved_ip_created": res.Created, "pruned": toJSONs(res.Pruned),
-			"data": res.Data, "freeze_seconds": res.Freeze.Seconds(), "after_promote_error": res.AfterPromoteError,
-			"phases": phasesJSON(res.Phases), "resumed": res.Resumed,
-		})
+		return printJSON(opts.IO.Out, toPromoteJSON(res))
 	}
 	if res.Resumed {
 		fmt.Fprintln(opts.IO.Out, "an interrupted promote had already moved the IP: finished it")

@@ -72,12 +72,7 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 		opts.Audit.Freeze, opts.Audit.Version = res.Freeze.Seconds(), res.Live.Version
 	}
 	if opts.JSON {
-		return printJSON(opts.IO.Out, map[string]any{
-			"destroyed": toJSON(res.Destroyed), "reserved_ip": res.ReservedIP,
-			"live": toJSON(res.Live), "failed": toJSON(res.Failed),
-			"writes": res.Writes, "writes_discarded": res.Discarded, "data": res.Data,
-			"freeze_seconds": res.Freeze.Seconds(), "already_done": res.AlreadyDone,
-		})
+		return printJSON(opts.IO.Out, toRollbackJSON(res))
 	}
 	if res.Destroyed != nil {
 		fmt.Fprintf(opts.IO.Out, "destroyed candidate %s (%s)\n", res.Destroyed.Name, res.Destroyed.Version)

@@ -19,9 +19,14 @@ var Version = "dev"
 func Main() int {
 	ctx, stop := interruptible(context.Background())
 	defer stop()
-	f := NewFactory(Version)
+	return run(ctx, NewFactory(Version), os.Args[1:])
+}
+
+// run is one fleet process: the command tree on f, args, and the exit
+// code, with the error reported (as JSON too with --json).
+func run(ctx context.Context, f *Factory, args []string) int {
 	cmd := NewCmdRoot(f)
-	cmd.SetArgs(os.Args[1:])
+	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
@@ -32,7 +37,7 @@ func Main() int {
 	if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %v", context.Canceled, err)
 	}
-	return printError(f.IOStreams.Out, f.IOStreams.ErrOut, f.JSON || jsonFlag(os.Args[1:]), err)
+	return printError(f.IOStreams.Out, f.IOStreams.ErrOut, f.JSON || jsonFlag(args), err)
 }
 
 // silentError has already been reported, on stderr and with --json on

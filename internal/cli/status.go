@@ -39,12 +39,6 @@ func NewCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) 
 	return cmd
 }
 
-type statusJSON struct {
-	Project    string         `json:"project"`
-	ReservedIP *string        `json:"reserved_ip"`
-	Droplets   []*dropletJSON `json:"droplets"`
-}
-
 func statusRun(ctx context.Context, opts *StatusOptions) error {
 	d, err := opts.Deployer()
 	if err != nil {

@@ -77,18 +77,7 @@ func upRun(ctx context.Context, opts *UpOptions) error {
 		return err
 	}
 	if opts.JSON {
-		m := map[string]any{"droplet": toJSON(&res.Droplet), "resumed": res.Resumed, "phases": phasesJSON(res.Phases)}
-		m["image"], m["baked"] = nil, nil
-		if res.Image != nil {
-			m["image"] = res.Image.String()
-			if b := res.Image.Baked; b != nil {
-				m["baked"] = toImageJSON(b.Image, b.Hash, true)
-			}
-		}
-		m["shipped_bytes"], m["reused_layers"] = res.ShippedBytes, res.ReusedLayers
-		m["data"] = res.Data
-		m["duplicates_destroyed"] = toJSONs(res.Duplicates)
-		return printJSON(opts.IO.Out, m)
+		return printJSON(opts.IO.Out, toUpJSON(res))
 	}
 	if res.Image != nil && res.Image.Baked != nil {
 		fmt.Fprintf(opts.IO.Out, "baked %s (image %d): the template or base image changed\n", res.Image.Baked.Image.Name, res.Image.Baked.Image.ID)

@@ -74,18 +74,6 @@ func (f *Factory) validateCloud(ctx context.Context, s *spec.Spec) (cloud.Cloud,
 	return c, "", err
 }
 
-// validateJSON is validate's --json report; on failure it carries
-// ErrorJSON's fields too, so every failing --json command has them.
-type validateJSON struct {
-	File   string   `json:"file"`
-	Valid  bool     `json:"valid"`
-	Errors []string `json:"errors"`
-	// Region is the online check of the reserved IP's region; absent
-	// when the spec is invalid (nothing was asked).
-	Region *regionCheckJSON `json:"region_check,omitempty"`
-	*ErrorJSON
-}
-
 // regionCheckJSON is validate's check of the reserved IP's region.
 type regionCheckJSON struct {
 	Checked          bool   `json:"checked"`                      // the API was asked
@@ -122,8 +110,8 @@ func validateRun(ctx context.Context, opts *ValidateOptions) error {
 			out.Errors = append(out.Errors, err.Error())
 		}
 		if err != nil {
-			code := exitCode(err)
-			out.ErrorJSON = &ErrorJSON{Error: err.Error(), Code: ExitCodeName(code), Exit: code}
+			detail := newErrorDetail(err)
+			out.Error = &detail
 		}
 		if perr := printJSON(opts.IO.Out, out); perr != nil {
 			return perr

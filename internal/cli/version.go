@@ -14,7 +14,7 @@ func NewCmdVersion(f *Factory) *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.JSON {
-				return printJSON(f.IOStreams.Out, map[string]string{"version": f.Version})
+				return printJSON(f.IOStreams.Out, versionJSON{Version: f.Version})
 			}
 			_, err := fmt.Fprintf(f.IOStreams.Out, "fleet %s\n", f.Version)
 			return err
