@@ -74,6 +74,7 @@ Environment:
 	pf.DurationVar(&f.LockWait, "lock-wait", 0, "wait up to this long while another fleet holds the project's lock (default: refuse at once)")
 
 	cmd.AddCommand(
+		NewCmdInit(f, nil),
 		NewCmdValidate(f, nil),
 		NewCmdUp(f, nil),
 		NewCmdPromote(f, nil),
