@@ -12,10 +12,21 @@ import (
 	"testing"
 )
 
-// repoCopy copies this work tree's files (tracked, and untracked but not
-// ignored: what would be committed) into a new git repository with one
-// commit, so a test builds what is here now, not what was last committed.
+// repoCopy copies this work tree's files (see workTreeCopy) into a new git
+// repository with one commit, so a test builds what is here now, not what
+// was last committed.
 func repoCopy(t testing.TB) string {
+	t.Helper()
+	dst := workTreeCopy(t)
+	gitIn(t, dst, "init", "-q", "-b", "main")
+	gitIn(t, dst, "add", "-A")
+	gitIn(t, dst, "commit", "-q", "-m", "copy of the work tree")
+	return dst
+}
+
+// workTreeCopy copies this work tree's files (tracked, and untracked but
+// not ignored: what would be committed) into a new directory.
+func workTreeCopy(t testing.TB) string {
 	t.Helper()
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
@@ -58,9 +69,6 @@ func repoCopy(t testing.TB) string {
 			}
 		}
 	}
-	gitIn(t, dst, "init", "-q", "-b", "main")
-	gitIn(t, dst, "add", "-A")
-	gitIn(t, dst, "commit", "-q", "-m", "copy of the work tree")
 	return dst
 }
 
