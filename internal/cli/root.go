@@ -54,6 +54,7 @@ droplet tags and the reserved IP assignment say which droplet is live.
 Environment:
   DIGITALOCEAN_TOKEN   API token (or DIGITALOCEAN_ACCESS_TOKEN)
   FLEET_API_URL        API base URL, e.g. a local cloud (same as --api-url)
+  FLEET_SSH_KEY        SSH private key for droplets (CI; never written to disk)
   FLEET_LOCK_TTL       how long the project lock outlives its holder (default 60s)
 `,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { f.Context = cmd.Context() },
