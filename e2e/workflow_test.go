@@ -555,19 +555,25 @@ func retag(t testing.TB, dir string, files []string, tags ...string) {
 	}
 	for _, tag := range tags {
 		gitIn(t, dir, "checkout", "-q", "--detach", "refs/tags/"+tag)
-		for f, data := range saved {
-			os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
-			if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		write(t, dir, saved)
 		gitIn(t, dir, append([]string{"add", "--"}, files...)...)
 		gitIn(t, dir, "commit", "-q", "--allow-empty", "-m", "fleet spec and workflow for "+tag)
 		gitIn(t, dir, "tag", "-f", tag)
 	}
 	gitIn(t, dir, "checkout", "-q", "main")
-	for f, data := range saved {
-		os.WriteFile(filepath.Join(dir, f), data, 0o644)
+	write(t, dir, saved) // main does not track them: checkout removed them
+}
+
+func write(t testing.TB, dir string, files map[string][]byte) {
+	t.Helper()
+	for f, data := range files {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
