@@ -555,16 +555,16 @@ func retag(t testing.TB, dir string, files []string, tags ...string) {
 	}
 	for _, tag := range tags {
 		gitIn(t, dir, "checkout", "-q", "--detach", "refs/tags/"+tag)
-		write(t, dir, saved)
+		writeFiles(t, dir, saved)
 		gitIn(t, dir, append([]string{"add", "--"}, files...)...)
 		gitIn(t, dir, "commit", "-q", "--allow-empty", "-m", "fleet spec and workflow for "+tag)
 		gitIn(t, dir, "tag", "-f", tag)
 	}
 	gitIn(t, dir, "checkout", "-q", "main")
-	write(t, dir, saved) // main does not track them: checkout removed them
+	writeFiles(t, dir, saved) // main does not track them: checkout removed them
 }
 
-func write(t testing.TB, dir string, files map[string][]byte) {
+func writeFiles(t testing.TB, dir string, files map[string][]byte) {
 	t.Helper()
 	for f, data := range files {
 		p := filepath.Join(dir, f)
