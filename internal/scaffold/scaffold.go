@@ -92,6 +92,13 @@ type Report struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// Caps on what init reads back: a .gitignore, a private key (RSA-16384
+// in PEM is ~12 KiB).
+const (
+	maxGitIgnore = 1 << 20
+	maxKey       = 16 << 10
+)
+
 // DefaultRegion and DefaultSize are a newcomer's first droplet.
 const (
 	DefaultRegion = "nyc3"
@@ -364,7 +371,7 @@ func writeGitIgnore(dir string) (Result, error) {
 		return Result{}, err
 	}
 	path := filepath.Join(dir, GitIgnore)
-	old, err := os.ReadFile(path)
+	old, err := inputfile.Read(path, maxGitIgnore)
 	if errors.Is(err, fs.ErrNotExist) {
 		return writeNew(dir, GitIgnore, want, 0o644)
 	}
@@ -421,7 +428,7 @@ func writeKeys(dir, project string, r *Report) (Result, error) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("%s exists without %s: CI's FLEET_SSH_KEY must be the private key of %s", PubKeyFile, KeyFile, PubKeyFile))
 		return Result{Path: PubKeyFile, Action: Kept}, nil
 	case havePriv:
-		data, err := os.ReadFile(priv)
+		data, err := inputfile.Read(priv, maxKey)
 		if err != nil {
 			return Result{}, err
 		}

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fleetdeploy/fleet/internal/spec"
 	"golang.org/x/crypto/ssh"
@@ -308,5 +310,46 @@ func TestIsRelease(t *testing.T) {
 		if got := IsRelease(v); got != want {
 			t.Errorf("IsRelease(%q) = %v, want %v", v, got, want)
 		}
+	}
+}
+
+// TestHostileExistingFiles: a FIFO or an oversized file where init reads
+// (.gitignore, keys/deploy) is a clear error, never a hang.
+func TestHostileExistingFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		fifo       bool
+		size       int
+	}{
+		{name: "fifo gitignore", path: GitIgnore, fifo: true},
+		{name: "huge gitignore", path: GitIgnore, size: 2 << 20},
+		{name: "fifo key", path: KeyFile, fifo: true},
+		{name: "huge key", path: KeyFile, size: 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, tc.path)
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if tc.fifo {
+				if err := syscall.Mkfifo(p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(p, bytes.Repeat([]byte("x"), tc.size), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Init(t.Context(), Options{Dir: dir, Project: "web"})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.path) {
+					t.Errorf("Init: %v, want an error naming %s", err, tc.path)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Init hangs on it")
+			}
+		})
 	}
 }
