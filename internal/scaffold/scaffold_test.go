@@ -186,6 +186,7 @@ func TestWorkflow(t *testing.T) {
 				Uses string
 				If   string
 				Run  string
+				Env  map[string]string
 				With map[string]any
 			}
 		}
@@ -203,10 +204,27 @@ func TestWorkflow(t *testing.T) {
 		t.Errorf("defaults.run.shell %q, want bash (pipefail)", wf.Defaults.Run.Shell)
 	}
 	job := wf.Jobs["deploy"]
-	for _, k := range []string{"DIGITALOCEAN_TOKEN", "FLEET_SSH_KEY", "FLEET_SECRET_HELLO_TOKEN"} {
-		if job.Env[k] != "${{ secrets."+k+" }}" {
-			t.Errorf("env %s = %q", k, job.Env[k])
+	if len(job.Env) != 0 {
+		t.Errorf("job env %v: secrets belong to fleet's steps only", job.Env)
+	}
+	fleetSteps := 0
+	for _, s := range job.Steps {
+		isFleet := strings.Contains(s.Run, "fleet up") || strings.Contains(s.Run, "fleet promote")
+		if !isFleet {
+			if len(s.Env) != 0 {
+				t.Errorf("step %q gets env %v", s.Name, s.Env)
+			}
+			continue
 		}
+		fleetSteps++
+		for _, k := range []string{"DIGITALOCEAN_TOKEN", "FLEET_SSH_KEY", "FLEET_SECRET_HELLO_TOKEN"} {
+			if s.Env[k] != "${{ secrets."+k+" }}" {
+				t.Errorf("step %q: env %s = %q", s.Name, k, s.Env[k])
+			}
+		}
+	}
+	if fleetSteps != 2 {
+		t.Errorf("%d fleet steps, want up and promote", fleetSteps)
 	}
 	var uses, runs []string
 	for _, s := range job.Steps {
