@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/fleetdeploy/fleet/internal/cli.Version=$(VERSION)
 DEMO    ?= $(CURDIR)/bin/demo
 
-.PHONY: help build test race lint e2e e2e-host bench demo vet clean host
+.PHONY: help build test race lint e2e e2e-host bench demo vet clean host release
 
 # What the local cloud needs on a Debian or Ubuntu host (as root).
 HOST_PKGS := docker.io debootstrap openssh-client curl
@@ -34,6 +34,7 @@ help:
 	@echo "             a stack's fleet up phase by phase; the blog's freeze window, failed reads across"
 	@echo "             a promote, rollback time, backup/restore throughput, the project lock's cost"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
+	@echo "make release static binaries for linux and darwin on amd64 and arm64 in dist/, with SHA256SUMS"
 
 # host installs what is missing and starts dockerd if it is not running.
 host:
@@ -117,7 +118,26 @@ demo: host build
 	echo "$$ curl http://$$ip/"; curl -s --max-time 10 http://$$ip/
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# release: static binaries (no cgo; -trimpath, so no build machine paths)
+# named fleet_<version>_<os>_<arch>, and SHA256SUMS (check with
+# `sha256sum -c SHA256SUMS`). The version is `git describe --tags`: build at
+# a tag for a release; a dirty tree is refused. -buildvcs=true records the
+# tag as the module's version too (`go version -m`; -trimpath leaves the
+# ldflags out). e2e/release_test.go checks it all.
+RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+DIST ?= dist
+release:
+	@case "$(VERSION)" in *dirty*|dev) echo "make release: version $(VERSION): commit first, and tag the release (git tag vX.Y.Z)"; exit 1;; esac
+	@set -e; rm -rf $(DIST).tmp; mkdir -p $(DIST).tmp; \
+	for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=fleet_$(VERSION)_$${os}_$${arch}; \
+	  echo "build $(DIST)/$$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=true -ldflags "-s -w $(LDFLAGS)" -o $(DIST).tmp/$$out ./cmd/fleet; \
+	done; \
+	cd $(DIST).tmp && sha256sum fleet_* > SHA256SUMS
+	@rm -rf $(DIST) && mv $(DIST).tmp $(DIST) && cat $(DIST)/SHA256SUMS
 
 # The kill-and-rerun suite in full (internal/cli/killrerun_test.go): 30 tries
 # per phase, signal and moment. FLEET_KILL_REPORT=1 prints without failing.

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/fleetdeploy/fleet/internal/spec"
+	"golang.org/x/crypto/ssh"
 )
 
 // Factory builds what commands need, on first use, from the global flags
@@ -140,8 +141,8 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 }
 
 // Remote is how fleet reaches droplets over SSH: host keys pinned under
-// $FLEET_HOME/known_hosts, the spec's key files (their private halves)
-// and ssh-agent.
+// $FLEET_HOME/known_hosts, the key in FLEET_SSH_KEY (CI), the spec's key
+// files (their private halves) and ssh-agent.
 func (f *Factory) Remote() (*deploy.Remote, error) {
 	s, err := f.Spec()
 	if err != nil {
@@ -152,6 +153,12 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 		return nil, err
 	}
 	kh := remote.KnownHosts{Dir: filepath.Join(home, "known_hosts")}
+	var signers []ssh.Signer
+	if s, err := envSigner(f.Getenv); err != nil {
+		return nil, err
+	} else if s != nil {
+		signers = append(signers, s)
+	}
 	var keys []string
 	for _, k := range s.Droplet.SSHKeys {
 		if priv, ok := strings.CutSuffix(k.File, ".pub"); ok {
@@ -167,7 +174,7 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 		logTo = f.IOStreams.ErrOut
 	}
 	return &deploy.Remote{
-		Dialer:  &remote.Dialer{KnownHosts: kh, KeyFiles: keys, Agent: true, User: "root"},
+		Dialer:  &remote.Dialer{KnownHosts: kh, Signers: signers, KeyFiles: keys, Agent: true, User: "root"},
 		SSHWait: s.Timeouts.SSH,
 		Getenv:  f.Getenv,
 		Log:     logTo,

@@ -59,6 +59,7 @@ droplet tags and the reserved IP assignment say which droplet is live.
 Environment:
   DIGITALOCEAN_TOKEN   API token (or DIGITALOCEAN_ACCESS_TOKEN)
   FLEET_API_URL        API base URL, e.g. a local cloud (same as --api-url)
+  FLEET_SSH_KEY        SSH private key for droplets (CI; never written to disk)
   FLEET_LOCK_TTL       how long the project lock outlives its holder (default 60s)
 `,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { f.Context = cmd.Context() },
@@ -79,6 +80,7 @@ Environment:
 	pf.DurationVar(&f.LockWait, "lock-wait", 0, "wait up to this long while another fleet holds the project's lock (default: refuse at once)")
 
 	cmd.AddCommand(
+		NewCmdInit(f, nil),
 		NewCmdValidate(f, nil),
 		NewCmdUp(f, nil),
 		NewCmdPromote(f, nil),

@@ -22,6 +22,10 @@ type Dialer struct {
 	Agent      bool     // also use the agent at $SSH_AUTH_SOCK, if set
 	User       string   // default root
 	Logf       func(string, ...any)
+
+	// Signers are keys already in memory (FLEET_SSH_KEY in CI), offered
+	// before the key files and the agent's.
+	Signers []ssh.Signer
 }
 
 // Backoff between attempts while sshd boots, and the time one attempt
@@ -197,7 +201,8 @@ func withPort(addr string) string {
 	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
 }
 
-// signers loads the key files and, if asked for, the agent's keys. The
+// signers gathers d.Signers, the key files and, if asked for, the agent's
+// keys, in that order and without duplicates. The
 // returned func closes the agent connection; agent keys sign through it, so
 // it must stay open until the handshake is over.
 func (d *Dialer) signers() ([]ssh.Signer, func(), error) {
@@ -209,6 +214,9 @@ func (d *Dialer) signers() ([]ssh.Signer, func(), error) {
 			seen[k] = true
 			signers = append(signers, s)
 		}
+	}
+	for _, s := range d.Signers {
+		add(s)
 	}
 	for _, f := range d.KeyFiles {
 		data, err := os.ReadFile(f)
