@@ -72,12 +72,6 @@ repository's secrets; fleet init prints the gh commands that set them.`,
 	return cmd
 }
 
-// initJSON is init's --json result.
-type initJSON struct {
-	*scaffold.Report
-	NextSteps []string `json:"next_steps"`
-}
-
 func initRun(ctx context.Context, opts *InitOptions) error {
 	o := opts.Options
 	if o.CI != "" {
@@ -102,7 +96,7 @@ func initRun(ctx context.Context, opts *InitOptions) error {
 		fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", w)
 	}
 	if opts.JSON {
-		return printJSON(opts.IO.Out, initJSON{Report: r, NextSteps: next})
+		return printJSON(opts.IO.Out, toInitJSON(r, next))
 	}
 	w := opts.IO.Out
 	for _, f := range r.Files {

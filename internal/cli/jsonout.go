@@ -13,12 +13,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/fleetdeploy/fleet/internal/lock"
 	"github.com/fleetdeploy/fleet/internal/remote"
+	"github.com/fleetdeploy/fleet/internal/scaffold"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -328,6 +330,40 @@ type restoreJSON struct {
 
 func toRestoreJSON(res *deploy.RestoreResult) restoreJSON {
 	return restoreJSON{Droplet: toJSON(&res.Droplet), Manifest: toManifestJSON(res.Manifest), Data: toTransferJSON(res.Transfer), FrozenSeconds: res.Frozen.Seconds()}
+}
+
+// initJSON is `fleet init --json`: what was written, and what to do next.
+type initJSON struct {
+	Dir     string         `json:"dir"`     // --dir as given ("." by default), not made absolute
+	Project string         `json:"project"` // the project's name: --project, the existing spec's, or from the directory's name
+	Files   []initFileJSON `json:"files"`   // every file fleet init looked after, in the order it wrote them
+	// Secrets are the FLEET_SECRET_<NAME> variables the workflow passes
+	// (the stack's secrets), sorted; [] without --ci, without a stack, or
+	// when they could not be read (then a warning says so).
+	Secrets []string `json:"secrets"`
+	// Warnings are what the operator should know (a kept spec that does
+	// not validate, a public key without its private half); [] when none.
+	// They are also printed on stderr.
+	Warnings []string `json:"warnings"`
+	// NextSteps are shell lines for the operator, comments included
+	// ("# ..." lines, "  # ..." tails), in order.
+	NextSteps []string `json:"next_steps"`
+}
+
+// initFileJSON is one file and what fleet init did with it.
+type initFileJSON struct {
+	Path   string `json:"path"`           // relative to dir, with forward slashes
+	Action string `json:"action"`         // created, kept (existed, left alone) or updated (.gitignore: lines appended)
+	Note   string `json:"note,omitempty"` // for people (what was appended, what to do to renew it); absent when none
+}
+
+func toInitJSON(r *scaffold.Report, next []string) initJSON {
+	out := initJSON{Dir: r.Dir, Project: r.Project, Files: []initFileJSON{},
+		Secrets: nonNil(r.Secrets), Warnings: nonNil(r.Warnings), NextSteps: nonNil(next)}
+	for _, f := range r.Files {
+		out.Files = append(out.Files, initFileJSON{Path: filepath.ToSlash(f.Path), Action: string(f.Action), Note: f.Note})
+	}
+	return out
 }
 
 // versionJSON is `fleet version --json`.

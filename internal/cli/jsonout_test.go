@@ -47,6 +47,7 @@ var jsonContract = map[string]func() any{
 	"backup":       func() any { return new(backupJSON) },
 	"restore":      func() any { return new(restoreJSON) },
 	"version":      func() any { return new(versionJSON) },
+	"init":         func() any { return new(initJSON) },
 	"local start":  func() any { return new(localJSON) },
 	"local status": func() any { return new(localJSON) },
 	"local stop":   func() any { return new(localStopJSON) },
@@ -54,6 +55,13 @@ var jsonContract = map[string]func() any{
 	"ssh":          nil,
 	"logs":         nil,
 	"exec":         nil,
+}
+
+// jsonVariants are results a flag gives a command instead of its own:
+// key "up --plan" is `fleet up --plan`, described under its own heading.
+// TestEveryCommandHasJSON checks that the command has the flag.
+var jsonVariants = map[string]func() any{
+	"up --plan": func() any { return new(planJSON) },
 }
 
 // jsonObjects are the objects docs/json.md describes once, under a
@@ -84,6 +92,17 @@ var jsonObjects = map[string]reflect.Type{
 	"remote":         reflect.TypeFor[remoteExitJSON](),
 	"move":           reflect.TypeFor[moveErrorJSON](),
 	"checksum":       reflect.TypeFor[checksumErrorJSON](),
+	// fleet init
+	"init file": reflect.TypeFor[initFileJSON](),
+	// fleet up --plan
+	"plan create":      reflect.TypeFor[planCreateJSON](),
+	"plan image":       reflect.TypeFor[planImageJSON](),
+	"plan droplet":     reflect.TypeFor[planDropletJSON](),
+	"plan reserved IP": reflect.TypeFor[planReservedIPJSON](),
+	"plan stack":       reflect.TypeFor[planStackJSON](),
+	"plan API call":    reflect.TypeFor[planCallJSON](),
+	"plan cost":        reflect.TypeFor[planCostJSON](),
+	"plan cost line":   reflect.TypeFor[planCostLineJSON](),
 }
 
 // runnable lists the command paths ("up", "image bake") of the tree.
@@ -127,6 +146,30 @@ func TestEveryCommandHasJSON(t *testing.T) {
 			t.Errorf("jsonContract names %q, which is not a command", name)
 		}
 	}
+	for key := range jsonVariants {
+		var words, flags []string
+		for _, w := range strings.Fields(key) {
+			if strings.HasPrefix(w, "--") {
+				flags = append(flags, strings.TrimPrefix(w, "--"))
+			} else {
+				words = append(words, w)
+			}
+		}
+		name := strings.Join(words, " ")
+		if !slices.Contains(cmds, name) || len(flags) == 0 {
+			t.Errorf("jsonVariants names %q: want a command and its flag", key)
+			continue
+		}
+		c, _, err := root.Find(words)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fl := range flags {
+			if c.Flags().Lookup(fl) == nil {
+				t.Errorf("jsonVariants names %q, but fleet %s has no --%s", key, name, fl)
+			}
+		}
+	}
 }
 
 // docs/json.md describes every command's result and every object, field
@@ -160,6 +203,9 @@ func TestJSONDocs(t *testing.T) {
 		}
 		check("`fleet "+name+"`", reflect.TypeOf(mk()).Elem())
 	}
+	for key, mk := range jsonVariants {
+		check("`fleet "+key+"`", reflect.TypeOf(mk()).Elem())
+	}
 	for heading, typ := range jsonObjects {
 		check("The "+heading+" object", typ)
 	}
@@ -185,6 +231,9 @@ func TestJSONDocs(t *testing.T) {
 		if mk != nil {
 			walk(reflect.TypeOf(mk()))
 		}
+	}
+	for _, mk := range jsonVariants {
+		walk(reflect.TypeOf(mk()))
 	}
 	walk(reflect.TypeFor[ErrorJSON]().Field(0).Type)
 	for code, name := range exitCodeNames {
@@ -429,6 +478,56 @@ func TestJSONLifecycle(t *testing.T) {
 			candidate = up.Droplet.Name
 		}
 		golden(t, st.golden, n.normalize(t, out))
+	}
+}
+
+// `fleet init --ci github --json`, run for real in a temp directory: once
+// in the project directory (what was written), then again from elsewhere
+// with --dir the absolute path (everything kept; that path, which
+// differs per run, pinned as <tmp>).
+func TestInitJSON(t *testing.T) {
+	tmp := t.TempDir()
+	proj := filepath.Join(tmp, "blog")
+	if err := os.Mkdir(proj, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &jsonRun{env: map[string]string{"HOME": tmp}}
+	for _, tt := range []struct {
+		golden, cwd string
+		args        []string
+		action      string
+	}{
+		{"init", proj, nil, "created"},
+		{"init-again", tmp, []string{"--dir", proj}, "kept"},
+	} {
+		t.Chdir(tt.cwd)
+		args := append([]string{"init", "--ci", "github", "--fleet-version", "v1.2.3", "--json"}, tt.args...)
+		out, errOut, code := r.fleet(args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("fleet %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+		}
+		var got initJSON
+		if err := decodeStrict([]byte(out), &got); err != nil {
+			t.Fatalf("%s: %v\n%s", tt.golden, err, out)
+		}
+		// What it says is what is on disk.
+		if got.Project != "blog" || len(got.Files) != 5 {
+			t.Errorf("%s: project %q, %d files", tt.golden, got.Project, len(got.Files))
+		}
+		for _, f := range got.Files {
+			if _, err := os.Stat(filepath.Join(proj, filepath.FromSlash(f.Path))); err != nil || f.Action != tt.action {
+				t.Errorf("%s: %s %s: %v", tt.golden, f.Action, f.Path, err)
+			}
+		}
+		enc, err := json.Marshal(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		norm := strings.ReplaceAll(out, strings.Trim(string(enc), `"`), "<tmp>")
+		if tt.golden == "init-again" && !strings.Contains(norm, `"dir": "<tmp>/blog"`) {
+			t.Errorf("--dir %s not reported as given:\n%s", proj, out)
+		}
+		golden(t, tt.golden, norm)
 	}
 }
 

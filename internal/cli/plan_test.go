@@ -274,7 +274,7 @@ func samplePlan() *deploy.Plan {
 	}
 }
 
-// `fleet up --plan --json` is a contract (testdata/plan-json.golden).
+// `fleet up --plan --json` is a contract (testdata/json/up-plan.golden).
 func TestPlanJSON(t *testing.T) {
 	ios, out, _ := TestStreams()
 	if err := printJSON(ios.Out, toPlanJSON(samplePlan())); err != nil {
@@ -286,19 +286,7 @@ func TestPlanJSON(t *testing.T) {
 	if err := dec.Decode(&back); err != nil || back.Create == nil || back.Create.NamePattern != "blog-v1-3-0-<id>" || !back.Create.Image.Bake || back.Cost.MonthlyAfterUp != 30 {
 		t.Fatalf("decoded %+v, %v", back, err)
 	}
-	golden := filepath.Join("testdata", "plan-json.golden")
-	if *update {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out.Bytes(), want) {
-		t.Errorf("up --plan --json changed (go test -run TestPlanJSON -update):\n%s\nwant:\n%s", out.Bytes(), want)
-	}
+	golden(t, "up-plan", out.String())
 
 	var human bytes.Buffer
 	if err := printPlan(&human, &back); err != nil {

@@ -74,22 +74,23 @@ const (
 
 // Result is one file's fate.
 type Result struct {
-	Path   string `json:"path"`
-	Action Action `json:"action"`
-	Note   string `json:"note,omitempty"`
+	Path   string // relative to the project directory
+	Action Action
+	Note   string // for people; "" when none
 }
 
-// Report is what Init did.
+// Report is what Init did (fleet init --json prints it as initJSON, in
+// internal/cli/jsonout.go).
 type Report struct {
-	Dir     string   `json:"dir"`
-	Project string   `json:"project"`
-	Files   []Result `json:"files"`
+	Dir     string
+	Project string
+	Files   []Result
 	// Secrets are the FLEET_SECRET_* variables the workflow passes (the
 	// stack's secrets), sorted.
-	Secrets []string `json:"secrets,omitempty"`
+	Secrets []string
 	// Warnings are things the operator should know (a stack whose secrets
 	// could not be read, a public key without its private half).
-	Warnings []string `json:"warnings,omitempty"`
+	Warnings []string
 }
 
 // Caps on what init reads back: a .gitignore, a private key (RSA-16384
