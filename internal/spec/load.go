@@ -148,7 +148,7 @@ func (l *loader) decode(data []byte) *Spec {
 		Keep:       DefaultKeep,
 		Timeouts:   DefaultTimeouts,
 	}
-	f := l.mapping("", root, "project", "provider", "droplet", "reserved_ip", "keep", "timeouts", "stack")
+	f := l.mapping("", root, "project", "provider", "droplet", "reserved_ip", "keep", "timeouts", "stack", "health")
 	if f == nil {
 		return s
 	}
@@ -170,6 +170,7 @@ func (l *loader) decode(data []byte) *Spec {
 	if n, ok := f.optional("stack"); ok {
 		s.Stack = l.stack(n)
 	}
+	l.topHealth(s, f)
 	if n, ok := f.required("droplet", "a mapping with region, size, image, ssh_keys and cloud_init"); ok {
 		s.Droplet = l.droplet(n, s.Project, s.Stack != nil)
 	}

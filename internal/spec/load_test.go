@@ -281,7 +281,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign, ssh, snapshot)`}},
 		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, ssh, snapshot, got a list`}},
 		// strictness
-		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack)`}},
+		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack, health)`}},
 		{name: "unknown droplet key", old: "region: nyc3", new: "region: nyc3\n  regoin: nyc1", want: []string{`5:3: droplet.regoin: unknown key; did you mean "region"?`}},
 		{name: "dashed key", old: "cloud_init:", new: "cloud-init:", want: []string{`4:3: droplet: missing required key "cloud_init"`, `10:3: droplet.cloud-init: unknown key; did you mean "cloud_init"?`}},
 		{name: "duplicate key", old: "keep: 2", new: "keep: 2\nkeep: 3", want: []string{`13:1: keep: duplicate key; it is already set at line 12`}},
@@ -422,7 +422,7 @@ func TestLoadFile(t *testing.T) {
 	}{
 		{"empty", "", "droplets.yaml:1: spec is empty; it needs at least project and droplet"},
 		{"only a comment", "# nothing\n", "droplets.yaml:1: spec is empty"},
-		{"a list", "- project\n", "droplets.yaml:1:1: expected a mapping of project, provider, droplet, reserved_ip, keep, timeouts, stack, got a list"},
+		{"a list", "- project\n", "droplets.yaml:1:1: expected a mapping of project, provider, droplet, reserved_ip, keep, timeouts, stack, health, got a list"},
 		{"a scalar", "blog\n", `droplets.yaml:1:1: expected a mapping of project`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
