@@ -30,7 +30,7 @@ func TestDialRecorded(t *testing.T) {
 		name     string
 		recorded func(f *fixture) []string
 		cache    func(f *fixture) ssh.PublicKey // pinned before the dial; nil: fresh home
-		wantErr  string                        // "" = connects
+		wantErr  string                         // "" = connects
 	}{
 		{"recorded, fresh home", func(f *fixture) []string { return []string{HostKeyID(f.srv.HostKey)} }, nil, ""},
 		{"recorded among two (rotation under way)", func(f *fixture) []string { return []string{HostKeyID(other), HostKeyID(f.srv.HostKey)} }, nil, ""},
