@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ type Dialer struct {
 	KeyFiles   []string // private key files (unencrypted; use the agent for encrypted keys)
 	Agent      bool     // also use the agent at $SSH_AUTH_SOCK, if set
 	User       string   // default root
+	Port       int      // sshd's port where an address names none (0: 22)
 	Logf       func(string, ...any)
 }
 
@@ -83,7 +85,7 @@ func (d *Dialer) DialRecorded(ctx context.Context, droplet, addr string, wait ti
 }
 
 func (d *Dialer) dial(ctx context.Context, droplet, addr string, wait time.Duration, v verifier) (*Client, error) {
-	hostport := withPort(addr)
+	hostport := withPort(addr, d.Port)
 	hostKeyCallback, algos := v.callback, v.algos
 	signers, closeAgent, err := d.signers()
 	if err != nil {
@@ -121,7 +123,7 @@ func (d *Dialer) dial(ctx context.Context, droplet, addr string, wait time.Durat
 		conn, err := dialOnce(ctx, hostport, cfg, deadline)
 		if err == nil {
 			if v.verified != nil {
-				v.verified(addr, hostKey)
+				v.verified(hostport, hostKey)
 			}
 			return newClient(conn, droplet, hostport, hostKey, d.Logf), nil
 		}
@@ -217,12 +219,15 @@ func isAuthFailure(err error) bool {
 		strings.Contains(s, "Too many authentication failures")
 }
 
-// withPort adds port 22 to an address without one.
-func withPort(addr string) string {
+// withPort adds port (0: 22) to an address without one.
+func withPort(addr string, port int) string {
 	if _, _, err := net.SplitHostPort(addr); err == nil {
 		return addr
 	}
-	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), strconv.Itoa(port))
 }
 
 // signers loads the key files and, if asked for, the agent's keys. The
