@@ -45,6 +45,9 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if d.Remote == nil {
 		return nil, &ConfigError{Msg: "fleet up waits for the droplet over SSH; this fleet was built without it"}
 	}
+	if err := d.Remote.Dialer.CheckKeys(); err != nil {
+		return nil, &ConfigError{Msg: "fleet up logs in to the droplet it makes: " + err.Error()}
+	}
 	// Every input is checked before anything is created.
 	var stk *prepared
 	if d.Spec.Stack != nil {

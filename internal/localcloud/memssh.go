@@ -115,7 +115,7 @@ type memSSHD struct {
 	hostPEM  string
 	next     ssh.Signer // staged by the rotation
 	nextPEM  string
-	done     time.Time  // cloud-init finishes
+	done     time.Time // cloud-init finishes
 	ln       net.Listener
 	conns    map[net.Conn]bool
 	stopping chan struct{}

@@ -230,6 +230,16 @@ func withPort(addr string, port int) string {
 	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), strconv.Itoa(port))
 }
 
+// CheckKeys fails when Dial would have no key to offer (unreadable key
+// files, no agent), so a command can say so before it creates anything.
+func (d *Dialer) CheckKeys() error {
+	_, closeAgent, err := d.signers()
+	if err == nil {
+		closeAgent()
+	}
+	return err
+}
+
 // signers loads the key files and, if asked for, the agent's keys. The
 // returned func closes the agent connection; agent keys sign through it, so
 // it must stay open until the handshake is over.
