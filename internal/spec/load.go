@@ -669,13 +669,14 @@ func (l *loader) cloudInit(n *yaml.Node, project string, stack bool) string {
 		DeployID:    "sample",
 		Stack:       stack,
 	}
-	as := "version " + SampleVersion
+	// Every up injects a host key (its readiness gate logs in).
+	if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+		l.errorf(n, "%s: %v", path, err)
+		return file
+	}
+	as := "version " + SampleVersion + ", with its host key"
 	if stack {
-		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
-			l.errorf(n, "%s: %v", path, err)
-			return file
-		}
-		as += ", with the stack and its host key"
+		as += " and the stack"
 	}
 	_, err = cloudinit.Render(file, data)
 	var tooLarge *cloudinit.TooLargeError
