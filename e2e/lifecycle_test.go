@@ -57,9 +57,15 @@ func serve(t *testing.T, bin, token string, args ...string) string {
 			t.Error("fleet local serve did not stop on SIGTERM within 10s")
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	rd := bufio.NewReader(stdout)
+	line, err := rd.ReadString('\n')
 	if err != nil {
 		t.Fatalf("fleet local serve printed no address: %v", err)
+	}
+	// The memory droplets' sshd port, for every fleet this test runs.
+	exports, _ := rd.ReadString('\n')
+	if _, port, ok := strings.Cut(strings.TrimSpace(exports), "FLEET_SSH_PORT="); ok {
+		t.Setenv("FLEET_SSH_PORT", port)
 	}
 	i := strings.Index(line, "http://")
 	if i < 0 {

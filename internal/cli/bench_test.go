@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func maxPerSecond(reqs []recorded) (int, string) {
 
 type benchEnv struct {
 	dir, url, token string
+	sshPort         int
 	rec             *recorder
 }
 
@@ -77,18 +79,25 @@ type benchEnv struct {
 // droplet boots in 3 s and a reserved IP action takes 1 s.
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	srv, err := localcloud.NewServer(localcloud.Options{Token: "bench", BootDelay: 3 * time.Second, ActionDelay: time.Second})
+	sshd, err := localcloud.NewMemorySSH()
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := localcloud.NewServer(localcloud.Options{Token: "bench", BootDelay: 3 * time.Second, ActionDelay: time.Second, SSH: sshd})
 	if err != nil {
 		b.Fatal(err)
 	}
 	rec := &recorder{}
 	hs := httptest.NewServer(rec.wrap(srv.Handler()))
-	b.Cleanup(func() { hs.Close(); srv.Close() })
+	b.Cleanup(func() { hs.Close(); srv.Close(); sshd.Close() })
 	dir := b.TempDir()
 	if err := copyMissing("testdata/project", dir); err != nil {
 		b.Fatal(err)
 	}
-	return &benchEnv{dir: dir, url: hs.URL, token: "bench", rec: rec}
+	if err := deployKey(filepath.Join(dir, "keys")); err != nil {
+		b.Fatal(err)
+	}
+	return &benchEnv{dir: dir, url: hs.URL, token: "bench", sshPort: sshd.Port, rec: rec}
 }
 
 // fleet runs one command in-process with the product's default waits.
@@ -101,6 +110,10 @@ func (e *benchEnv) fleet(b *testing.B, args ...string) {
 			return e.url
 		case "DIGITALOCEAN_TOKEN":
 			return e.token
+		case "FLEET_HOME":
+			return filepath.Join(e.dir, "fleet-home")
+		case "FLEET_SSH_PORT":
+			return strconv.Itoa(e.sshPort)
 		}
 		return ""
 	}}

@@ -130,14 +130,13 @@ func (f *Factory) Deployer(step func(string)) (*deploy.Deployer, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &deploy.Deployer{Cloud: c, Spec: s, Step: step, Warnings: f.IOStreams.ErrOut}
-	// Stack deploys and bakes reach droplets over SSH.
-	if s.Stack != nil || s.Droplet.Image == spec.ImageBake {
-		if d.Remote, err = f.Remote(); err != nil {
-			return nil, err
-		}
+	// Every up waits for its droplet over SSH; the data carry, the switch,
+	// backups and bakes reach droplets too.
+	r, err := f.Remote()
+	if err != nil {
+		return nil, err
 	}
-	return d, nil
+	return &deploy.Deployer{Cloud: c, Spec: s, Step: step, Warnings: f.IOStreams.ErrOut, Remote: r}, nil
 }
 
 // Remote is how fleet reaches droplets over SSH: host keys pinned under
@@ -159,6 +158,10 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 	} else if s != nil {
 		signers = append(signers, s)
 	}
+	port, err := sshPort(f.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	var keys []string
 	for _, k := range s.Droplet.SSHKeys {
 		if priv, ok := strings.CutSuffix(k.File, ".pub"); ok {
@@ -174,7 +177,7 @@ func (f *Factory) Remote() (*deploy.Remote, error) {
 		logTo = f.IOStreams.ErrOut
 	}
 	return &deploy.Remote{
-		Dialer:  &remote.Dialer{KnownHosts: kh, Signers: signers, KeyFiles: keys, Agent: true, User: "root"},
+		Dialer:  &remote.Dialer{KnownHosts: kh, Signers: signers, KeyFiles: keys, Agent: true, User: "root", Port: port},
 		SSHWait: s.Timeouts.SSH,
 		Getenv:  f.Getenv,
 		Log:     logTo,

@@ -393,6 +393,9 @@ type localStopJSON struct {
 type localServeJSON struct {
 	URL     string `json:"url"`     // the API's base URL
 	Backend string `json:"backend"` // docker or memory
+	// SSHPort is the port the memory backend's droplets answer SSH on
+	// (give it to fleet as FLEET_SSH_PORT); absent for docker (22).
+	SSHPort int `json:"ssh_port,omitempty"`
 }
 
 // ErrorJSON is what a failed command prints on stdout with --json (the

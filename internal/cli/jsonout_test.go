@@ -396,7 +396,13 @@ func TestJSONLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	const token = "json-test-token"
-	srv, err := localcloud.NewServer(localcloud.Options{Token: token, BootDelay: 50 * time.Millisecond, ActionDelay: 50 * time.Millisecond})
+	// Droplets answer SSH: every up passes the readiness gate.
+	sshd, err := localcloud.NewMemorySSH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sshd.Close()
+	srv, err := localcloud.NewServer(localcloud.Options{Token: token, BootDelay: 50 * time.Millisecond, ActionDelay: 50 * time.Millisecond, SSH: sshd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,11 +414,15 @@ func TestJSONLifecycle(t *testing.T) {
 	if err := copyMissing(filepath.Join("testdata", "project"), dir); err != nil {
 		t.Fatal(err)
 	}
+	if err := deployKey(filepath.Join(dir, "keys")); err != nil {
+		t.Fatal(err)
+	}
 	t.Chdir(dir)
 	r := &jsonRun{env: map[string]string{
 		"HOME": dir, "FLEET_HOME": filepath.Join(dir, "fleet-home"), "USER": "ci",
 		"FLEET_API_URL": hs.URL, "DIGITALOCEAN_TOKEN": token,
 		"FLEET_POLL_INTERVAL": "20ms", "FLEET_RETRY_WAIT_MIN": "50ms",
+		"FLEET_SSH_PORT": strconv.Itoa(sshd.Port),
 	}}
 	n := &normalizer{suffixes: map[string]string{}}
 	var candidate string

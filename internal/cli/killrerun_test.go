@@ -467,7 +467,7 @@ func (s *killSnapshots) build(sc *killScenario) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	env.url, env.token = api.hs.URL, api.token
+	env.url, env.token, env.sshPort = api.hs.URL, api.token, api.sshd.Port
 	for _, args := range sc.setup {
 		r := env.run(args, killRunWait)
 		if r.code != 0 {
@@ -489,6 +489,7 @@ func (s *killSnapshots) build(sc *killScenario) (string, error) {
 // killAPI is one in-process API server behind the killer and the
 // contract check: killer → contract → localcloud.
 type killAPI struct {
+	sshd  *localcloud.MemorySSH // droplets' sshd; their disks beside the state
 	srv   *localcloud.Server
 	hs    *httptest.Server
 	check *contract.Validator
@@ -502,19 +503,39 @@ func startKillAPI(statePath string) (*killAPI, error) {
 		return nil, err
 	}
 	token := "kill-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	srv, err := localcloud.NewServer(localcloud.Options{
-		Token: token, BootDelay: 100 * time.Millisecond, ActionDelay: 100 * time.Millisecond, StatePath: statePath,
-	})
+	sshd, err := localcloud.NewMemorySSH()
 	if err != nil {
 		return nil, err
 	}
+	sshd.Dir = killDisks(statePath)
+	srv, err := localcloud.NewServer(localcloud.Options{
+		Token: token, BootDelay: 100 * time.Millisecond, ActionDelay: 100 * time.Millisecond, StatePath: statePath, SSH: sshd,
+	})
+	if err != nil {
+		sshd.Close()
+		return nil, err
+	}
 	k := &killer{next: v.Middleware(srv.Handler())}
-	return &killAPI{srv: srv, hs: httptest.NewServer(k), check: v, kill: k, token: token}, nil
+	return &killAPI{sshd: sshd, srv: srv, hs: httptest.NewServer(k), check: v, kill: k, token: token}, nil
+}
+
+// killDisks is where the droplets of the API state at statePath keep
+// their disks (host keys).
+func killDisks(statePath string) string { return filepath.Join(filepath.Dir(statePath), "disks") }
+
+// copyDisks restores a snapshot's droplet disks beside a try's state.
+func copyDisks(snap, state string) error {
+	src := killDisks(snap)
+	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return copyMissing(src, killDisks(state))
 }
 
 func (a *killAPI) close() {
 	a.hs.Close()
 	a.srv.Close()
+	a.sshd.Close()
 }
 
 // killer signals the fleet process at the nth request matching a pattern.
@@ -707,6 +728,7 @@ func (h *heldWriter) sendTo(w http.ResponseWriter) {
 type killEnv struct {
 	bin, dir   string
 	url, token string
+	sshPort    int // the droplets' sshd (localcloud.MemorySSH)
 }
 
 func newKillEnv(bin, dir, url string, sc *killScenario) (*killEnv, error) {
@@ -715,7 +737,10 @@ func newKillEnv(bin, dir, url string, sc *killScenario) (*killEnv, error) {
 			return nil, err
 		}
 	}
-	for _, f := range []string{"cloud-init/droplet.yaml", "keys/deploy.pub"} {
+	if err := deployKey(filepath.Join(dir, "keys")); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"cloud-init/droplet.yaml"} {
 		b, err := os.ReadFile(filepath.Join("testdata/project", f))
 		if err != nil {
 			return nil, err
@@ -762,7 +787,7 @@ func (e *killEnv) command(args []string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffe
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "FLEET_HOME=" + filepath.Join(home, "fleet"),
 		"TMPDIR=" + os.TempDir(), "DIGITALOCEAN_TOKEN=" + e.token, "FLEET_API_URL=" + e.url,
-		"FLEET_POLL_INTERVAL=50ms", "FLEET_RETRY_WAIT_MIN=100ms",
+		"FLEET_POLL_INTERVAL=50ms", "FLEET_RETRY_WAIT_MIN=100ms", "FLEET_SSH_PORT=" + strconv.Itoa(e.sshPort),
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -885,6 +910,9 @@ func killTry(t *testing.T, bin, snap string, c killCase, rng *rand.Rand) *killRe
 		if err := os.WriteFile(state, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if err := copyDisks(snap, state); err != nil {
+			t.Fatal(err)
+		}
 	}
 	api, err := startKillAPI(state)
 	if err != nil {
@@ -895,7 +923,7 @@ func killTry(t *testing.T, bin, snap string, c killCase, rng *rand.Rand) *killRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.token = api.token
+	env.token, env.sshPort = api.token, api.sshd.Port
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	gd := killGodo(api)

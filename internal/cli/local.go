@@ -149,7 +149,9 @@ address 127.0.0.N; reserved IPs (127.0.0.200 up) forward ports 80 and 443
 to the droplet they are assigned to; when one moves, connections open on
 the old droplet are cut, as on DigitalOcean (--drain keeps them open for a
 while instead). The memory backend keeps droplets in
-memory: they boot after --boot-delay and run nothing. Faults can be injected for tests (--faults or FLEET_FAULTS,
+memory: they boot after --boot-delay and run nothing but an sshd that
+answers fleet's readiness gate (on their address, at the port printed as
+FLEET_SSH_PORT). Faults can be injected for tests (--faults or FLEET_FAULTS,
 or POST /_fleet/faults):
 ` + localcloud.FaultSyntax,
 		Example: `  fleet local serve --backend memory --listen 127.0.0.1:8510 --token secret
@@ -251,6 +253,18 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 			return err
 		}
 		lo.Backend = be
+	} else {
+		// Memory droplets answer SSH (fleet up's readiness gate) on
+		// their address at a port of their own, kept with the state.
+		sshd, err := localcloud.NewMemorySSH()
+		if err != nil {
+			return err
+		}
+		defer sshd.Close()
+		if opts.State != "" {
+			sshd.Dir = opts.State + ".disks"
+		}
+		lo.SSH = sshd
 	}
 	srv, err := localcloud.NewServer(lo)
 	if err != nil {
@@ -263,14 +277,22 @@ func localServeRun(ctx context.Context, opts *LocalServeOptions) error {
 	}
 	hs := localcloud.NewHTTPServer(srv.Handler())
 	url := "http://" + ln.Addr().String()
+	sshPort := 0
+	if lo.SSH != nil {
+		sshPort = lo.SSH.Port
+	}
 	if opts.JSON {
-		if err := printJSON(opts.IO.Out, localServeJSON{URL: url, Backend: opts.Backend}); err != nil {
+		if err := printJSON(opts.IO.Out, localServeJSON{URL: url, Backend: opts.Backend, SSHPort: sshPort}); err != nil {
 			ln.Close()
 			return err
 		}
 	} else {
 		fmt.Fprintf(opts.IO.Out, "fleet local cloud (%s backend) serving on %s\n", opts.Backend, url)
-		fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)
+		if sshPort != 0 {
+			fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value> FLEET_SSH_PORT=%d\n", url, sshPort)
+		} else {
+			fmt.Fprintf(opts.IO.Out, "export FLEET_API_URL=%s DIGITALOCEAN_TOKEN=<the --token value>\n", url)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

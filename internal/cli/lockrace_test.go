@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,19 +28,26 @@ type raceEnv struct {
 
 func newRaceEnv(t *testing.T) *raceEnv {
 	t.Helper()
-	srv, err := localcloud.NewServer(localcloud.Options{Token: "race", BootDelay: 20 * time.Millisecond, ActionDelay: 50 * time.Millisecond})
+	sshd, err := localcloud.NewMemorySSH()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := localcloud.NewServer(localcloud.Options{Token: "race", BootDelay: 20 * time.Millisecond, ActionDelay: 50 * time.Millisecond, SSH: sshd})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
+	t.Cleanup(func() { hs.Close(); srv.Close(); sshd.Close() })
 	dir := t.TempDir()
 	if err := copyMissing("testdata/project", dir); err != nil {
 		t.Fatal(err)
 	}
+	if err := deployKey(filepath.Join(dir, "keys")); err != nil {
+		t.Fatal(err)
+	}
 	env := map[string]string{
 		"FLEET_API_URL": hs.URL, "DIGITALOCEAN_TOKEN": "race", "HOME": dir,
-		"FLEET_POLL_INTERVAL": "10ms", "FLEET_RETRY_WAIT_MIN": "10ms",
+		"FLEET_POLL_INTERVAL": "10ms", "FLEET_RETRY_WAIT_MIN": "10ms", "FLEET_SSH_PORT": strconv.Itoa(sshd.Port),
 	}
 	return &raceEnv{dir: dir, url: hs.URL, getenv: func(k string) string { return env[k] }, srv: srv}
 }

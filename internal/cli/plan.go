@@ -59,8 +59,14 @@ type planCreateJSON struct {
 	Region      string        `json:"region"`   // droplet.region
 	Size        string        `json:"size"`     // droplet.size (a slug)
 	Image       planImageJSON `json:"image"`    // what it boots
-	Tags        []string      `json:"tags"`     // besides fleet-deploy:<id>
+	Tags        []string      `json:"tags"`     // besides fleet-deploy:<id> and fleet-hostkey:<its host key>
 	SSHKeys     []string      `json:"ssh_keys"` // MD5 fingerprints of droplet.ssh_keys
+	// The spec's droplet options as the create request sends them: null
+	// (or "" for vpc_uuid) when left to DigitalOcean's default.
+	Monitoring *bool  `json:"monitoring"`
+	IPv6       *bool  `json:"ipv6"`
+	Backups    *bool  `json:"backups"`
+	VPCUUID    string `json:"vpc_uuid"`
 }
 
 // planImageJSON says what the new droplet boots.
@@ -202,7 +208,8 @@ func toPlanJSON(p *deploy.Plan) *planJSON {
 	namePattern := spec.DropletName(p.Project, p.Version, "<id>")
 	if c := p.Create; c != nil {
 		out.Action = "create"
-		out.Create = &planCreateJSON{NamePattern: namePattern, Region: c.Region, Size: c.Size, Tags: c.Tags, SSHKeys: c.SSHKeys}
+		out.Create = &planCreateJSON{NamePattern: namePattern, Region: c.Region, Size: c.Size, Tags: c.Tags, SSHKeys: c.SSHKeys,
+			Monitoring: c.Monitoring, IPv6: c.IPv6, Backups: c.Backups, VPCUUID: c.VPCUUID}
 		if out.Create.Tags == nil {
 			out.Create.Tags = []string{}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
@@ -38,21 +39,18 @@ func pickDroplet(ctx context.Context, f *Factory, name string) (*deploy.Member, 
 	if m.PublicIPv4 == "" {
 		return nil, nil, &deploy.ConflictError{Msg: m.Name + " has no public IPv4 yet"}
 	}
-	r, err := f.Remote()
-	if err != nil {
-		return nil, nil, err
-	}
-	return m, r, nil
+	return m, d.Remote, nil
 }
 
 // NewCmdSSH builds `fleet ssh [DROPLET] [-- COMMAND]`.
 func NewCmdSSH(f *Factory) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ssh [DROPLET] [-- COMMAND...]",
-		Short: "Log in to a droplet with the system ssh and its pinned host key",
+		Short: "Log in to a droplet with the system ssh, verified by its recorded host key",
 		Long: `Run the system ssh as root on a droplet (default: the live one, else the
-newest), with StrictHostKeyChecking=yes and the host key fleet pinned
-under $FLEET_HOME/known_hosts.`,
+newest), with StrictHostKeyChecking=yes. fleet first verifies the droplet
+against the host key recorded in the cloud (its fleet-hostkey: tag) and
+caches that key under $FLEET_HOME/known_hosts, the only file ssh trusts.`,
 		ValidArgsFunction: completeDroplets(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -63,22 +61,29 @@ under $FLEET_HOME/known_hosts.`,
 			if err != nil {
 				return err
 			}
-			// Only fleet's pin counts: no system-wide known_hosts, and the
-			// pinned key's type only.
+			bin, err := exec.LookPath("ssh")
+			if err != nil {
+				return &ConfigError{Msg: "the system ssh client is missing: apt-get install openssh-client"}
+			}
+			// Verify the droplet against the host key the cloud records;
+			// the handshake leaves it in the cache OpenSSH reads.
+			c, err := r.Dial(cmd.Context(), &m.Droplet, r.SSHWait)
+			if err != nil {
+				return err
+			}
+			c.Close()
+			// Only that cache counts: no system-wide known_hosts, and
+			// ed25519 host keys only.
 			sshArgs := []string{"ssh", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.Dialer.KnownHosts.Path(m.Name),
 				"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlgorithms=ssh-ed25519"}
+			if r.Dialer.Port != 0 {
+				sshArgs = append(sshArgs, "-p", strconv.Itoa(r.Dialer.Port))
+			}
 			for _, k := range r.Dialer.KeyFiles {
 				sshArgs = append(sshArgs, "-i", k)
 			}
 			sshArgs = append(sshArgs, "root@"+m.PublicIPv4)
 			sshArgs = append(sshArgs, args...)
-			bin, err := exec.LookPath("ssh")
-			if err != nil {
-				return &ConfigError{Msg: "the system ssh client is missing: apt-get install openssh-client"}
-			}
-			if _, err := os.Stat(r.Dialer.KnownHosts.Path(m.Name)); err != nil {
-				return &ConfigError{Msg: fmt.Sprintf("no host key is pinned for %s (%s): fleet pins it during `fleet up` of a stack", m.Name, r.Dialer.KnownHosts.Path(m.Name))}
-			}
 			return syscall.Exec(bin, sshArgs, os.Environ())
 		},
 	}
@@ -141,7 +146,7 @@ func runRemote(ctx context.Context, f *Factory, droplet, command string, stdin b
 	if err != nil {
 		return err
 	}
-	c, err := r.Dialer.Dial(ctx, m.Name, m.PublicIPv4, r.SSHWait)
+	c, err := r.Dial(ctx, &m.Droplet, r.SSHWait)
 	if err != nil {
 		return err
 	}
@@ -151,4 +156,18 @@ func runRemote(ctx context.Context, f *Factory, droplet, command string, stdin b
 		in = nil
 	}
 	return c.Run(ctx, command, in, f.IOStreams.Out, f.IOStreams.ErrOut)
+}
+
+// sshPort reads FLEET_SSH_PORT, the port droplets' sshd listens on when
+// it is not 22 (the test suite's in-process local cloud); 0 means 22.
+func sshPort(getenv func(string) string) (int, error) {
+	v := getenv("FLEET_SSH_PORT")
+	if v == "" {
+		return 0, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, &ConfigError{Msg: fmt.Sprintf("FLEET_SSH_PORT=%q: want a port number from 1 to 65535", v)}
+	}
+	return p, nil
 }

@@ -42,6 +42,11 @@ func TestScripts(t *testing.T) {
 			if err := copyMissing("testdata/project", env.WorkDir); err != nil {
 				return err
 			}
+			// The deploy key's private half, made per script (never in git):
+			// fleet up logs in to every droplet it makes.
+			if err := deployKey(filepath.Join(env.WorkDir, "keys")); err != nil {
+				return err
+			}
 			env.Setenv("HOME", env.WorkDir)
 			// Short waits keep the suite fast; the product default is 1s.
 			env.Setenv("FLEET_POLL_INTERVAL", "50ms")
@@ -249,11 +254,16 @@ func startAPI(ts *testscript.TestScript, args []string) {
 	v, err := contract.LoadDefault()
 	ts.Check(err)
 	token := "test-token-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	// Droplets answer SSH (fleet up's readiness gate) on their address.
+	sshd, err := localcloud.NewMemorySSH()
+	ts.Check(err)
 	srv, err := localcloud.NewServer(localcloud.Options{
 		Token: token, BootDelay: *boot, ActionDelay: *action,
 		RateLimit: *rate, RateWindow: *window, BurstLimit: *burst, BurstWindow: *burstWindow, Faults: faults,
+		SSH: sshd,
 	})
 	ts.Check(err)
+	ts.Setenv("FLEET_SSH_PORT", strconv.Itoa(sshd.Port))
 	hs := httptest.NewServer(v.Middleware(srv.Handler()))
 	api := &scriptAPI{srv: srv, http: hs, check: v, token: token}
 	apis.Store(ts, api)
@@ -263,6 +273,7 @@ func startAPI(ts *testscript.TestScript, args []string) {
 		api.assertContract(ts)
 		hs.Close()
 		srv.Close()
+		sshd.Close()
 		apis.Delete(ts)
 	})
 }

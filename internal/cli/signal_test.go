@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,20 +91,29 @@ func TestInterrupt(t *testing.T) {
 			opts := tt.opts
 			opts.Token = "sig-token"
 			opts.BootDelay, opts.ActionDelay = 50*time.Millisecond, 50*time.Millisecond
+			sshd, err := localcloud.NewMemorySSH()
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.SSH = sshd
 			srv, err := localcloud.NewServer(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			hs := httptest.NewServer(srv.Handler())
 			// srv first: it ends the delay of a POST whose client is gone.
-			t.Cleanup(func() { srv.Close(); hs.Close() })
+			t.Cleanup(func() { srv.Close(); hs.Close(); sshd.Close() })
 
 			dir := t.TempDir()
 			if err := copyMissing("testdata/project", dir); err != nil {
 				t.Fatal(err)
 			}
+			if err := deployKey(filepath.Join(dir, "keys")); err != nil {
+				t.Fatal(err)
+			}
 			env := append(os.Environ(), "HOME="+dir, "FLEET_HOME="+dir+"/.fleet", "FLEET_API_URL="+hs.URL,
-				"DIGITALOCEAN_TOKEN=sig-token", "FLEET_POLL_INTERVAL=50ms", "FLEET_RETRY_WAIT_MIN=100ms")
+				"DIGITALOCEAN_TOKEN=sig-token", "FLEET_POLL_INTERVAL=50ms", "FLEET_RETRY_WAIT_MIN=100ms",
+				"FLEET_SSH_PORT="+strconv.Itoa(sshd.Port))
 			for _, args := range tt.setup {
 				c := exec.Command("fleet", args...)
 				c.Dir, c.Env = dir, env

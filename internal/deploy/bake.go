@@ -14,7 +14,6 @@ import (
 	"github.com/fleetdeploy/fleet/internal/cloudinit"
 	"github.com/fleetdeploy/fleet/internal/inputfile"
 	"github.com/fleetdeploy/fleet/internal/spec"
-	"golang.org/x/crypto/ssh"
 )
 
 // TagBake marks a droplet `fleet image bake` is making a snapshot of. It
@@ -137,11 +136,11 @@ func (d *Deployer) bake(ctx context.Context, opt BakeOptions) (*BakeResult, erro
 		res.Existing = true
 		return d.keepBake(ctx, res, have[0], snaps, leftovers)
 	}
-	dr, key, err := d.bakeDroplet(ctx, p, leftovers, res)
+	dr, err := d.bakeDroplet(ctx, p, leftovers, res)
 	if err != nil {
 		return nil, err
 	}
-	img, err := d.bakeImage(ctx, p, dr, key)
+	img, err := d.bakeImage(ctx, p, dr)
 	if err != nil {
 		return nil, d.bakeFailed(ctx, dr, err)
 	}
@@ -219,7 +218,7 @@ func (d *Deployer) bakeDroplets(ctx context.Context) ([]cloud.Droplet, error) {
 
 // bakeDroplet resumes a leftover bake droplet of the hash or creates a
 // new one (and returns its host key); every other leftover is destroyed.
-func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []cloud.Droplet, res *BakeResult) (*cloud.Droplet, ssh.PublicKey, error) {
+func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []cloud.Droplet, res *BakeResult) (*cloud.Droplet, error) {
 	var adopt *cloud.Droplet
 	for i := range leftovers {
 		l := &leftovers[i]
@@ -229,7 +228,7 @@ func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []clo
 		}
 		d.step("destroying %s, left by an interrupted bake", l.Name)
 		if err := d.Cloud.DeleteDroplet(ctx, l.ID); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		d.forget(l.Name)
 		res.Destroyed = append(res.Destroyed, l.Name)
@@ -237,21 +236,21 @@ func (d *Deployer) bakeDroplet(ctx context.Context, p *bakePlan, leftovers []clo
 	if adopt != nil {
 		d.step("resuming the bake on %s (left by an interrupted bake)", adopt.Name)
 		res.Droplet, res.Adopted = adopt.Name, true
-		return adopt, nil, nil
+		return adopt, nil
 	}
-	dr, key, err := d.createBake(ctx, p)
+	dr, err := d.createBake(ctx, p)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	res.Droplet = dr.Name
-	return dr, key, nil
+	return dr, nil
 }
 
 // resumable: powered off (only a bake whose cloud-init succeeded powers
-// its droplet off), or its host key is pinned here, so SSH can verify it
-// (for any address on port 22 until its boot, then for its own).
+// its droplet off), or its host key is recorded in its tags, or (a bake
+// of an older fleet) pinned here, so SSH can verify it.
 func (d *Deployer) resumable(l *cloud.Droplet) bool {
-	if l.Status == "off" {
+	if l.Status == "off" || len(recordedKeys(l.Tags)) > 0 {
 		return true
 	}
 	_, err := os.Stat(d.Remote.Dialer.KnownHosts.Path(l.Name))
@@ -260,7 +259,7 @@ func (d *Deployer) resumable(l *cloud.Droplet) bool {
 
 // createBake creates a bake droplet from the base image, with the
 // template rendered for version "bake" and a host key pinned first.
-func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet, ssh.PublicKey, error) {
+func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet, error) {
 	id := newID()
 	if d.NewID != nil {
 		id = d.NewID()
@@ -268,21 +267,18 @@ func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet,
 	name := spec.DropletName(d.Spec.Project, BakeVersion, id)
 	key, err := cloudinit.NewHostKey()
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := d.Remote.Dialer.KnownHosts.Pin(name, "*", key.Public); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	data := cloudinit.Data{Project: d.Spec.Project, Version: BakeVersion, DropletName: name, DeployID: id, Stack: d.Spec.Stack != nil, HostKey: key}
 	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
-		return nil, nil, &ConfigError{Msg: err.Error()}
+		return nil, &ConfigError{Msg: err.Error()}
 	}
 	fps, err := d.sshKeys(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	tags := append([]string{ProjectTag(d.Spec.Project), TagBake, p.tag}, d.Spec.Droplet.Tags...)
+	tags := append([]string{ProjectTag(d.Spec.Project), TagBake, p.tag, HostKeyTag(key.Public)}, d.Spec.Droplet.Tags...)
 	req := cloud.CreateRequest{
 		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: p.base,
 		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
@@ -293,21 +289,21 @@ func (d *Deployer) createBake(ctx context.Context, p *bakePlan) (*cloud.Droplet,
 	if err != nil {
 		// The create may have taken effect before it failed.
 		if found := d.findByDeployTag(ctx, req.DeployTag); found != nil {
-			return nil, nil, d.bakeFailed(ctx, found, err)
+			return nil, d.bakeFailed(ctx, found, err)
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return dr, key.Public, nil
+	return dr, nil
 }
 
 // bakeImage takes a bake droplet to a snapshot: boot, cloud-init, power
 // off, snapshot. A droplet already off (a resumed bake) goes straight to
 // the snapshot, which finds one an interrupted run already made.
-func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet, key ssh.PublicKey) (*cloud.Image, error) {
+func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet) (*cloud.Image, error) {
 	t := d.timeouts()
 	t.Shutdown, t.Snapshot = shutdownGrace, d.Spec.Timeouts.Snapshot
 	if dr.Status != "off" {
-		if err := d.bakeBoot(ctx, dr, key); err != nil {
+		if err := d.bakeBoot(ctx, dr); err != nil {
 			return nil, err
 		}
 		d.step("powering %s off", dr.Name)
@@ -319,21 +315,16 @@ func (d *Deployer) bakeImage(ctx context.Context, p *bakePlan, dr *cloud.Droplet
 	return d.Cloud.Snapshot(ctx, dr.ID, p.name, t)
 }
 
-// bakeBoot waits for the droplet, its sshd (pinned host key, narrowed
-// to the droplet's address when key is known) and cloud-init's success.
-func (d *Deployer) bakeBoot(ctx context.Context, dr *cloud.Droplet, key ssh.PublicKey) error {
+// bakeBoot waits for the droplet, its sshd (verified by the host key its
+// tags record) and cloud-init's success.
+func (d *Deployer) bakeBoot(ctx context.Context, dr *cloud.Droplet) error {
 	d.step("waiting for %s to boot", dr.Name)
 	ready, err := d.Cloud.WaitReady(ctx, dr, 0, d.timeouts())
 	if err != nil {
 		return err
 	}
-	if key != nil {
-		if err := d.Remote.Dialer.KnownHosts.Pin(dr.Name, ready.PublicIPv4, key); err != nil {
-			return err
-		}
-	}
-	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
-	c, err := d.Remote.Dialer.Dial(ctx, dr.Name, ready.PublicIPv4, d.Remote.SSHWait)
+	d.step("connecting to %s over SSH (host key recorded in the cloud)", dr.Name)
+	c, err := d.Remote.Dial(ctx, ready, d.Remote.SSHWait)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ type bakeCloud struct {
 	mu        sync.Mutex
 	cloudInit remotetest.Handler
 	userData  map[string]string // by droplet name
+	rotations int               // host key swaps done
 }
 
 func newBakeCloud(t *testing.T, client ssh.PublicKey) *bakeCloud {
@@ -60,16 +61,7 @@ func (b *bakeCloud) CreateDroplet(ctx context.Context, req cloud.CreateRequest) 
 	if err != nil || !strings.Contains(req.UserData, "ed25519_private") { // no host key: no SSH (a provision-only up)
 		return dr, a, err
 	}
-	srv := remotetest.NewServer(b.t, remotetest.Options{HostKey: hostKeyOf(b.t, req.UserData), Exec: func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
-		if remotetest.Runs("cloud-init", "status")(x) {
-			b.mu.Lock()
-			h := b.cloudInit
-			b.mu.Unlock()
-			return h(ctx, x)
-		}
-		return remotetest.Reply{Code: 127}.Handle(ctx, x)
-	}})
-	srv.Authorize(b.client)
+	srv := b.sshd(hostKeyOf(b.t, req.UserData))
 	b.fakeCloud.mu.Lock()
 	b.droplets[dr.ID].PublicIPv4 = srv.Addr
 	b.fakeCloud.mu.Unlock()

@@ -83,7 +83,7 @@ func (d *Deployer) Record(ctx context.Context, e *Entry) error {
 		}
 	}()
 	for _, m := range sources {
-		c, err := d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, 15*time.Second)
+		c, err := d.Remote.Dial(ctx, &m.Droplet, 15*time.Second)
 		if err != nil {
 			if slices.Contains(targets, m) {
 				return fmt.Errorf("journal on %s: %w", m.Name, err)
@@ -149,7 +149,7 @@ func (d *Deployer) History(ctx context.Context) ([]Entry, string, error) {
 		if m.PublicIPv4 == "" {
 			continue
 		}
-		c, err := d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, 15*time.Second)
+		c, err := d.Remote.Dial(ctx, &m.Droplet, 15*time.Second)
 		if err != nil {
 			lastErr = err
 			continue

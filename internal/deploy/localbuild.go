@@ -635,7 +635,7 @@ func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []st
 		return got
 	}
 	d.step("asking the live droplet %s which layers it has", live.Name)
-	lc, err := d.Remote.Dialer.Dial(ctx, live.Name, live.PublicIPv4, 10*time.Second)
+	lc, err := d.Remote.Dial(ctx, &live.Droplet, 10*time.Second)
 	if err != nil {
 		d.warn("connecting to the live droplet %s: %v; shipping every layer from the build", live.Name, err)
 		return got

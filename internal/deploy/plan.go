@@ -54,8 +54,12 @@ type PlannedDroplet struct {
 	Region   string
 	Size     string
 	Image    PlannedImage
-	Tags     []string // besides the deploy tag fleet-deploy:<id>
+	Tags     []string // besides fleet-deploy:<id> and fleet-hostkey:<its host key>
 	SSHKeys  []string // fingerprints
+	// The spec's droplet options as the create request sends them (nil,
+	// "": left to DigitalOcean's default).
+	Monitoring, IPv6, Backups *bool
+	VPCUUID                   string
 }
 
 // PlannedImage is what the droplet would boot.
@@ -261,10 +265,8 @@ func (d *Deployer) planCreate(ctx context.Context, version string, opt UpOptions
 	pd.Name = spec.DropletName(d.Spec.Project, version, id)
 	// As create does (up.go): keep the two in step.
 	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: pd.Name, DeployID: id, Stack: stk != nil}
-	if stk != nil {
-		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
-			return nil, "", err
-		}
+	if data.HostKey, err = cloudinit.NewHostKey(); err != nil { // every up injects one
+		return nil, "", err
 	}
 	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
@@ -277,6 +279,8 @@ func (d *Deployer) planCreate(ctx context.Context, version string, opt UpOptions
 	for _, k := range d.Spec.Droplet.SSHKeys {
 		pd.SSHKeys = append(pd.SSHKeys, k.Fingerprint)
 	}
+	opts := withDropletOptions(cloud.CreateRequest{}, d.Spec.Droplet, false)
+	pd.Monitoring, pd.IPv6, pd.Backups, pd.VPCUUID = opts.Monitoring, opts.IPv6, opts.Backups, opts.VPCUUID
 	return pd, redactUserData(userData, data.HostKey, stk.values()), nil
 }
 
@@ -449,10 +453,14 @@ func (d *Deployer) planCalls(p *Plan, keyOn map[string]bool) []APICall {
 		add("DELETE", fmt.Sprintf("/v2/droplets/%d", m.ID), "", "destroy duplicate candidate "+m.Name, false)
 	}
 	add("GET", "/v2/droplets/"+target, "", "wait until active with a public IPv4", true)
-	if p.Stack != nil {
-		add("POST", "/v2/tags", "", "create tag "+TagHealthy+" (SSH, cloud-init, stack and health gate before it)", false)
-		add("POST", "/v2/tags/"+TagHealthy+"/resources", "", "mark the candidate healthy", false)
-	}
+	// The readiness gate (ready.go, trust.go): SSH verified by the
+	// recorded key, cloud-init, the host key rotated (its new fingerprint
+	// recorded before the user_data key's is dropped), then health.
+	add("POST", "/v2/tags", "", "create tag "+HostKeyPrefix+"{rotated key} (after SSH and cloud-init)", false)
+	add("POST", "/v2/tags/"+HostKeyPrefix+"{rotated key}/resources", "", "record the rotated host key", false)
+	add("DELETE", "/v2/tags/"+HostKeyPrefix+"{user_data key}/resources", "", "drop the user_data host key's record", false)
+	add("POST", "/v2/tags", "", "create tag "+TagHealthy+" (stack and health gate before it)", false)
+	add("POST", "/v2/tags/"+TagHealthy+"/resources", "", "mark the candidate ready", false)
 	add("POST", "/v2/tags", "if the deploy fails", "create tag "+TagFailed, false)
 	add("POST", "/v2/tags/"+TagFailed+"/resources", "if the deploy fails", "keep the candidate, marked failed", false)
 	return calls

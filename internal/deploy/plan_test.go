@@ -119,7 +119,7 @@ func TestPlan(t *testing.T) {
 					mutating++
 				}
 			}
-			want := len(tt.destroy) // DELETEs
+			want := len(tt.destroy) + 5 // DELETEs; the gate's host key and healthy tags
 			if tt.create {
 				want++ // POST /v2/droplets
 			}

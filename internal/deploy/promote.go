@@ -43,8 +43,8 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	if cand.Status != "active" || cand.PublicIPv4 == "" {
 		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s is %s and not ready: wait for `fleet up` to finish, or discard it with `fleet rollback`", cand.Name, cand.Status)}
 	}
-	if d.Spec.Stack != nil && !cand.HasTag(TagHealthy) && !force {
-		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s has not passed the health gate: see `fleet logs --droplet %s`, or pass --force to promote it anyway", cand.Name, cand.Name)}
+	if !cand.HasTag(TagHealthy) && !force {
+		return nil, &ConflictError{Msg: fmt.Sprintf("candidate %s has not passed the readiness gate (SSH with its recorded host key, cloud-init, health paths): re-run `fleet up %s` to finish it, inspect it with `fleet ssh %s`, or pass --force to promote it anyway", cand.Name, cand.Version, cand.Name)}
 	}
 	if err := checkRegion(st.ReservedIP, cand); err != nil {
 		return nil, err

@@ -109,7 +109,10 @@ func (d *Deployer) markRollback(ctx context.Context, prev, live *Member) error {
 		return err
 	}
 	if live != nil {
-		return d.Cloud.Tag(ctx, live.ID, TagFailed)
+		if err := d.Cloud.Tag(ctx, live.ID, TagFailed); err != nil {
+			return err
+		}
+		live.Tags = append(live.Tags, TagFailed) // the result reports it failed
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/stack"
-	"golang.org/x/crypto/ssh"
 )
 
 // TagHealthy marks a candidate whose stack passed the health gate.
@@ -26,8 +24,8 @@ const TagHealthy = "fleet-healthy"
 // TagWorktree marks a droplet deployed from a working tree, not a tag.
 const TagWorktree = "fleet-worktree"
 
-// Remote is what a stack deploy needs to reach droplets; nil means the
-// deployer can only provision.
+// Remote is how the deployer reaches droplets over SSH: every up, and a
+// stack's commands; nil only in tests that never dial.
 type Remote struct {
 	Dialer  *remote.Dialer // its KnownHosts is where pins live
 	SSHWait time.Duration  // sshd boot plus cloud-init
@@ -100,53 +98,12 @@ type stackResult struct {
 	carried *Transfer  // the live data restored onto the candidate
 }
 
-// deployStack turns a booted droplet into a healthy running stack.
+// deployStack turns a ready droplet (c: verified, cloud-init done, host
+// key rotated) into a running stack; the gate's HTTP check follows.
 // With a data contract and a live droplet, the live data is carried over
 // (backup streamed into the candidate's restore) before the health gate.
-func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version string, p *prepared, live *Member) (res stackResult, err error) {
-	r := d.Remote
+func (d *Deployer) deployStack(ctx context.Context, c *remote.Client, dr *cloud.Droplet, version string, p *prepared, live *Member) (res stackResult, err error) {
 	proj := d.Spec.Project
-	d.step("connecting to %s over SSH (pinned host key)", dr.Name)
-	c, err := r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait)
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		if c != nil { // nil after a failed reconnect
-			c.Close()
-		}
-	}()
-
-	d.step("waiting for cloud-init on %s", dr.Name)
-	ci, err := c.WaitCloudInit(ctx, r.SSHWait)
-	if err != nil {
-		return res, err
-	}
-	if ci.Recoverable {
-		d.warn("cloud-init finished with recoverable errors on %s:\n  %s", dr.Name, strings.Join(append(ci.Errors, ci.Warnings...), "\n  "))
-	}
-
-	// user_data, and so the injected host key, stays readable from the
-	// metadata service: replace it now that the session is verified. Both
-	// keys stay pinned until a new connection has seen the new one.
-	d.step("rotating the host key of %s", dr.Name)
-	key, err := c.RotateHostKey(ctx, func(keys ...ssh.PublicKey) error {
-		return r.Dialer.KnownHosts.PinKeys(dr.Name, dr.PublicIPv4, keys...)
-	})
-	if err != nil {
-		return res, err
-	}
-	c.Close()
-	if c, err = r.Dialer.Dial(ctx, dr.Name, dr.PublicIPv4, r.SSHWait); err != nil {
-		return res, fmt.Errorf("reconnecting with the rotated host key: %w", err)
-	}
-	if !bytes.Equal(c.HostKey().Marshal(), key.Marshal()) {
-		return res, fmt.Errorf("%s still presents its old host key after the rotation", dr.Name)
-	}
-	if err := r.Dialer.KnownHosts.Pin(dr.Name, dr.PublicIPv4, key); err != nil {
-		return res, err
-	}
-
 	out := d.outputs(p)
 	defer out.flush()
 
@@ -217,11 +174,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 			return res, err
 		}
 	}
-	d.step("checking health over HTTP")
-	if err := d.checkHTTP(ctx, dr.PublicIPv4, timeout); err != nil {
-		return res, err
-	}
-	return res, d.Cloud.Tag(ctx, dr.ID, TagHealthy)
+	return res, nil
 }
 
 // carryData restores the live droplet's current backup onto the
@@ -229,7 +182,7 @@ func (d *Deployer) deployStack(ctx context.Context, dr *cloud.Droplet, version s
 // carries those.
 func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Client, candName string, out outputs) (*Transfer, error) {
 	d.step("connecting to live %s", live.Name)
-	lc, err := d.Remote.Dialer.Dial(ctx, live.Name, live.PublicIPv4, time.Minute)
+	lc, err := d.Remote.Dial(ctx, &live.Droplet, time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("the live droplet's data: %w", err)
 	}
@@ -241,7 +194,7 @@ func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Cli
 // checkHTTP asks every health path through the droplet's public address
 // with the site's Host header until all answer 2xx or timeout passes.
 func (d *Deployer) checkHTTP(ctx context.Context, ip string, timeout time.Duration) error {
-	h := d.Spec.Stack.Health
+	h := d.health()
 	if len(h.Paths) == 0 {
 		return nil
 	}

@@ -31,7 +31,7 @@ func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, e
 		return nil, &ConfigError{Msg: "a stack's data needs SSH; this fleet was built without it"}
 	}
 	d.step("connecting to %s", m.Name)
-	return d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, time.Minute)
+	return d.Remote.Dial(ctx, &m.Droplet, time.Minute)
 }
 
 // prepareSwitch readies cand to take the IP from old (nil on a first
@@ -141,7 +141,7 @@ func (d *Deployer) mustRunData(ctx context.Context, c **remote.Client, m *Member
 		return err // it ran and said no, or no time is left
 	}
 	d.step("connecting to %s again", m.Name)
-	nc, derr := d.Remote.Dialer.Dial(ctx, m.Name, m.PublicIPv4, 10*time.Second)
+	nc, derr := d.Remote.Dial(ctx, &m.Droplet, 10*time.Second)
 	if derr != nil {
 		return fmt.Errorf("%w; connecting again: %v", err, derr)
 	}

@@ -6,8 +6,8 @@ import (
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/cloudinit"
+	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/spec"
-	"golang.org/x/crypto/ssh"
 )
 
 // UpResult is what `fleet up` made.
@@ -46,6 +46,9 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if stk != nil {
 		defer stk.bundle.Close()
 	}
+	if err := d.checkSSH(); err != nil {
+		return nil, err
+	}
 	if c := st.Candidate(); c != nil {
 		return d.resume(ctx, st, c, version, stk)
 	}
@@ -53,7 +56,7 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	if err != nil {
 		return nil, err
 	}
-	dr, actionID, hostKey, err := d.create(ctx, version, opt, stk != nil, img)
+	dr, actionID, err := d.create(ctx, version, opt, stk != nil, img)
 	if err != nil {
 		return nil, err
 	}
@@ -63,10 +66,8 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	}
 	d.step("waiting for %s to boot", dr.Name)
 	ready, err := d.Cloud.WaitReady(ctx, dr, actionID, d.timeouts())
-	if err == nil && stk != nil {
-		if err = d.Remote.Dialer.KnownHosts.Pin(dr.Name, ready.PublicIPv4, hostKey); err == nil {
-			err = d.finishStack(ctx, res, ready, version, stk, st.Live())
-		}
+	if err == nil {
+		err = d.finishUp(ctx, res, ready, version, stk, st.Live())
 	}
 	if err != nil {
 		return nil, d.fail(ctx, dr, err)
@@ -74,6 +75,18 @@ func (d *Deployer) Up(ctx context.Context, version string, opt UpOptions) (*UpRe
 	res.Droplet.Droplet = *ready
 	res.Phases = d.finishPhases()
 	return res, nil
+}
+
+// checkSSH makes sure up can log in to the droplet it makes: every up
+// waits for it over SSH.
+func (d *Deployer) checkSSH() error {
+	if d.Remote == nil {
+		return &ConfigError{Msg: "fleet up waits for the droplet over SSH; this fleet was built without it"}
+	}
+	if err := d.Remote.Dialer.CheckKeys(); err != nil {
+		return &ConfigError{Msg: "fleet up logs in to the droplet it makes: " + err.Error()}
+	}
+	return nil
 }
 
 // checkUp checks every input of an up before anything is created (Up and
@@ -126,8 +139,8 @@ func (d *Deployer) resume(ctx context.Context, st *State, c *Member, version str
 		return nil, err
 	}
 	ready, err := d.Cloud.WaitReady(ctx, &c.Droplet, 0, d.timeouts())
-	if err == nil && stk != nil {
-		err = d.finishStack(ctx, res, ready, version, stk, st.Live())
+	if err == nil {
+		err = d.finishUp(ctx, res, ready, version, stk, st.Live())
 	}
 	if err != nil {
 		return nil, d.fail(ctx, &c.Droplet, err)
@@ -137,8 +150,8 @@ func (d *Deployer) resume(ctx context.Context, st *State, c *Member, version str
 	return res, nil
 }
 
-func (d *Deployer) finishStack(ctx context.Context, res *UpResult, dr *cloud.Droplet, version string, stk *prepared, live *Member) error {
-	sr, err := d.deployStack(ctx, dr, version, stk, live)
+func (d *Deployer) finishStack(ctx context.Context, res *UpResult, c *remote.Client, dr *cloud.Droplet, version string, stk *prepared, live *Member) error {
+	sr, err := d.deployStack(ctx, c, dr, version, stk, live)
 	if sr.shipped != nil {
 		res.ShippedBytes, res.ReusedLayers = sr.shipped.ShippedBytes, sr.shipped.ReusedLayers
 	}
@@ -146,34 +159,29 @@ func (d *Deployer) finishStack(ctx context.Context, res *UpResult, dr *cloud.Dro
 	return err
 }
 
-// create renders user_data and creates the droplet. With a stack, the
-// host key fleet generated is pinned before the create request, so even
-// a droplet whose create outlived a killed fleet can be verified.
-func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool, img *ImageRef) (*cloud.Droplet, int, ssh.PublicKey, error) {
+// create renders user_data with a host key fleet generates and creates
+// the droplet tagged with that key's fingerprint (HostKeyTag): from the
+// create request on, any holder of the token can verify the droplet.
+func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool, img *ImageRef) (*cloud.Droplet, int, error) {
 	id := newID()
 	if d.NewID != nil {
 		id = d.NewID()
 	}
 	name := spec.DropletName(d.Spec.Project, version, id)
 	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: name, DeployID: id, Stack: withStack}
-	if withStack {
-		var err error
-		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
-			return nil, 0, nil, err
-		}
-		if err := d.Remote.Dialer.KnownHosts.Pin(name, "*", data.HostKey.Public); err != nil {
-			return nil, 0, nil, err
-		}
+	var err error
+	if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+		return nil, 0, err
 	}
 	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
-		return nil, 0, nil, &ConfigError{Msg: err.Error()}
+		return nil, 0, &ConfigError{Msg: err.Error()}
 	}
 	fps, err := d.sshKeys(ctx)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, err
 	}
-	tags := append([]string{ProjectTag(d.Spec.Project), VersionTag(version)}, d.Spec.Droplet.Tags...)
+	tags := append([]string{ProjectTag(d.Spec.Project), VersionTag(version), HostKeyTag(data.HostKey.Public)}, d.Spec.Droplet.Tags...)
 	if opt.FromWorktree {
 		tags = append(tags, TagWorktree)
 	}
@@ -189,13 +197,9 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
 	if err != nil {
 		// The create may have taken effect before it failed: find it.
-		return nil, 0, nil, d.fail(ctx, d.findByDeployTag(ctx, req.DeployTag), err)
+		return nil, 0, d.fail(ctx, d.findByDeployTag(ctx, req.DeployTag), err)
 	}
-	var pub ssh.PublicKey
-	if data.HostKey != nil {
-		pub = data.HostKey.Public
-	}
-	return dr, actionID, pub, nil
+	return dr, actionID, nil
 }
 
 // sshKeys makes sure the spec's keys are on the account and returns
@@ -255,9 +259,9 @@ func (d *Deployer) fail(ctx context.Context, dr *cloud.Droplet, cause error) err
 	}
 	tctx, cancel := detached(ctx)
 	defer cancel()
-	hint := fmt.Sprintf("the live droplet and the reserved IP are untouched; %s is kept, marked failed: remove it with `fleet rollback` or `fleet destroy %s`", dr.Name, dr.Name)
+	hint := fmt.Sprintf("the live droplet and the reserved IP are untouched; %s is kept, marked failed: remove it with `fleet rollback` or `fleet destroy %s`; inspect it with `fleet ssh %s`", dr.Name, dr.Name, dr.Name)
 	if d.Spec.Stack != nil {
-		hint += fmt.Sprintf("; inspect it with `fleet logs --droplet %s` or `fleet ssh %s`", dr.Name, dr.Name)
+		hint += fmt.Sprintf(" or `fleet logs --droplet %s`", dr.Name)
 	}
 	if err := d.Cloud.Tag(tctx, dr.ID, TagFailed); err != nil {
 		hint = fmt.Sprintf("the live droplet and the reserved IP are untouched; marking %s failed also failed (%v): remove it with `fleet destroy %s`", dr.Name, err, dr.Name)

@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
-	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -33,7 +31,7 @@ func upDeployer(t *testing.T, c cloud.Cloud) *Deployer {
 // stopAtReady cancels the command when it waits for the droplet to boot,
 // as Ctrl-C would.
 type stopAtReady struct {
-	*fakeCloud
+	*bakeCloud
 	cancel context.CancelFunc
 }
 
@@ -46,22 +44,24 @@ func (s *stopAtReady) WaitReady(ctx context.Context, d *cloud.Droplet, _ int, _ 
 // An interrupted up keeps its candidate as the candidate; the re-run
 // adopts it: no failed tag, no second droplet (issue 9.4).
 func TestUpInterruptedIsResumed(t *testing.T) {
-	fc := newFakeCloud()
+	d, bc := bootDeployer(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	d := upDeployer(t, &stopAtReady{fakeCloud: fc, cancel: cancel})
+	d.Cloud = &stopAtReady{bakeCloud: bc, cancel: cancel}
 	_, err := d.Up(ctx, "v1.0.0", UpOptions{})
 	if err == nil || !strings.Contains(err.Error(), "kept as the candidate") {
 		t.Fatalf("interrupted up: %v", err)
 	}
-	ds, _ := fc.ListByTag(t.Context(), ProjectTag("blog"))
+	ds, _ := bc.ListByTag(t.Context(), ProjectTag("blog"))
 	if len(ds) != 1 || ds[0].HasTag(TagFailed) {
 		t.Fatalf("after the interrupt: %+v", ds)
 	}
-	res, err := upDeployer(t, fc).Up(t.Context(), "v1.0.0", UpOptions{})
-	if err != nil || !res.Resumed || res.Droplet.ID != ds[0].ID {
+	d2 := *d
+	d2.Cloud = bc
+	res, err := d2.Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Resumed || res.Droplet.ID != ds[0].ID || !res.Droplet.HasTag(TagHealthy) {
 		t.Fatalf("re-run: %+v, %v", res, err)
 	}
-	if ds, _ = fc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 {
+	if ds, _ = bc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 {
 		t.Errorf("%d droplets after the re-run, want 1", len(ds))
 	}
 }
@@ -69,54 +69,39 @@ func TestUpInterruptedIsResumed(t *testing.T) {
 // Candidates of the same version left by an up killed mid-create are
 // destroyed by the up that adopts one of them.
 func TestUpDropsDuplicateCandidates(t *testing.T) {
-	fc := newFakeCloud()
+	d, bc := bootDeployer(t)
 	base := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	for i, id := range []int{7, 8} {
-		fc.addDroplet(cloud.Droplet{ID: id, Name: "blog-v1-0-0-x" + string(rune('a'+i)), Status: "active", PublicIPv4: "192.0.2.1",
+		bc.boot(cloud.Droplet{ID: id, Name: "blog-v1-0-0-x" + string(rune('a'+i)), Status: "active",
 			Tags: []string{ProjectTag("blog"), VersionTag("v1.0.0")}, CreatedAt: base.Add(time.Duration(i) * time.Minute)})
 	}
-	res, err := upDeployer(t, fc).Up(t.Context(), "v1.0.0", UpOptions{})
+	res, err := d.Up(t.Context(), "v1.0.0", UpOptions{})
 	if err != nil || !res.Resumed || res.Droplet.ID != 8 || len(res.Duplicates) != 1 || res.Duplicates[0].ID != 7 {
 		t.Fatalf("up: %+v, %v", res, err)
 	}
-	if ds, _ := fc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 || ds[0].ID != 8 {
+	if ds, _ := bc.ListByTag(t.Context(), ProjectTag("blog")); len(ds) != 1 || ds[0].ID != 8 {
 		t.Errorf("droplets left: %+v", ds)
 	}
 }
 
-// pinCheck fails the create unless the droplet's host key is pinned.
-type pinCheck struct {
-	*fakeCloud
-	kh     remote.KnownHosts
-	pinned bool
-}
-
-func (p *pinCheck) CreateDroplet(ctx context.Context, req cloud.CreateRequest) (*cloud.Droplet, int, error) {
-	_, err := os.Stat(p.kh.Path(req.Name))
-	p.pinned = err == nil
-	return p.fakeCloud.CreateDroplet(ctx, req)
-}
-
-// With a stack, the host key fleet generated is pinned before the create
-// request: a droplet whose create outlives a killed fleet is verifiable.
-func TestCreatePinsBeforeTheRequest(t *testing.T) {
-	kh := remote.KnownHosts{Dir: t.TempDir()}
-	pc := &pinCheck{fakeCloud: newFakeCloud(), kh: kh}
-	d := upDeployer(t, pc)
-	d.Remote = &Remote{Dialer: &remote.Dialer{KnownHosts: kh}}
-	dr, _, key, err := d.create(t.Context(), "v1.0.0", UpOptions{}, true, &ImageRef{Slug: "debian-13-x64"})
-	if err != nil || key == nil {
-		t.Fatalf("create: %v", err)
-	}
-	if !pc.pinned {
-		t.Fatal("the host key was not pinned when the create request went out")
-	}
-	cb, err := kh.Callback(dr.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cb("192.0.2.7:22", &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 22}, key); err != nil {
-		t.Errorf("the pre-create pin does not accept the droplet's key at its future address: %v", err)
+// The create request carries the tag of the host key fleet put in
+// user_data: from then on any holder of the token can verify the droplet,
+// even one whose create outlived a killed fleet.
+func TestCreateRecordsTheHostKey(t *testing.T) {
+	for _, withStack := range []bool{false, true} {
+		d, bc := bootDeployer(t)
+		dr, _, err := d.create(t.Context(), "v1.0.0", UpOptions{}, withStack, &ImageRef{Slug: "debian-13-x64"})
+		if err != nil {
+			t.Fatalf("stack=%v: create: %v", withStack, err)
+		}
+		req := bc.created[dr.ID]
+		want := HostKeyTag(hostKeyOf(t, req.UserData).PublicKey())
+		if !slices.Contains(req.Tags, want) || len(recordedKeys(req.Tags)) != 1 {
+			t.Errorf("stack=%v: create tags %q, want exactly one host key tag, %s", withStack, req.Tags, want)
+		}
+		if _, err := os.Stat(d.Remote.Dialer.KnownHosts.Path(dr.Name)); err == nil {
+			t.Errorf("stack=%v: a key was pinned locally before any verified handshake", withStack)
+		}
 	}
 }
 
@@ -124,11 +109,11 @@ func TestCreatePinsBeforeTheRequest(t *testing.T) {
 // before any droplet is created: its candidate could never be promoted.
 func TestUpRefusesAnotherRegionThanTheReservedIP(t *testing.T) {
 	for _, fixed := range []bool{false, true} {
-		fc := newFakeCloud()
+		d, bc := bootDeployer(t)
+		fc := bc.fakeCloud
 		fc.addDroplet(cloud.Droplet{ID: 7, Name: "blog-v1-0-0-xa", Status: "active", Region: "fra1", PublicIPv4: "192.0.2.1",
 			Tags: []string{ProjectTag("blog"), VersionTag("v1.0.0"), TagPromoted}})
 		fc.addIP(testIP, 7) // in fra1
-		d := upDeployer(t, fc)
 		d.Spec.Droplet.Region = "ams3"
 		if fixed {
 			d.Spec.ReservedIP = testIP

@@ -120,34 +120,48 @@ type ImageChecker interface {
 	CheckImage(slug string) error
 }
 
-// MemoryBackend boots nothing: Boot just waits BootDelay.
+// MemoryBackend boots nothing: Boot just waits BootDelay, and, with SSH,
+// starts the droplet's in-process sshd.
 type MemoryBackend struct {
 	BootDelay time.Duration
+	SSH       *MemorySSH // nil: droplets have no sshd
 }
 
 // Boot waits BootDelay or until ctx is done.
-func (b MemoryBackend) Boot(ctx context.Context, _ Machine) error {
-	if b.BootDelay <= 0 {
-		return ctx.Err()
+func (b MemoryBackend) Boot(ctx context.Context, m Machine) error {
+	if b.BootDelay > 0 {
+		t := time.NewTimer(b.BootDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	t := time.NewTimer(b.BootDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || b.SSH == nil {
+		return err
 	}
+	return b.SSH.boot(m)
 }
 
-// Destroy does nothing.
-func (MemoryBackend) Destroy(context.Context, int) error { return nil }
+// Destroy stops the droplet's sshd, if any.
+func (b MemoryBackend) Destroy(_ context.Context, id int) error {
+	if b.SSH != nil {
+		b.SSH.destroy(id)
+	}
+	return nil
+}
 
 // Route does nothing.
 func (MemoryBackend) Route(context.Context, string, string) error { return nil }
 
-// PowerOff does nothing.
-func (MemoryBackend) PowerOff(ctx context.Context, _ int, _ bool) error { return ctx.Err() }
+// PowerOff stops the droplet's sshd, if any.
+func (b MemoryBackend) PowerOff(ctx context.Context, id int, _ bool) error {
+	if b.SSH != nil {
+		b.SSH.powerOff(id)
+	}
+	return ctx.Err()
+}
 
 // PowerOn waits BootDelay, as Boot.
 func (b MemoryBackend) PowerOn(ctx context.Context, m Machine) error { return b.Boot(ctx, m) }

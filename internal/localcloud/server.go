@@ -81,8 +81,10 @@ type Options struct {
 	BurstWindow time.Duration
 	// Faults are injected from the start; see Fault and ParseFaults.
 	Faults []Fault
-	// Backend runs the machines; nil means MemoryBackend{BootDelay}.
+	// Backend runs the machines; nil means MemoryBackend{BootDelay, SSH}.
 	Backend Backend
+	// SSH gives the memory backend's droplets an sshd (nil: none).
+	SSH *MemorySSH
 	// Logf, if set, gets one line per request.
 	Logf func(format string, args ...any)
 	// StatePath, if set, is the JSON file the state is kept in across
@@ -223,7 +225,10 @@ func NewServer(opts Options) (*Server, error) {
 		stats:     requestLog{size: opts.StatsSize},
 	}
 	if s.backend == nil {
-		s.backend = MemoryBackend{BootDelay: opts.BootDelay}
+		s.backend = MemoryBackend{BootDelay: opts.BootDelay, SSH: opts.SSH}
+		if opts.SSH != nil && opts.SSH.Dir != "" {
+			s.backend = DiskMemoryBackend{MemoryBackend{BootDelay: opts.BootDelay, SSH: opts.SSH}}
+		}
 	}
 	s.nextID.droplet, s.nextID.action, s.nextID.key = 500000000, 1900000000, 41000000
 	for _, f := range opts.Faults {

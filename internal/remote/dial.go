@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ type Dialer struct {
 	KeyFiles   []string // private key files (unencrypted; use the agent for encrypted keys)
 	Agent      bool     // also use the agent at $SSH_AUTH_SOCK, if set
 	User       string   // default root
+	Port       int      // sshd's port where an address names none (0: 22)
 	Logf       func(string, ...any)
 
 	// Signers are keys already in memory (FLEET_SSH_KEY in CI), offered
@@ -54,16 +56,41 @@ func (e *AuthError) Error() string {
 func (e *AuthError) Unwrap() error { return e.Err }
 
 // Dial connects to droplet at addr ("IP", meaning port 22, or "IP:port") as
-// d.User. While sshd is booting (connection refused or reset, EOF during the
-// handshake, timeouts) it retries with backoff until wait has passed or ctx
-// ends. A host key that is not the pinned one, a missing pin and an
-// authentication failure fail at once.
+// d.User, verifying it against the key pinned in known_hosts. While sshd is
+// booting (connection refused or reset, EOF during the handshake, timeouts)
+// it retries with backoff until wait has passed or ctx ends. A host key that
+// is not the pinned one, a missing pin and an authentication failure fail
+// at once.
 func (d *Dialer) Dial(ctx context.Context, droplet, addr string, wait time.Duration) (*Client, error) {
-	hostport := withPort(addr)
-	hostKeyCallback, algos, err := d.KnownHosts.load(droplet)
+	v, err := d.pinVerifier(droplet, false)
 	if err != nil {
 		return nil, err
 	}
+	return d.dial(ctx, droplet, addr, wait, v)
+}
+
+// DialRecorded is Dial for a droplet whose host keys the cloud records
+// (HostKeyIDs, from its fleet-hostkey: tags): a key is accepted iff it is
+// among recorded, whatever known_hosts holds, and known_hosts is then
+// rewritten with it (a cache, for OpenSSH). With nothing recorded (a
+// droplet made by an older fleet) only the local pin is trusted.
+func (d *Dialer) DialRecorded(ctx context.Context, droplet, addr string, wait time.Duration, recorded []string) (*Client, error) {
+	if len(recorded) == 0 {
+		v, err := d.pinVerifier(droplet, true)
+		if err != nil {
+			return nil, err
+		}
+		return d.dial(ctx, droplet, addr, wait, v)
+	}
+	if err := checkDroplet(droplet); err != nil {
+		return nil, err
+	}
+	return d.dial(ctx, droplet, addr, wait, d.recordedVerifier(droplet, recorded))
+}
+
+func (d *Dialer) dial(ctx context.Context, droplet, addr string, wait time.Duration, v verifier) (*Client, error) {
+	hostport := withPort(addr, d.Port)
+	hostKeyCallback, algos := v.callback, v.algos
 	signers, closeAgent, err := d.signers()
 	if err != nil {
 		return nil, err
@@ -99,6 +126,9 @@ func (d *Dialer) Dial(ctx context.Context, droplet, addr string, wait time.Durat
 		}
 		conn, err := dialOnce(ctx, hostport, cfg, deadline)
 		if err == nil {
+			if v.verified != nil {
+				v.verified(hostport, hostKey)
+			}
 			return newClient(conn, droplet, hostport, hostKey, d.Logf), nil
 		}
 		if hostKeyErr != nil {
@@ -193,12 +223,25 @@ func isAuthFailure(err error) bool {
 		strings.Contains(s, "Too many authentication failures")
 }
 
-// withPort adds port 22 to an address without one.
-func withPort(addr string) string {
+// withPort adds port (0: 22) to an address without one.
+func withPort(addr string, port int) string {
 	if _, _, err := net.SplitHostPort(addr); err == nil {
 		return addr
 	}
-	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "22")
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), strconv.Itoa(port))
+}
+
+// CheckKeys fails when Dial would have no key to offer (unreadable key
+// files, no agent), so a command can say so before it creates anything.
+func (d *Dialer) CheckKeys() error {
+	_, closeAgent, err := d.signers()
+	if err == nil {
+		closeAgent()
+	}
+	return err
 }
 
 // signers gathers d.Signers, the key files and, if asked for, the agent's

@@ -285,7 +285,7 @@ func TestWithPort(t *testing.T) {
 		"[2001:db8::1]":    "[2001:db8::1]:22",
 		"[2001:db8::1]:22": "[2001:db8::1]:22",
 	} {
-		if got := withPort(in); got != want {
+		if got := withPort(in, 0); got != want {
 			t.Errorf("withPort(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -105,14 +105,21 @@ func (k KnownHosts) Forget(droplet string) error {
 type HostKeyMismatchError struct {
 	Droplet string
 	Addr    string
-	Want    string // SHA256 fingerprint of the pinned key
+	Want    string // SHA256 fingerprint(s) of the trusted key(s)
 	Got     string // SHA256 fingerprint of the key the server presented
+	// Recorded: Want is what the cloud records (fleet-hostkey: tags), not a
+	// local pin.
+	Recorded bool
 }
 
 func (e *HostKeyMismatchError) Error() string {
-	return fmt.Sprintf("host key for %s (%s) changed: pinned %s, server presented %s; "+
+	what := "changed: pinned"
+	if e.Recorded {
+		what = "does not match the fingerprint recorded in the cloud (fleet-hostkey: tags): recorded"
+	}
+	return fmt.Sprintf("host key for %s (%s) %s %s, server presented %s; "+
 		"this is a possible man-in-the-middle attack; fleet refuses to connect",
-		e.Droplet, e.Addr, e.Want, e.Got)
+		e.Droplet, e.Addr, what, e.Want, e.Got)
 }
 
 // NoPinnedKeyError is returned when a droplet has no pinned key for the
@@ -122,9 +129,14 @@ type NoPinnedKeyError struct {
 	Addr    string
 	Path    string
 	Other   bool // the file exists but pins a different address
+	// Unrecorded: the cloud records no host key for the droplet either.
+	Unrecorded bool
 }
 
 func (e *NoPinnedKeyError) Error() string {
+	if e.Unrecorded {
+		return errUnrecorded(e)
+	}
 	if e.Other {
 		return fmt.Sprintf("no host key pinned for %s at %s (%s pins a different address); fleet refuses to connect",
 			e.Droplet, e.Addr, e.Path)

@@ -149,7 +149,7 @@ func (l *loader) decode(data []byte) *Spec {
 		Keep:       DefaultKeep,
 		Timeouts:   DefaultTimeouts,
 	}
-	f := l.mapping("", root, "project", "provider", "droplet", "reserved_ip", "keep", "timeouts", "stack")
+	f := l.mapping("", root, "project", "provider", "droplet", "reserved_ip", "keep", "timeouts", "stack", "health")
 	if f == nil {
 		return s
 	}
@@ -171,6 +171,7 @@ func (l *loader) decode(data []byte) *Spec {
 	if n, ok := f.optional("stack"); ok {
 		s.Stack = l.stack(n)
 	}
+	l.topHealth(s, f)
 	if n, ok := f.required("droplet", "a mapping with region, size, image, ssh_keys and cloud_init"); ok {
 		s.Droplet = l.droplet(n, s.Project, s.Stack != nil)
 	}
@@ -704,13 +705,14 @@ func (l *loader) cloudInit(n *yaml.Node, project string, stack bool) string {
 		DeployID:    "sample",
 		Stack:       stack,
 	}
-	as := "version " + SampleVersion
+	// Every up injects a host key (its readiness gate logs in).
+	if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
+		l.errorf(n, "%s: %v", path, err)
+		return file
+	}
+	as := "version " + SampleVersion + ", with its host key"
 	if stack {
-		if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
-			l.errorf(n, "%s: %v", path, err)
-			return file
-		}
-		as += ", with the stack and its host key"
+		as += " and the stack"
 	}
 	_, err = cloudinit.Render(file, data)
 	var tooLarge *cloudinit.TooLargeError

@@ -269,7 +269,7 @@ func TestLoadErrors(t *testing.T) {
 		// cloud_init
 		{name: "cloud_init missing file", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init/nope.yaml", want: []string{`10:15: droplet.cloud_init: template "cloud-init/nope.yaml" does not exist`}},
 		{name: "cloud_init a directory", old: "cloud_init: cloud-init/droplet.yaml", new: "cloud_init: cloud-init", want: []string{`10:15: droplet.cloud_init: "cloud-init" is a directory`}},
-		{name: "cloud_init too big", files: map[string]string{"cloud-init/droplet.yaml": big}, want: []string{`10:15: droplet.cloud_init: "cloud-init/droplet.yaml" renders to more than 65536 bytes of user_data (64 KiB, DigitalOcean's limit), rendered as fleet up would (version v0.0.0-sample.longest.version.32)`}},
+		{name: "cloud_init too big", files: map[string]string{"cloud-init/droplet.yaml": big}, want: []string{`10:15: droplet.cloud_init: "cloud-init/droplet.yaml" renders to more than 65536 bytes of user_data (64 KiB, DigitalOcean's limit), rendered as fleet up would (version v0.0.0-sample.longest.version.32, with its host key)`}},
 		{name: "cloud_init parse error", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n{{.Project\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:3: unclosed action started at cloud-init/droplet.yaml:2`}},
 		{name: "cloud_init unknown field", files: map[string]string{"cloud-init/droplet.yaml": "#cloud-config\n# {{.Nope}}\n"}, want: []string{`10:15: droplet.cloud_init: template: cloud-init/droplet.yaml:2:4: executing`, "can't evaluate field Nope"}},
 		{name: "cloud_init no header", files: map[string]string{"cloud-init/droplet.yaml": "runcmd: []\n"}, want: []string{`10:15: droplet.cloud_init: cloud-init/droplet.yaml: rendered user_data must start with a "#cloud-config" line`}},
@@ -300,7 +300,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "timeouts unknown key", old: "assign: 2m", new: "boot: 2m", want: []string{`16:3: timeouts.boot: unknown key (allowed: create, active, assign, ssh, snapshot)`}},
 		{name: "timeouts a list", old: "timeouts:\n  create: 90s\n  active: 5m\n  assign: 2m\n", new: "timeouts: [5m]\n", want: []string{`13:11: timeouts: expected a mapping of create, active, assign, ssh, snapshot, got a list`}},
 		// strictness
-		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack)`}},
+		{name: "unknown top-level key", old: "keep: 2", new: "kep: 2", want: []string{`12:1: kep: unknown key; did you mean "keep"? (allowed: project, provider, droplet, reserved_ip, keep, timeouts, stack, health)`}},
 		{name: "unknown droplet key", old: "region: nyc3", new: "region: nyc3\n  regoin: nyc1", want: []string{`5:3: droplet.regoin: unknown key; did you mean "region"?`}},
 		{name: "dashed key", old: "cloud_init:", new: "cloud-init:", want: []string{`4:3: droplet: missing required key "cloud_init"`, `10:3: droplet.cloud-init: unknown key; did you mean "cloud_init"?`}},
 		{name: "duplicate key", old: "keep: 2", new: "keep: 2\nkeep: 3", want: []string{`13:1: keep: duplicate key; it is already set at line 12`}},
@@ -441,7 +441,7 @@ func TestLoadFile(t *testing.T) {
 	}{
 		{"empty", "", "droplets.yaml:1: spec is empty; it needs at least project and droplet"},
 		{"only a comment", "# nothing\n", "droplets.yaml:1: spec is empty"},
-		{"a list", "- project\n", "droplets.yaml:1:1: expected a mapping of project, provider, droplet, reserved_ip, keep, timeouts, stack, got a list"},
+		{"a list", "- project\n", "droplets.yaml:1:1: expected a mapping of project, provider, droplet, reserved_ip, keep, timeouts, stack, health, got a list"},
 		{"a scalar", "blog\n", `droplets.yaml:1:1: expected a mapping of project`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,9 @@ type Spec struct {
 	Keep       int    // previous droplets kept for rollback
 	Timeouts   Timeouts
 	Stack      *Stack // nil: a provision-only deploy
+	// Health is the readiness gate's HTTP check: top-level health: or
+	// stack.health (nil: none; Stack.Health mirrors it).
+	Health *Health
 }
 
 // Droplet is the shape of every droplet the project creates.

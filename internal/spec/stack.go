@@ -118,7 +118,7 @@ func (l *loader) stack(n *yaml.Node) *Stack {
 		}
 	}
 	if n, ok := f.optional("health"); ok {
-		st.Health = l.health(n)
+		st.Health = l.health("stack.health", n)
 	}
 	if n, ok := f.optional("env"); ok {
 		st.Env = l.env(n)
@@ -227,32 +227,32 @@ func (l *loader) command(where string, n *yaml.Node) string {
 	return strings.TrimSpace(v)
 }
 
-func (l *loader) health(n *yaml.Node) Health {
+func (l *loader) health(key string, n *yaml.Node) Health {
 	h := Health{Timeout: DefaultHealthTimeout}
-	f := l.mapping("stack.health", n, "host", "paths", "timeout")
+	f := l.mapping(key, n, "host", "paths", "timeout")
 	if f == nil {
 		return h
 	}
 	if n, ok := f.optional("host"); ok {
-		v := l.str("stack.health.host", n, "the site's host name, like blog.example.com")
+		v := l.str(key+".host", n, "the site's host name, like blog.example.com")
 		if v != "" && !hostnameRE.MatchString(strings.ToLower(v)) {
-			l.errorf(n, "stack.health.host: %s is not a host name (letters, digits, - and dots)", quote(v))
+			l.errorf(n, key+".host: %s is not a host name (letters, digits, - and dots)", quote(v))
 		}
 		h.Host = strings.ToLower(v)
 	}
 	if n, ok := f.optional("paths"); ok {
 		if n.Kind != yaml.SequenceNode {
-			l.errorf(n, "stack.health.paths: expected a list of paths like [/healthz], got %s", describe(n))
+			l.errorf(n, key+".paths: expected a list of paths like [/healthz], got %s", describe(n))
 		} else {
 			seen := map[string]bool{}
 			for i, p := range n.Content {
-				v := l.str("stack.health.paths", p, "a path like /healthz")
+				v := l.str(key+".paths", p, "a path like /healthz")
 				switch {
 				case v == "":
 				case !httpPathRE.MatchString(v):
-					l.errorf(p, "stack.health.paths[%d]: %s must start with / and hold no spaces", i, quote(v))
+					l.errorf(p, key+".paths[%d]: %s must start with / and hold no spaces", i, quote(v))
 				case seen[v]:
-					l.errorf(p, "stack.health.paths[%d]: %s is listed twice", i, quote(v))
+					l.errorf(p, key+".paths[%d]: %s is listed twice", i, quote(v))
 				default:
 					seen[v] = true
 					h.Paths = append(h.Paths, v)
@@ -261,7 +261,7 @@ func (l *loader) health(n *yaml.Node) Health {
 		}
 	}
 	if n, ok := f.optional("timeout"); ok {
-		h.Timeout = l.duration("stack.health.timeout", n)
+		h.Timeout = l.duration(key+".timeout", n)
 	}
 	return h
 }

@@ -77,7 +77,8 @@ type Server struct {
 
 	t       testing.TB
 	opts    Options
-	cfg     *ssh.ServerConfig
+	cfg     *ssh.ServerConfig // under mu once started
+	other   ssh.Signer
 	fsRoot  *os.Root
 	ctx     context.Context // ends with Close
 	cancel  context.CancelFunc
@@ -164,6 +165,7 @@ func NewUnstartedServer(t testing.TB, opts Options) *Server {
 		t.Fatalf("remotetest: SFTP root: %v", err)
 	}
 
+	s.other = other
 	s.cfg = &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
 	s.cfg.AddHostKey(host)
 	s.cfg.AddHostKey(other)
@@ -193,6 +195,18 @@ func (s *Server) Authorize(keys ...ssh.PublicKey) {
 	for _, k := range keys {
 		s.authorized = append(s.authorized, k.Marshal())
 	}
+}
+
+// SetHostKey makes the server present key (and its ECDSA key) to the
+// connections it accepts from now on, as sshd does after a reload with a
+// new key; open connections keep the key they saw.
+func (s *Server) SetHostKey(key ssh.Signer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := &ssh.ServerConfig{PublicKeyCallback: s.checkKey}
+	cfg.AddHostKey(key)
+	cfg.AddHostKey(s.other)
+	s.cfg = cfg
 }
 
 // Start listens on Options.Addr (default 127.0.0.1, a free port) and sets
@@ -306,7 +320,10 @@ func (s *Server) forget(nc net.Conn) {
 func (s *Server) handleConn(nc net.Conn) {
 	defer s.forget(nc)
 	nc.SetDeadline(time.Now().Add(10 * time.Second)) // the handshake
-	_, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	_, chans, reqs, err := ssh.NewServerConn(nc, cfg)
 	if err != nil {
 		return
 	}
