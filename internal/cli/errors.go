@@ -77,10 +77,13 @@ func exitCode(err error) int {
 		le  *lock.LostError
 		rg  *deploy.RegionError
 		vd  *deploy.VendorDataError
+		cx  *childExit
 	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &cx):
+		return cx.code
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &ue):

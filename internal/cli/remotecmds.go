@@ -84,6 +84,9 @@ caches that key under $FLEET_HOME/known_hosts, the only file ssh trusts.`,
 			}
 			sshArgs = append(sshArgs, "root@"+m.PublicIPv4)
 			sshArgs = append(sshArgs, args...)
+			if len(r.Dialer.Signers) > 0 {
+				return runSSHWithAgent(f, bin, sshArgs, r.Dialer.Signers)
+			}
 			return syscall.Exec(bin, sshArgs, os.Environ())
 		},
 	}
