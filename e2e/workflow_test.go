@@ -478,10 +478,12 @@ func TestWorkflowProvisionOnly(t *testing.T) {
 	}
 	api := serve(t, bin, token)
 	c := &ciRunner{
-		t:           t,
-		origin:      dir,
-		secrets:     map[string]string{"DIGITALOCEAN_TOKEN": "wrong-token", "FLEET_SSH_KEY": string(key)},
-		vars:        map[string]string{"FLEET_API_URL": api},
+		t:       t,
+		origin:  dir,
+		secrets: map[string]string{"DIGITALOCEAN_TOKEN": "wrong-token", "FLEET_SSH_KEY": string(key)},
+		// The memory droplets answer SSH on a port of their own: the
+		// runner's environment says which, as a cloud's network would.
+		vars:        map[string]string{"FLEET_API_URL": api, "FLEET_SSH_PORT": os.Getenv("FLEET_SSH_PORT")},
 		goproxy:     moduleProxy(t, fleetVersion),
 		gobin:       t.TempDir(),
 		stepTimeout: 15 * time.Minute,
@@ -502,10 +504,12 @@ func TestWorkflowProvisionOnly(t *testing.T) {
 		t.Errorf("promote ran after a failed up:\n%s", res)
 	}
 	var upErr struct {
-		Error any `json:"error"`
-		Exit  int `json:"exit"`
+		Error struct {
+			Code string `json:"code"`
+			Exit int    `json:"exit"`
+		} `json:"error"`
 	}
-	if err := json.Unmarshal(res.Artifacts["up.json"], &upErr); err != nil || upErr.Error == nil || upErr.Exit != 4 {
+	if err := json.Unmarshal(res.Artifacts["up.json"], &upErr); err != nil || upErr.Error.Code != "config" || upErr.Error.Exit != 4 {
 		t.Errorf("uploaded up.json %q (%v): want fleet's JSON error, exit 4", res.Artifacts["up.json"], err)
 	}
 	// The installed fleet is the module at the pinned version.
