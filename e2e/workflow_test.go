@@ -588,11 +588,9 @@ func writeFiles(t testing.TB, dir string, files map[string][]byte) {
 // host-key pin is ever copied between homes: every fresh home must verify
 // droplets against what the cloud records (h-ready's fleet-hostkey tags).
 //
-// Unfinished (the lead completes it after merging h-ready): it needs
-// (1) h-ready's trust in the cloud, without which v1.1.0's up is refused
-// ("no host key pinned") when it backs up the live droplet, and (2) `fleet
-// ssh` offering FLEET_SSH_KEY to the system ssh (an in-process agent on a
-// private socket, say), since nothing may write the key to disk.
+// The fresh runners for rollback and ssh have only the token and
+// FLEET_SSH_KEY: fleet ssh hands the key to the system ssh through an
+// agent of its own, never a file.
 func TestWorkflowBlog(t *testing.T) {
 	const fleetVersion = "v0.99.0"
 	const port = 18515
@@ -679,7 +677,8 @@ func TestWorkflowBlog(t *testing.T) {
 	// only the secrets a runner has.
 	fresh := func() *runner {
 		ws := filepath.Join(t.TempDir(), "ws")
-		if out, err := exec.Command("git", "clone", "-q", e.dir, ws).CombinedOutput(); err != nil {
+		// A job checks out the tag it runs for (main does not track the spec here).
+		if out, err := exec.Command("git", "clone", "-q", "--branch", "v1.1.0", e.dir, ws).CombinedOutput(); err != nil {
 			t.Fatalf("git clone: %v\n%s", err, out)
 		}
 		home := t.TempDir()
