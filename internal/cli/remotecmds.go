@@ -3,7 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
+	"net"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -71,11 +71,23 @@ caches that key under $FLEET_HOME/known_hosts, the only file ssh trusts.`,
 			if err != nil {
 				return err
 			}
+			key := c.HostKey()
 			c.Close()
-			// Only that cache counts: no system-wide known_hosts, and
-			// ed25519 host keys only.
+			// ssh trusts that file alone: it must hold the key just
+			// verified, not a stale one a failed cache write left.
+			port := 22
+			if r.Dialer.Port != 0 {
+				port = r.Dialer.Port
+			}
+			if err := r.Dialer.KnownHosts.Pin(m.Name, net.JoinHostPort(m.PublicIPv4, strconv.Itoa(port)), key); err != nil {
+				return &ConfigError{Msg: fmt.Sprintf("caching the verified host key of %s for ssh: %v", m.Name, err)}
+			}
+			// Only that file counts (no system-wide known_hosts, no
+			// KnownHostsCommand, ed25519 only), and the agent that may hold
+			// FLEET_SSH_KEY is never forwarded to the droplet.
 			sshArgs := []string{"ssh", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + r.Dialer.KnownHosts.Path(m.Name),
-				"-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlgorithms=ssh-ed25519"}
+				"-o", "GlobalKnownHostsFile=/dev/null", "-o", "KnownHostsCommand=none", "-o", "UpdateHostKeys=no",
+				"-o", "HostKeyAlgorithms=ssh-ed25519", "-o", "ForwardAgent=no"}
 			if r.Dialer.Port != 0 {
 				sshArgs = append(sshArgs, "-p", strconv.Itoa(r.Dialer.Port))
 			}
@@ -85,9 +97,9 @@ caches that key under $FLEET_HOME/known_hosts, the only file ssh trusts.`,
 			sshArgs = append(sshArgs, "root@"+m.PublicIPv4)
 			sshArgs = append(sshArgs, args...)
 			if len(r.Dialer.Signers) > 0 {
-				return runSSHWithAgent(f, bin, sshArgs, r.Dialer.Signers)
+				return runSSHWithAgent(cmd.Context(), f, bin, sshArgs, r.Dialer.Signers)
 			}
-			return syscall.Exec(bin, sshArgs, os.Environ())
+			return syscall.Exec(bin, sshArgs, sshEnv())
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -8,6 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -96,20 +101,39 @@ type childExit struct{ code int }
 func (e *childExit) Error() string { return fmt.Sprintf("ssh exited with status %d", e.code) }
 
 // runSSHWithAgent runs the system ssh as a child with FLEET_SSH_KEY in an
-// agent of its own (an exec'd ssh could not reach fleet's memory).
-func runSSHWithAgent(f *Factory, bin string, args []string, signers []ssh.Signer) error {
+// agent of its own (an exec'd ssh could not reach fleet's memory). A
+// cancelled ctx (SIGTERM to fleet) ends ssh too.
+func runSSHWithAgent(ctx context.Context, f *Factory, bin string, args []string, signers []ssh.Signer) error {
 	sock, stop, err := serveAgent(signers)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	cmd := exec.Command(bin, args[1:]...)
+	cmd := exec.CommandContext(ctx, bin, args[1:]...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = f.IOStreams.In, f.IOStreams.Out, f.IOStreams.ErrOut
-	cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	cmd.Env = append(sshEnv(), "SSH_AUTH_SOCK="+sock)
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return &silentError{&childExit{code: ee.ExitCode()}}
+		code := ee.ExitCode()
+		if code < 0 { // killed by a signal: ssh's own code for errors
+			code = 255
+		}
+		return &silentError{&childExit{code: code}}
 	}
 	return err
+}
+
+// secretEnv are variables the system ssh must not pass on (to a
+// ProxyCommand or LocalCommand): fleet's credentials.
+var secretEnv = []string{"FLEET_SSH_KEY", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "FLEET_LOCAL_TOKEN"}
+
+// sshEnv is fleet's environment without its credentials.
+func sshEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(secretEnv, name)
+	})
 }

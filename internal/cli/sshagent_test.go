@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -62,5 +63,19 @@ func TestSignerAgent(t *testing.T) {
 	stop()
 	if _, err := os.Stat(filepath.Dir(sock)); !os.IsNotExist(err) {
 		t.Errorf("agent dir left behind: %v", err)
+	}
+}
+
+// The system ssh never sees fleet's credentials in its environment.
+func TestSSHEnvDropsSecrets(t *testing.T) {
+	t.Setenv("FLEET_SSH_KEY", "-----BEGIN OPENSSH PRIVATE KEY-----")
+	t.Setenv("DIGITALOCEAN_TOKEN", "dop_v1_secret")
+	t.Setenv("FLEET_E2E_KEEP_ME", "1")
+	env := strings.Join(sshEnv(), "\n")
+	if strings.Contains(env, "FLEET_SSH_KEY=") || strings.Contains(env, "dop_v1_secret") {
+		t.Errorf("secrets in ssh's environment:\n%s", env)
+	}
+	if !strings.Contains(env, "FLEET_E2E_KEEP_ME=1") {
+		t.Error("other variables dropped")
 	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/cloudinit"
@@ -134,6 +135,15 @@ func (d *Deployer) checkUp(ctx context.Context, version string, opt UpOptions) (
 func (d *Deployer) resume(ctx context.Context, st *State, c *Member, version string, stk *prepared) (*UpResult, error) {
 	d.step("resuming %s", c.Name)
 	res := &UpResult{Droplet: *c, Resumed: true}
+	// The gate is passed again from the start (the stack is shipped and
+	// restarted): until it is, promote must refuse this candidate.
+	if c.HasTag(TagHealthy) {
+		if err := d.Cloud.Untag(ctx, c.ID, TagHealthy); err != nil {
+			return nil, err
+		}
+		c.Tags = slices.DeleteFunc(slices.Clone(c.Tags), func(t string) bool { return t == TagHealthy })
+		res.Droplet.Tags = c.Tags
+	}
 	var err error
 	if res.Duplicates, err = d.dropDuplicates(ctx, version, c.ID); err != nil {
 		return nil, err

@@ -66,6 +66,33 @@ func TestUpInterruptedIsResumed(t *testing.T) {
 	}
 }
 
+// A re-run of an up that had passed the gate runs it again (the stack is
+// shipped and restarted): interrupted there, its candidate is no longer
+// healthy, so promote refuses it until an up passes again.
+func TestUpRerunClearsHealthyUntilTheGatePasses(t *testing.T) {
+	d, bc := bootDeployer(t)
+	res, err := d.Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Droplet.HasTag(TagHealthy) {
+		t.Fatalf("first up: %+v, %v", res, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	d2 := *d
+	d2.Cloud = &stopAtReady{bakeCloud: bc, cancel: cancel}
+	if _, err := d2.Up(ctx, "v1.0.0", UpOptions{}); err == nil {
+		t.Fatal("interrupted re-run succeeded")
+	}
+	ds, _ := bc.ListByTag(t.Context(), ProjectTag("blog"))
+	if len(ds) != 1 || ds[0].HasTag(TagHealthy) || ds[0].HasTag(TagFailed) {
+		t.Fatalf("after the interrupted re-run: %+v, want one candidate, neither healthy nor failed", ds)
+	}
+	if _, err := d.Promote(t.Context(), false); err == nil || !strings.Contains(err.Error(), "not passed") {
+		t.Errorf("promote of the re-run candidate: %v, want a refusal", err)
+	}
+	if res, err = d.Up(t.Context(), "v1.0.0", UpOptions{}); err != nil || !res.Droplet.HasTag(TagHealthy) {
+		t.Fatalf("third up: %+v, %v", res, err)
+	}
+}
+
 // Candidates of the same version left by an up killed mid-create are
 // destroyed by the up that adopts one of them.
 func TestUpDropsDuplicateCandidates(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -28,7 +29,9 @@ var (
 // a new connection has seen the new key, the caller narrows the pin to it.
 // This connection stays up.
 func (c *Client) RotateHostKey(ctx context.Context, pin func(keys ...ssh.PublicKey) error) (ssh.PublicKey, error) {
-	out, err := c.Output(ctx, stageScript(hostKeyDir))
+	sctx, cancel := context.WithTimeout(ctx, rotateStepTimeout)
+	defer cancel()
+	out, err := c.Output(sctx, stageScript(hostKeyDir))
 	if err != nil {
 		return nil, fmt.Errorf("rotate host key on %s: %w", c.droplet, err)
 	}
@@ -53,11 +56,17 @@ func (c *Client) RotateHostKey(ctx context.Context, pin func(keys ...ssh.PublicK
 	if err := pin(keys...); err != nil {
 		return nil, fmt.Errorf("rotate host key on %s: pinning the current and the next key: %w", c.droplet, err)
 	}
-	if _, err := c.Output(ctx, swapScript(hostKeyDir, reloadSSHD)); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, rotateStepTimeout)
+	defer cancel()
+	if _, err := c.Output(wctx, swapScript(hostKeyDir, reloadSSHD)); err != nil {
 		return nil, fmt.Errorf("rotate host key on %s: %w", c.droplet, err)
 	}
 	return key, nil
 }
+
+// rotateStepTimeout bounds each rotation command: a hung ssh-keygen or
+// sshd reload keeps the session alive, so keepalives would not end it.
+const rotateStepTimeout = 2 * time.Minute
 
 // stageScript makes the next host key beside the current one and prints
 // its public half. ssh-keygen will not overwrite a key without asking,
