@@ -447,6 +447,7 @@ func (d *Deployer) planCalls(p *Plan, keyOn map[string]bool) []APICall {
 		add("GET", "/v2/actions/{create action}", "", "wait for the create action", true)
 	} else {
 		target = fmt.Sprint(p.Resume.ID)
+		add("DELETE", "/v2/tags/"+TagHealthy+"/resources", "if it had passed the gate", "the gate runs again: not promotable until it passes", false)
 		readState("find duplicate candidates")
 	}
 	for _, m := range p.Destroy {
