@@ -40,6 +40,9 @@ type bakeCloud struct {
 	cloudInit remotetest.Handler
 	userData  map[string]string // by droplet name
 	rotations int               // host key swaps done
+	// swapDelay: sshd takes up the swapped key this long after the swap
+	// command returns (its reload is asynchronous).
+	swapDelay time.Duration
 }
 
 func newBakeCloud(t *testing.T, client ssh.PublicKey) *bakeCloud {

@@ -33,10 +33,15 @@ func (b *bakeCloud) sshd(host ssh.Signer) *remotetest.Server {
 			next = newHostSigner(b.t)
 			return remotetest.Reply{Stdout: string(ssh.MarshalAuthorizedKey(next.PublicKey()))}.Handle(ctx, x)
 		case strings.Contains(cmd, "fleet-next") && strings.Contains(cmd, "mv -f") && next != nil:
-			srv.SetHostKey(next)
 			b.mu.Lock()
 			b.rotations++
+			delay := b.swapDelay
 			b.mu.Unlock()
+			if k := next; delay > 0 {
+				time.AfterFunc(delay, func() { srv.SetHostKey(k) })
+			} else {
+				srv.SetHostKey(k)
+			}
 			return remotetest.Reply{}.Handle(ctx, x)
 		}
 		return remotetest.Reply{Code: 127}.Handle(ctx, x)

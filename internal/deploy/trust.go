@@ -55,19 +55,39 @@ func (d *Deployer) rotateHostKey(ctx context.Context, c *remote.Client, dr *clou
 	if err != nil {
 		return nil, err
 	}
-	nc, err := d.Remote.Dial(ctx, dr, d.Remote.SSHWait)
+	nc, err := d.reconnectRotated(ctx, dr, key)
 	if err != nil {
-		return nil, fmt.Errorf("reconnecting with the rotated host key: %w", err)
-	}
-	if !bytes.Equal(nc.HostKey().Marshal(), key.Marshal()) {
-		nc.Close()
-		return nil, fmt.Errorf("%s still presents its old host key after the rotation", dr.Name)
+		return nil, err
 	}
 	if err := d.untagHostKeys(ctx, dr, HostKeyTag(key)); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return nc, nil
+}
+
+// reconnectRotated dials dr until it presents key: sshd reloads its keys
+// asynchronously, so the first connections may still see the old one.
+func (d *Deployer) reconnectRotated(ctx context.Context, dr *cloud.Droplet, key ssh.PublicKey) (*remote.Client, error) {
+	const tries = 5
+	for i := 1; ; i++ {
+		nc, err := d.Remote.Dial(ctx, dr, d.Remote.SSHWait)
+		if err != nil {
+			return nil, fmt.Errorf("reconnecting with the rotated host key: %w", err)
+		}
+		if bytes.Equal(nc.HostKey().Marshal(), key.Marshal()) {
+			return nc, nil
+		}
+		nc.Close()
+		if i == tries {
+			return nil, fmt.Errorf("%s still presents its old host key %d connections after the rotation", dr.Name, tries)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(i) * 500 * time.Millisecond):
+		}
+	}
 }
 
 // tagHostKey records key on dr before dr may present it.

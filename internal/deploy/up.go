@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -266,6 +267,13 @@ func (d *Deployer) fail(ctx context.Context, dr *cloud.Droplet, cause error) err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted (%w)\n%s is kept as the candidate: re-run `fleet up` with the same version to resume, or discard it with `fleet rollback`", cause, dr.Name)
+	}
+	// The droplet refused this machine's keys: most often the runner's
+	// fault (a wrong FLEET_SSH_KEY), so the candidate is not failed: a
+	// re-run with the right key resumes it.
+	var auth *remote.AuthError
+	if errors.As(cause, &auth) {
+		return &ConfigError{Msg: fmt.Sprintf("%v\n%s is kept as the candidate: give fleet the private half of a key in droplet.ssh_keys (its file, ssh-agent or FLEET_SSH_KEY) and re-run `fleet up` with the same version to resume; if the key is right, the template may lock root out: discard it with `fleet rollback`", cause, dr.Name)}
 	}
 	tctx, cancel := detached(ctx)
 	defer cancel()

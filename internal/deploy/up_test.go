@@ -93,6 +93,41 @@ func TestUpRerunClearsHealthyUntilTheGatePasses(t *testing.T) {
 	}
 }
 
+// A droplet that refuses this machine's key is not failed: the fault is
+// most often the runner's (a wrong FLEET_SSH_KEY), and a re-run with the
+// right key resumes the same candidate.
+func TestUpWithAWrongKeyKeepsTheCandidate(t *testing.T) {
+	d, bc := bootDeployer(t)
+	right := d.Remote.Dialer.KeyFiles
+	wrong, _ := clientKey(t)
+	d.Remote.Dialer.KeyFiles = []string{wrong}
+	_, err := d.Up(t.Context(), "v1.0.0", UpOptions{})
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "kept as the candidate") {
+		t.Fatalf("up with a wrong key: %v, want a ConfigError keeping the candidate", err)
+	}
+	ds, _ := bc.ListByTag(t.Context(), ProjectTag("blog"))
+	if len(ds) != 1 || ds[0].HasTag(TagFailed) || ds[0].HasTag(TagHealthy) {
+		t.Fatalf("after the refused login: %+v", ds)
+	}
+	d.Remote.Dialer.KeyFiles = right
+	res, err := d.Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Resumed || res.Droplet.ID != ds[0].ID || !res.Droplet.HasTag(TagHealthy) {
+		t.Fatalf("re-run with the right key: %+v, %v", res, err)
+	}
+}
+
+// sshd reloads its keys asynchronously: the reconnect after the swap may
+// still see the old key for a moment, which is no reason to fail.
+func TestRotationWaitsForTheReload(t *testing.T) {
+	d, bc := bootDeployer(t)
+	bc.swapDelay = 800 * time.Millisecond
+	res, err := d.Up(t.Context(), "v1.0.0", UpOptions{})
+	if err != nil || !res.Droplet.HasTag(TagHealthy) || len(recordedKeys(res.Droplet.Tags)) != 1 {
+		t.Fatalf("up with a slow reload: %+v, %v", res, err)
+	}
+}
+
 // Candidates of the same version left by an up killed mid-create are
 // destroyed by the up that adopts one of them.
 func TestUpDropsDuplicateCandidates(t *testing.T) {
