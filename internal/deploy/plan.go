@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -257,31 +258,19 @@ func (d *Deployer) planCreate(ctx context.Context, version string, opt UpOptions
 	default:
 		pd.Image.Slug = img.Slug
 	}
-	id := newID()
-	if d.NewID != nil {
-		id = d.NewID()
-	}
-	pd.DeployID = id
-	pd.Name = spec.DropletName(d.Spec.Project, version, id)
-	// As create does (up.go): keep the two in step.
-	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: pd.Name, DeployID: id, Stack: stk != nil}
-	if data.HostKey, err = cloudinit.NewHostKey(); err != nil { // every up injects one
+	nd, err := d.newDroplet(version, opt, stk != nil) // the request create sends
+	if err != nil {
 		return nil, "", err
 	}
-	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
-	if err != nil {
-		return nil, "", &ConfigError{Msg: err.Error()}
-	}
-	pd.Tags = append([]string{ProjectTag(d.Spec.Project), VersionTag(version)}, d.Spec.Droplet.Tags...)
-	if opt.FromWorktree {
-		pd.Tags = append(pd.Tags, TagWorktree)
-	}
+	req := nd.req
+	pd.DeployID, pd.Name = nd.id, req.Name
+	hostKeyTag := HostKeyTag(nd.hostKey.Public) // a throwaway key's: up draws its own
+	pd.Tags = slices.DeleteFunc(slices.Clone(req.Tags), func(t string) bool { return t == hostKeyTag })
 	for _, k := range d.Spec.Droplet.SSHKeys {
 		pd.SSHKeys = append(pd.SSHKeys, k.Fingerprint)
 	}
-	opts := withDropletOptions(cloud.CreateRequest{}, d.Spec.Droplet, false)
-	pd.Monitoring, pd.IPv6, pd.Backups, pd.VPCUUID = opts.Monitoring, opts.IPv6, opts.Backups, opts.VPCUUID
-	return pd, redactUserData(userData, data.HostKey, stk.values()), nil
+	pd.Monitoring, pd.IPv6, pd.Backups, pd.VPCUUID = req.Monitoring, req.IPv6, req.Backups, req.VPCUUID
+	return pd, redactUserData([]byte(req.UserData), nd.hostKey, stk.values()), nil
 }
 
 // redactUserData replaces the private host key's block with one line of

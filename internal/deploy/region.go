@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+
+	"github.com/fleetdeploy/fleet/internal/cloud"
 )
 
 // RegionCheck is what CheckRegion found: the project's reserved IP and
@@ -30,12 +32,19 @@ func (d *Deployer) CheckRegion(ctx context.Context) (*RegionCheck, error) {
 		return rc, nil
 	}
 	rc.IP, rc.IPRegion = r.IP, r.Region
-	if r.Region == "" || rc.Region == "" || r.Region == rc.Region {
-		return rc, nil
+	return rc, d.regionMismatch(r)
+}
+
+// regionMismatch is the *RegionError of a reserved IP outside
+// droplet.region, or nil: a candidate made there could never get the IP.
+func (d *Deployer) regionMismatch(r *cloud.ReservedIP) error {
+	region := d.Spec.Droplet.Region
+	if r == nil || r.Region == "" || region == "" || r.Region == region {
+		return nil
 	}
-	fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, rc.Region)
+	fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, region)
 	if d.Spec.ReservedIP == "auto" {
 		fix = fmt.Sprintf("set droplet.region: %s (the project's live droplet and its reserved IP are there)", r.Region)
 	}
-	return rc, &RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: rc.Region, Fix: fix}
+	return &RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: region, Fix: fix}
 }

@@ -118,12 +118,8 @@ func (d *Deployer) checkUp(ctx context.Context, version string, opt UpOptions) (
 		return fail(err)
 	}
 	// A candidate the reserved IP cannot reach would never be promoted.
-	if r, region := st.ReservedIP, d.Spec.Droplet.Region; r != nil && r.Region != "" && region != "" && r.Region != region {
-		fix := fmt.Sprintf("set droplet.region: %s, or reserved_ip to an address reserved in %s", r.Region, region)
-		if d.Spec.ReservedIP == "auto" {
-			fix = fmt.Sprintf("set droplet.region: %s (the project's live droplet and its reserved IP are there)", r.Region)
-		}
-		return fail(&RegionError{IP: r.IP, IPRegion: r.Region, SpecRegion: region, Fix: fix})
+	if err := d.regionMismatch(st.ReservedIP); err != nil {
+		return fail(err)
 	}
 	if c := st.Candidate(); c != nil && c.Version != version {
 		return fail(&ConflictError{Msg: fmt.Sprintf("candidate %s (%s) is waiting: promote it with `fleet promote`, or discard it with `fleet rollback`", c.Name, c.Version)})
@@ -174,6 +170,38 @@ func (d *Deployer) finishStack(ctx context.Context, res *UpResult, c *remote.Cli
 // the droplet tagged with that key's fingerprint (HostKeyTag): from the
 // create request on, any holder of the token can verify the droplet.
 func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, withStack bool, img *ImageRef) (*cloud.Droplet, int, error) {
+	nd, err := d.newDroplet(version, opt, withStack)
+	if err != nil {
+		return nil, 0, err
+	}
+	req := nd.req
+	if req.SSHKeys, err = d.sshKeys(ctx); err != nil {
+		return nil, 0, err
+	}
+	req.Image = img.Slug
+	if img.Snapshot != nil {
+		req.ImageID = img.Snapshot.ID
+	}
+	d.step("creating %s", req.Name) // the image is in UpResult.Image
+	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
+	if err != nil {
+		// The create may have taken effect before it failed: find it.
+		return nil, 0, d.fail(ctx, d.findByDeployTag(ctx, req.DeployTag), err)
+	}
+	return dr, actionID, nil
+}
+
+// newDroplet is the create request of an up but for its image and SSH
+// keys (which need the API): a fresh deploy ID and name, user_data with
+// a new host key, the tags that record it, and the spec's options. Plan
+// describes the same request.
+type newDroplet struct {
+	id      string
+	hostKey *cloudinit.HostKey
+	req     cloud.CreateRequest
+}
+
+func (d *Deployer) newDroplet(version string, opt UpOptions, withStack bool) (*newDroplet, error) {
 	id := newID()
 	if d.NewID != nil {
 		id = d.NewID()
@@ -182,35 +210,21 @@ func (d *Deployer) create(ctx context.Context, version string, opt UpOptions, wi
 	data := cloudinit.Data{Project: d.Spec.Project, Version: version, DropletName: name, DeployID: id, Stack: withStack}
 	var err error
 	if data.HostKey, err = cloudinit.NewHostKey(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	userData, err := cloudinit.Render(d.Spec.Droplet.CloudInit, data)
 	if err != nil {
-		return nil, 0, &ConfigError{Msg: err.Error()}
-	}
-	fps, err := d.sshKeys(ctx)
-	if err != nil {
-		return nil, 0, err
+		return nil, &ConfigError{Msg: err.Error()}
 	}
 	tags := append([]string{ProjectTag(d.Spec.Project), VersionTag(version), HostKeyTag(data.HostKey.Public)}, d.Spec.Droplet.Tags...)
 	if opt.FromWorktree {
 		tags = append(tags, TagWorktree)
 	}
 	req := cloud.CreateRequest{
-		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size, Image: img.Slug,
-		SSHKeys: fps, Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
+		Name: name, Region: d.Spec.Droplet.Region, Size: d.Spec.Droplet.Size,
+		Tags: tags, UserData: string(userData), DeployTag: DeployTag(id),
 	}
-	if img.Snapshot != nil {
-		req.ImageID = img.Snapshot.ID
-	}
-	req = withDropletOptions(req, d.Spec.Droplet, false)
-	d.step("creating %s", name) // the image is in UpResult.Image
-	dr, actionID, err := d.Cloud.CreateDroplet(ctx, req)
-	if err != nil {
-		// The create may have taken effect before it failed: find it.
-		return nil, 0, d.fail(ctx, d.findByDeployTag(ctx, req.DeployTag), err)
-	}
-	return dr, actionID, nil
+	return &newDroplet{id: id, hostKey: data.HostKey, req: withDropletOptions(req, d.Spec.Droplet, false)}, nil
 }
 
 // sshKeys makes sure the spec's keys are on the account and returns
