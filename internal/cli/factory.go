@@ -73,14 +73,7 @@ func (f *Factory) Cloud() (cloud.Cloud, error) {
 	if err != nil {
 		return nil, err
 	}
-	token := f.Getenv("DIGITALOCEAN_TOKEN")
-	if token == "" {
-		token = f.Getenv("DIGITALOCEAN_ACCESS_TOKEN")
-	}
-	apiURL := f.APIURL
-	if apiURL == "" {
-		apiURL = f.Getenv("FLEET_API_URL")
-	}
+	apiURL, token := f.endpoint()
 	if s.Provider == "local" && apiURL == "" {
 		// The local cloud needs no configuration: find it, or start it.
 		lc, started, err := startLocal(f.context(), f.Getenv, startOpts{backend: defaultLocalBackend, listen: defaultLocalListen, wait: defaultLocalWait})
@@ -118,6 +111,21 @@ func (f *Factory) Cloud() (cloud.Cloud, error) {
 	}
 	f.cloud = c
 	return c, nil
+}
+
+// endpoint is the API URL (--api-url, else FLEET_API_URL; "" for
+// DigitalOcean's, or the local cloud's) and the token the environment
+// gives.
+func (f *Factory) endpoint() (apiURL, token string) {
+	apiURL = f.APIURL
+	if apiURL == "" {
+		apiURL = f.Getenv("FLEET_API_URL")
+	}
+	token = f.Getenv("DIGITALOCEAN_TOKEN")
+	if token == "" {
+		token = f.Getenv("DIGITALOCEAN_ACCESS_TOKEN")
+	}
+	return apiURL, token
 }
 
 // Deployer ties the spec to the cloud; step gets progress phases.

@@ -55,10 +55,7 @@ stays offline and says the region was not checked.`,
 // validateCloud is the client for validate's online checks, or nil and
 // why there is none. It never starts the local cloud.
 func (f *Factory) validateCloud(ctx context.Context, s *spec.Spec) (cloud.Cloud, string, error) {
-	apiURL := f.APIURL
-	if apiURL == "" {
-		apiURL = f.Getenv("FLEET_API_URL")
-	}
+	apiURL, token := f.endpoint()
 	if s.Provider == spec.ProviderLocal && apiURL == "" {
 		dir, err := localDir(f.Getenv)
 		if err != nil {
@@ -67,7 +64,7 @@ func (f *Factory) validateCloud(ctx context.Context, s *spec.Spec) (cloud.Cloud,
 		if lc, ok := readLocal(dir); !ok || !answers(ctx, lc.URL, lc.Token) {
 			return nil, "the local cloud is not running (validate does not start it; `fleet local start` does)", nil
 		}
-	} else if f.Getenv("DIGITALOCEAN_TOKEN") == "" && f.Getenv("DIGITALOCEAN_ACCESS_TOKEN") == "" {
+	} else if token == "" {
 		return nil, "no API token (set DIGITALOCEAN_TOKEN to check it against the account)", nil
 	}
 	c, err := f.Cloud()
