@@ -34,15 +34,11 @@ func checkDroplet(droplet string) error {
 	return nil
 }
 
-// Pin atomically replaces the droplet's known_hosts file with a single line
-// pinning key for addr ("IP" or "IP:port"). The file is 0600, its directory 0700.
-func (k KnownHosts) Pin(droplet, addr string, key ssh.PublicKey) error {
-	return k.PinKeys(droplet, addr, key)
-}
-
-// PinKeys is Pin for several keys, any of which the droplet may present:
-// the current and the next key while a rotation is under way.
-func (k KnownHosts) PinKeys(droplet, addr string, keys ...ssh.PublicKey) error {
+// Pin atomically replaces the droplet's known_hosts file with one line per
+// key for addr ("IP" or "IP:port"): usually one key, or the current and
+// the next while a rotation is under way. The file is 0600, its directory
+// 0700.
+func (k KnownHosts) Pin(droplet, addr string, keys ...ssh.PublicKey) error {
 	if err := checkDroplet(droplet); err != nil {
 		return err
 	}

@@ -231,7 +231,7 @@ func TestE2ERealSSHD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newKey, err := c.RotateHostKey(t.Context(), func(keys ...ssh.PublicKey) error { return kh.PinKeys(droplet, srv.addr, keys...) })
+	newKey, err := c.RotateHostKey(t.Context(), func(keys ...ssh.PublicKey) error { return kh.Pin(droplet, srv.addr, keys...) })
 	if err != nil {
 		t.Fatalf("RotateHostKey: %v", err)
 	}
