@@ -32,7 +32,8 @@ help:
 	@echo "make bench   API calls per up, polls/s per resource, status wall time, boot to SSH,"
 	@echo "             failed requests across a reserved IP switch, idle droplet memory,"
 	@echo "             a stack's fleet up phase by phase; the blog's freeze window, failed reads across"
-	@echo "             a promote, rollback time, backup/restore throughput, the project lock's cost"
+	@echo "             a promote, rollback time, backup/restore throughput, the project lock's cost,"
+	@echo "             hostile specs' load time at full vs an eighth of the size"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
 	@echo "make release static binaries for linux and darwin on amd64 and arm64 in dist/, with SHA256SUMS"
 
@@ -89,6 +90,7 @@ bench: host
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./internal/cli/ | tee bin/bench.txt
 	FLEET_KILL_REPORT=1 $(MAKE) -s --no-print-directory killrerun | grep -v -e '^=== ' -e '^    --- PASS' | tee -a bin/bench.txt
 	$(GO) test -run '^$$' -bench Lock -benchtime 50x -count 1 ./internal/lock/ | tee -a bin/bench.txt
+	$(GO) test -run '^$$' -bench LoadHostile -benchtime 3x -count 1 ./internal/spec/ | tee -a bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 	$(GO) build -o $(BIN) ./cmd/fleet
 	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt

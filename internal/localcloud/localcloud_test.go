@@ -789,7 +789,7 @@ func TestAssignToBootingDroplet(t *testing.T) {
 	// Close must not wait for the hour-long boot.
 	start := time.Now()
 	e.srv.Close()
-	if time.Since(start) > time.Second {
+	if time.Since(start) > 10*time.Second {
 		t.Errorf("Close took %v", time.Since(start))
 	}
 }
