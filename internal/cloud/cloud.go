@@ -21,8 +21,12 @@ type Droplet struct {
 	Size       string // the size slug (what it costs: Sizes)
 	Tags       []string
 	PublicIPv4 string
-	Locked     bool
-	CreatedAt  time.Time
+	// PrivateIPv4 is the droplet's address in its VPC (VPCUUID): droplets
+	// that share a VPC reach each other there, off the public network.
+	PrivateIPv4 string
+	VPCUUID     string
+	Locked      bool
+	CreatedAt   time.Time
 }
 
 // HasTag reports whether the droplet carries tag.
@@ -202,6 +206,8 @@ func fromGodo(d *godo.Droplet) *Droplet {
 		out.Size = d.Size.Slug
 	}
 	out.PublicIPv4, _ = d.PublicIPv4()
+	out.PrivateIPv4, _ = d.PrivateIPv4()
+	out.VPCUUID = d.VPCUUID
 	out.CreatedAt, _ = time.Parse(time.RFC3339, d.Created)
 	return out
 }
