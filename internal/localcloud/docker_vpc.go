@@ -96,8 +96,15 @@ func (b *DockerBackend) connectVPC(ctx context.Context, c string, m Machine) err
 		}
 		return nil
 	}
-	if _, err := docker(ctx, nil, "network", "connect", "--ip", ip, network, c); err != nil {
-		var de *dockerError
+	_, err = docker(ctx, nil, "network", "connect", "--ip", ip, network, c)
+	var de *dockerError
+	if isNoNetwork(err) {
+		// RemoveVPCNetworks (of another process) took it since ensure: once more.
+		if _, err = b.ensureVPCNetwork(ctx, region); err == nil {
+			_, err = docker(ctx, nil, "network", "connect", "--ip", ip, network, c)
+		}
+	}
+	if err != nil {
 		if errors.As(err, &de) && strings.Contains(strings.ToLower(de.stderr), "already in use") {
 			return fmt.Errorf("droplet %q: its private address %s is taken on %s by another container: %w", m.Name, ip, network, err)
 		}
@@ -147,7 +154,7 @@ func (b *DockerBackend) ensureVPCNetwork(ctx context.Context, region string) (st
 func checkVPCNetwork(ctx context.Context, name, region string, subnet netip.Prefix) (bool, error) {
 	out, err := docker(ctx, nil, "network", "inspect", "--format", "{{json .}}", name)
 	if err != nil {
-		if isNoSuch(err) || strings.Contains(strings.ToLower(err.Error()), "not found") {
+		if isNoNetwork(err) {
 			return false, nil
 		}
 		return false, err
@@ -172,7 +179,8 @@ func checkVPCNetwork(ctx context.Context, name, region string, subnet netip.Pref
 }
 
 // RemoveVPCNetworks removes the VPC networks (of every region) that no
-// container uses, and returns their names; one still in use is kept.
+// container uses, and returns their names; one still in use is kept. It is
+// safe while local clouds run: Boot makes a missing network again.
 func RemoveVPCNetworks(ctx context.Context) ([]string, error) {
 	out, err := docker(ctx, nil, "network", "ls", "--format", "{{.Name}}", "--filter", "label="+labelVPC)
 	if err != nil {
@@ -183,7 +191,7 @@ func RemoveVPCNetworks(ctx context.Context) ([]string, error) {
 	for _, n := range strings.Fields(out) {
 		if _, err := docker(ctx, nil, "network", "rm", n); err != nil {
 			var de *dockerError
-			if errors.As(err, &de) && strings.Contains(de.stderr, "active endpoints") || isNoSuch(err) {
+			if errors.As(err, &de) && strings.Contains(de.stderr, "active endpoints") || isNoNetwork(err) {
 				continue
 			}
 			errs = append(errs, err)
@@ -192,6 +200,17 @@ func RemoveVPCNetworks(ctx context.Context) ([]string, error) {
 		removed = append(removed, n)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// isNoNetwork says whether err is Docker's "network ... not found" (or
+// "no such network").
+func isNoNetwork(err error) bool {
+	var de *dockerError
+	if !errors.As(err, &de) {
+		return false
+	}
+	msg := strings.ToLower(de.stderr)
+	return strings.Contains(msg, "no such network") || strings.Contains(msg, "network") && strings.Contains(msg, "not found") && !strings.Contains(msg, "container")
 }
 
 // hostNetworks are the IPv4 networks of this network namespace: its

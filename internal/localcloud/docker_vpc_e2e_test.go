@@ -33,7 +33,7 @@ func cleanupVPCNetworks(tb testing.TB, regions ...string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, n := range made {
-			if _, err := docker(ctx, nil, "network", "rm", n); err != nil && !isNoSuch(err) {
+			if _, err := docker(ctx, nil, "network", "rm", n); err != nil && !isNoNetwork(err) {
 				tb.Errorf("cleanup: %v", err)
 			}
 		}
@@ -144,6 +144,10 @@ func TestDockerVPC(t *testing.T) {
 	waitReach(t, a, priv[0], 2*time.Minute)
 	check("after a power cycle")
 
+	// Networks in use stay.
+	if removed, err := RemoveVPCNetworks(ctx); err != nil || slices.Contains(removed, VPCNetworkName("nyc3")) || slices.Contains(removed, VPCNetworkName("ams3")) {
+		t.Errorf("RemoveVPCNetworks with droplets on them: removed %v, %v", removed, err)
+	}
 	for _, m := range ms {
 		if err := b.Destroy(ctx, m.ID); err != nil {
 			t.Fatalf("Destroy %d: %v", m.ID, err)
@@ -156,6 +160,12 @@ func TestDockerVPC(t *testing.T) {
 			t.Errorf("%s after Destroy: %q containers (%v), want 0", VPCNetworkName(r), out, err)
 		}
 	}
+	// Unused, they go (Boot would make them again).
+	removed, err := RemoveVPCNetworks(ctx)
+	if err != nil || !slices.Contains(removed, VPCNetworkName("nyc3")) || !slices.Contains(removed, VPCNetworkName("ams3")) {
+		t.Errorf("RemoveVPCNetworks after Destroy: removed %v, %v", removed, err)
+	}
+	t.Logf("RemoveVPCNetworks removed %v", removed)
 }
 
 // A VPC range that overlaps a host network, or a network of the VPC's name

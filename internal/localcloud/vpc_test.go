@@ -2,6 +2,7 @@ package localcloud
 
 import (
 	"bufio"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -231,5 +232,27 @@ func TestOverlappingHostNetwork(t *testing.T) {
 		if got := map[bool]string{true: n.String()}[ok]; got != tt.want {
 			t.Errorf("%s: overlap %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestIsNoNetwork(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		stderr string
+		want   bool
+	}{
+		{"Error response from daemon: network fleet-vpc-ams3 not found", true},
+		{"Error: No such network: fleet-vpc-ams3", true},
+		{"Error response from daemon: No such container: fleet-x", false},
+		{"Error response from daemon: container fleet-x not found", false},
+		{"Error response from daemon: network fleet-vpc-nyc3 id 1f has active endpoints", false},
+	}
+	for _, tt := range tests {
+		if got := isNoNetwork(&dockerError{stderr: tt.stderr, err: errors.New("exit status 1")}); got != tt.want {
+			t.Errorf("isNoNetwork(%q) = %v, want %v", tt.stderr, got, tt.want)
+		}
+	}
+	if isNoNetwork(errors.New("network x not found")) {
+		t.Error("isNoNetwork of a non-docker error")
 	}
 }
