@@ -27,9 +27,10 @@ import (
 // DockerBackend runs every droplet as a Docker container made from the
 // droplet image (EnsureImage): a bare Debian 13 like DigitalOcean's, with
 // systemd as PID 1, real cloud-init and sshd, published on the droplet's
-// loopback address (127.0.0.N) on ports 22, 80 and 443. User data installs
-// the rest (Docker in Docker, through the local cloud's mirrors: see
-// vendorData).
+// loopback address (127.0.0.N) on ports 22, 80 and 443, and on its
+// region's VPC network with its private address (eth1, see docker_vpc.go).
+// User data installs the rest (Docker in Docker, through the local cloud's
+// mirrors: see vendorData).
 //
 // Each container is named fleet-<droplet name> and labelled with its
 // instance and droplet (fleet.instance, fleet.droplet.id, ...): the labels
