@@ -77,7 +77,7 @@ base=$1 tok=$2 from=$3 key=$4 load=$5
 rm -rf "$base"/fleet-relay-*
 d="$base/fleet-relay-$tok"
 mkdir -m 0700 "$d"
-printf '%s\n' "$load" >"$d/load"
+printf '%s' "$load" >"$d/load"
 chmod 0700 "$d/load"
 exp=$(date -u -d "@$(( $(date +%s) + $6 ))" +%Y%m%d%H%M%S)
 [ -d "$HOME/.ssh" ] || mkdir -m 0700 "$HOME/.ssh"
