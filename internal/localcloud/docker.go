@@ -3,6 +3,7 @@ package localcloud
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,6 +71,9 @@ type DockerBackend struct {
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
+	// vpcMu serialises this backend's checks and creations of VPC
+	// networks (other processes' are handled as they come: docker_vpc.go).
+	vpcMu sync.Mutex
 }
 
 // Router points a reserved IP at a droplet address ("" = unassigned).
@@ -198,6 +202,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if b.Image == "" {
 		return errors.New("docker backend: no image (use NewDockerBackend)")
 	}
+	if !knownRegion(m.Region) {
+		return fmt.Errorf("docker backend: droplet %q: unknown region %q", m.Name, m.Region)
+	}
+	m.PrivateIPv4 = cmp.Or(m.PrivateIPv4, privateIPFor(m.Region, m.PublicIPv4))
 	names, err := b.containers(ctx, m.ID)
 	if err != nil {
 		return err
@@ -211,6 +219,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 			if err := b.copySeed(ctx, c, m); err != nil {
 				return err
 			}
+		}
+		// It may predate VPCs, or a Boot cut short before it joined its VPC.
+		if err := b.connectVPC(ctx, c, m); err != nil {
+			return err
 		}
 	} else {
 		c = b.ContainerName(m.Name)
@@ -257,6 +269,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--label", labelID + "=" + id,
 		"--label", labelName + "=" + m.Name,
 		"--label", labelIPv4 + "=" + m.PublicIPv4,
+		"--label", labelPrivateIPv4 + "=" + m.PrivateIPv4,
 		"--label", labelRegion + "=" + m.Region,
 		"--label", labelSize + "=" + m.Size,
 		"--label", labelImage + "=" + m.Image,
@@ -291,11 +304,16 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		}
 		return fmt.Errorf("creating droplet %q: %w", m.Name, err)
 	}
+	// Joined before its first start, so eth1 is there when it boots.
+	if err := b.connectVPC(ctx, c, m); err != nil {
+		b.remove(c, vol)
+		return err
+	}
 	if err := b.copySeed(ctx, c, m); err != nil {
 		b.remove(c, vol)
 		return err
 	}
-	b.logf("%s: created (droplet %d, %s)", c, m.ID, m.PublicIPv4)
+	b.logf("%s: created (droplet %d, %s, private %s)", c, m.ID, m.PublicIPv4, m.PrivateIPv4)
 	return nil
 }
 
@@ -590,7 +608,7 @@ func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
 		id, _ := strconv.Atoi(l[labelID])
 		ms[i] = Machine{
 			ID: id, Name: l[labelName], Region: l[labelRegion], Size: l[labelSize],
-			Image: l[labelImage], PublicIPv4: l[labelIPv4],
+			Image: l[labelImage], PublicIPv4: l[labelIPv4], PrivateIPv4: l[labelPrivateIPv4],
 		}
 		if t := l[labelTags]; t != "" {
 			ms[i].Tags = strings.Split(t, ",")

@@ -1,6 +1,7 @@
 package localcloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,13 @@ func (b *DockerBackend) PowerOn(ctx context.Context, m Machine) error {
 	c, err := b.container(ctx, m.ID)
 	if err != nil {
 		return err
+	}
+	// A container made before VPCs joins its VPC at its next power on.
+	if knownRegion(m.Region) {
+		m.PrivateIPv4 = cmp.Or(m.PrivateIPv4, privateIPFor(m.Region, m.PublicIPv4))
+		if err := b.connectVPC(ctx, c, m); err != nil {
+			return err
+		}
 	}
 	if _, err := docker(ctx, nil, "start", c); err != nil {
 		return fmt.Errorf("powering on %s: %w", c, err)
