@@ -3,7 +3,6 @@ package localcloud
 import (
 	"archive/tar"
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -202,10 +201,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if b.Image == "" {
 		return errors.New("docker backend: no image (use NewDockerBackend)")
 	}
-	if !knownRegion(m.Region) {
-		return fmt.Errorf("docker backend: droplet %q: unknown region %q", m.Name, m.Region)
+	m, err := withPrivateIP(m)
+	if err != nil {
+		return err
 	}
-	m.PrivateIPv4 = cmp.Or(m.PrivateIPv4, privateIPFor(m.Region, m.PublicIPv4))
 	names, err := b.containers(ctx, m.ID)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package localcloud
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,11 +61,8 @@ func (b *DockerBackend) PowerOn(ctx context.Context, m Machine) error {
 		return err
 	}
 	// A container made before VPCs joins its VPC at its next power on.
-	if knownRegion(m.Region) {
-		m.PrivateIPv4 = cmp.Or(m.PrivateIPv4, privateIPFor(m.Region, m.PublicIPv4))
-		if err := b.connectVPC(ctx, c, m); err != nil {
-			return err
-		}
+	if err := b.connectVPC(ctx, c, m); err != nil {
+		return err
 	}
 	if _, err := docker(ctx, nil, "start", c); err != nil {
 		return fmt.Errorf("powering on %s: %w", c, err)

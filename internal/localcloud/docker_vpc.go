@@ -36,24 +36,42 @@ const (
 // VPCNetworkName is the Docker network of region's default VPC.
 func VPCNetworkName(region string) string { return "fleet-vpc-" + region }
 
-// knownRegion says whether region is one of the catalogue's.
-func knownRegion(region string) bool {
-	_, ok := findRegion(region)
-	return ok
+// vpcRegion is the region whose VPC m joins: its own, or the first
+// region's if it has none (a machine the server did not make).
+func vpcRegion(m Machine) (string, error) {
+	if m.Region == "" {
+		return regionNames[0].slug, nil
+	}
+	if _, ok := findRegion(m.Region); !ok {
+		return "", fmt.Errorf("docker backend: droplet %q: unknown region %q", m.Name, m.Region)
+	}
+	return m.Region, nil
+}
+
+// withPrivateIP is m with its PrivateIPv4 set (derived if it has none).
+func withPrivateIP(m Machine) (Machine, error) {
+	region, err := vpcRegion(m)
+	if err != nil {
+		return m, err
+	}
+	m.PrivateIPv4 = cmp.Or(m.PrivateIPv4, privateIPFor(region, m.PublicIPv4))
+	if err := checkPrivateIP(region, m.PrivateIPv4); err != nil {
+		return m, fmt.Errorf("docker backend: droplet %q: %w", m.Name, err)
+	}
+	return m, nil
 }
 
 // connectVPC connects container c (created, not yet started, or an older
 // one made before VPCs) to m's region's VPC network with m's private
 // address. Already connected with that address: nothing to do.
 func (b *DockerBackend) connectVPC(ctx context.Context, c string, m Machine) error {
-	if !knownRegion(m.Region) {
-		return fmt.Errorf("docker backend: droplet %q: unknown region %q", m.Name, m.Region)
+	m, err := withPrivateIP(m)
+	if err != nil {
+		return err
 	}
-	ip := cmp.Or(m.PrivateIPv4, privateIPFor(m.Region, m.PublicIPv4))
-	if err := checkPrivateIP(m.Region, ip); err != nil {
-		return fmt.Errorf("docker backend: droplet %q: %w", m.Name, err)
-	}
-	network, err := b.ensureVPCNetwork(ctx, m.Region)
+	region, _ := vpcRegion(m)
+	ip := m.PrivateIPv4
+	network, err := b.ensureVPCNetwork(ctx, region)
 	if err != nil {
 		return err
 	}
