@@ -346,14 +346,10 @@ func (d *Deployer) revokeHop(ctx context.Context, c *remote.Client, candName str
 	}
 }
 
-// traffic is the bytes a connection has carried both ways (0 until
-// remote.Client counts them).
+// traffic is the bytes a connection has carried both ways.
 func traffic(c *remote.Client) int64 {
-	if t, ok := any(c).(interface{ Traffic() (int64, int64) }); ok {
-		s, r := t.Traffic()
-		return s + r
-	}
-	return 0
+	s, r := c.Traffic()
+	return s + r
 }
 
 // pickByChain lists the live images whose layers give the candidate the

@@ -475,6 +475,11 @@ func TestRelayLayers(t *testing.T) {
 			if rr.Path != tc.wantPath || rr.DropletBytes != tc.wantBytes || len(rr.Spooled) != tc.wantSpooled {
 				t.Errorf("path %q, droplet bytes %d, spooled %d; want %q, %d, %d", rr.Path, rr.DropletBytes, len(rr.Spooled), tc.wantPath, tc.wantBytes, tc.wantSpooled)
 			}
+			// What fleet exchanged with live: the save's archive on the fleet
+			// path, only control traffic on the hop.
+			if rr.Path == RelayFleet && rr.LinkBytes < int64(len(live.save)) || rr.Path == RelayVPC && (rr.LinkBytes <= 0 || rr.LinkBytes >= 64<<10) {
+				t.Errorf("link bytes with live %d (archive %d bytes, path %q)", rr.LinkBytes, len(live.save), rr.Path)
+			}
 			if _, ok := rr.Spooled[digest(deps)]; tc.wantSpooled > 0 && !ok {
 				t.Errorf("spooled %v, want the deps layer", rr.Spooled)
 			}
