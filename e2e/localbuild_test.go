@@ -182,7 +182,11 @@ func TestLocalBuild(t *testing.T) {
 	ip := *r.status().ReservedIP
 	expectServes(t, ip, "hello v1.0.0")
 
+	lr0, lt0 := netBytes(t, u1.Droplet.Name, "eth0")
 	u2 := upLocal(t, r, "v1.1.0")
+	lr1, lt1 := netBytes(t, u1.Droplet.Name, "eth0")
+	cr2, ct2 := netBytes(t, u2.Droplet.Name, "eth0")
+	t.Logf("v1.1.0, interface counters: live eth0 %d bytes during the up; the candidate's eth0 since boot %d bytes (the whole up)", lr1-lr0+lt1-lt0, cr2+ct2)
 	_, size := changedLayer(t, "hello-app:v1.0.0", "hello-app:v1.1.0")
 	ratio := float64(u2.ShippedBytes) / float64(size)
 	t.Logf("v1.1.0: shipped %d bytes for a changed layer of %d bytes (ratio %.2f), %d layers reused from the live droplet\n%s",
