@@ -309,8 +309,12 @@ func (d *Deployer) relayOverVPC(ctx context.Context, c *remote.Client, cand *clo
 	if user == "" {
 		user = "root"
 	}
+	algo := hk.Type()
+	if algo == ssh.KeyAlgoRSA { // OpenSSH ≥ 8.8 refuses SHA-1 signatures
+		algo = ssh.KeyAlgoRSASHA512 + "," + ssh.KeyAlgoRSASHA256
+	}
 	rc := &relayCatcher{w: out.stderr}
-	err = lc.Run(ctx, relaySendScript(ids, relaySSHArgs(dir, user, candPriv, hk.Type())), nil, out.stdout, rc)
+	err = lc.Run(ctx, relaySendScript(ids, relaySSHArgs(dir, user, candPriv, algo)), nil, out.stdout, rc)
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
