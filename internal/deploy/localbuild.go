@@ -591,7 +591,11 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, dr *clo
 			fromBuild[l] = true
 		}
 	}
-	d.step("reading the built images (%d of %d layers to ship, %d from the live droplet)", len(fromBuild), len(total), len(relayed))
+	fromLive := len(relayed)
+	if rr.Path == RelayVPC {
+		fromLive = len(total) - st.PresentLayers - len(need) // already there
+	}
+	d.step("reading the built images (%d of %d layers to ship, %d from the live droplet)", len(fromBuild), len(total), fromLive)
 	refs := make([]string, len(images))
 	for i, im := range images {
 		refs[i] = im.Ref
@@ -625,7 +629,7 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, dr *clo
 	}
 
 	if rr.Path == RelayVPC {
-		d.step("shipping %d layers (%d came from the live droplet %s droplet to droplet, %d bytes) to the candidate", len(need), len(total)-st.PresentLayers-len(need), live.Name, rr.DropletBytes)
+		d.step("shipping %d layers (%d came from the live droplet %s droplet to droplet, %d bytes) to the candidate", len(need), fromLive, live.Name, rr.DropletBytes)
 	} else {
 		d.step("shipping %d layers (%d relayed from the live droplet) to the candidate", len(need), len(relayed))
 	}
@@ -643,10 +647,7 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, dr *clo
 	if err != nil {
 		return nil, fmt.Errorf("docker load on the candidate: %w", err)
 	}
-	st.ShippedLayers, st.ReusedLayers = len(sc.Layers), len(relayed)
-	if rr.Path == RelayVPC {
-		st.ReusedLayers = len(total) - st.PresentLayers - len(need)
-	}
+	st.ShippedLayers, st.ReusedLayers = len(sc.Layers), fromLive
 	d.dropRelayed(ctx, c, rr.IDs, cand, images, out)
 	return st, nil
 }
