@@ -104,9 +104,11 @@ func phaseTable(u upJSON) string {
 }
 
 // BenchmarkLocalBuildShipping prints what stack.build: local ships for a
-// release that changes one small file of the app's last layer: the bytes
-// sent from the build against the changed layer's size. The previous
-// release's layers come from the live droplet.
+// release that changes one small file of the app's last layer (v1.1.0)
+// and for one that also adds 1 MiB of random bytes to it (v1.2.0): the
+// bytes sent from the build and the bytes that crossed this machine's
+// link (SSH, both ways) against the changed layer's size, and the bytes
+// the live droplet sent the candidate over their private network.
 func BenchmarkLocalBuildShipping(b *testing.B) {
 	bin := fleetBin(b)
 	dir := localBuildRepo(b)
@@ -119,6 +121,15 @@ func BenchmarkLocalBuildShipping(b *testing.B) {
 		}
 		r.run("local", "stop")
 	})
+	shipSeconds := func(u localUpJSON) float64 {
+		var s float64
+		for _, p := range u.Phases {
+			if strings.HasPrefix(p.Phase, "asking the") || strings.HasPrefix(p.Phase, "relaying") || strings.HasPrefix(p.Phase, "reading the built") || strings.HasPrefix(p.Phase, "shipping ") && strings.Contains(p.Phase, "layers") {
+				s += p.Seconds
+			}
+		}
+		return s
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		u1 := upLocal(b, r, "v1.0.0")
@@ -127,12 +138,28 @@ func BenchmarkLocalBuildShipping(b *testing.B) {
 		b.StopTimer()
 		_, size := changedLayer(b, "hello-app:v1.0.0", "hello-app:v1.1.0")
 		ratio := float64(u2.ShippedBytes) / float64(size)
-		b.Logf("first up shipped %d bytes; second up shipped %d bytes for a changed layer of %d bytes: ratio %.2f; %d layers from the live droplet",
-			u1.ShippedBytes, u2.ShippedBytes, size, ratio, u2.ReusedLayers)
+		b.Logf("first up shipped %d bytes (link %d); v1.1.0 shipped %d bytes for a changed layer of %d bytes: ratio %.2f; %d layers from the live droplet (relay %q, %d bytes droplet to droplet); link %d bytes; shipping took %.2fs",
+			u1.ShippedBytes, u1.LinkBytes, u2.ShippedBytes, size, ratio, u2.ReusedLayers, u2.Relay, u2.DropletBytes, u2.LinkBytes, shipSeconds(u2))
 		b.ReportMetric(float64(u2.ShippedBytes), "shipped-B")
 		b.ReportMetric(float64(size), "changed-layer-B")
 		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(float64(u2.LinkBytes), "link-B")
+		b.ReportMetric(float64(u2.DropletBytes), "d2d-B")
+		b.ReportMetric(shipSeconds(u2), "ship-s")
 		r.ok("rollback") // discard v1.1.0's candidate
+		b.StartTimer()
+
+		u3 := upLocal(b, r, "v1.2.0")
+		b.StopTimer()
+		_, size3 := changedLayer(b, "hello-app:v1.0.0", "hello-app:v1.2.0")
+		lratio := float64(u3.LinkBytes) / float64(size3)
+		b.Logf("v1.2.0 (1 MiB random in the changed layer): link %d bytes for a changed layer of %d bytes: ratio %.3f; shipped %d; %d bytes droplet to droplet (relay %q); shipping took %.2fs",
+			u3.LinkBytes, size3, lratio, u3.ShippedBytes, u3.DropletBytes, u3.Relay, shipSeconds(u3))
+		b.ReportMetric(float64(u3.LinkBytes), "1MiB-link-B")
+		b.ReportMetric(float64(size3), "1MiB-layer-B")
+		b.ReportMetric(lratio, "1MiB-link-ratio")
+		b.ReportMetric(float64(u3.DropletBytes), "1MiB-d2d-B")
+		r.ok("rollback") // discard v1.2.0's candidate
 		out, _, _ := r.run("status", "--json")
 		for _, name := range namesIn(out) {
 			r.run("destroy", "--yes", "--force", name)

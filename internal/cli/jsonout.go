@@ -161,6 +161,13 @@ type upJSON struct {
 	// and layers relayed from the live droplet instead; 0 otherwise.
 	ShippedBytes int64 `json:"shipped_bytes"`
 	ReusedLayers int   `json:"reused_layers"`
+	// stack.build: local: SSH bytes between this machine and the droplets
+	// while shipping (both ways, framing included), bytes the live droplet
+	// sent the candidate over the private network, and how its layers
+	// came: "vpc", "fleet" (through this machine) or "" (none did).
+	LinkBytes    int64  `json:"link_bytes"`
+	DropletBytes int64  `json:"droplet_bytes"`
+	Relay        string `json:"relay"`
 	// Data is the live droplet's data restored onto the candidate; null
 	// without stack.data or a live droplet.
 	Data *transferJSON `json:"data"`
@@ -171,7 +178,8 @@ type upJSON struct {
 
 func toUpJSON(res *deploy.UpResult) upJSON {
 	out := upJSON{Droplet: toJSON(&res.Droplet), Resumed: res.Resumed, Phases: phasesJSON(res.Phases),
-		ShippedBytes: res.ShippedBytes, ReusedLayers: res.ReusedLayers, Data: toTransferJSON(res.Data),
+		ShippedBytes: res.ShippedBytes, ReusedLayers: res.ReusedLayers,
+		LinkBytes: res.LinkBytes, DropletBytes: res.DropletBytes, Relay: res.Relay, Data: toTransferJSON(res.Data),
 		DuplicatesDestroyed: toJSONs(res.Duplicates)}
 	if res.Image != nil {
 		s := res.Image.String()

@@ -8,8 +8,9 @@ package deploy
 // absent from its store, so the layers the droplet has need no file.
 //
 // Layers the candidate lacks but the live droplet holds (the previous
-// release's) are relayed live → fleet → candidate instead of coming from
-// the build; they are not counted as shipped.
+// release's) go from live to the candidate over their private network
+// (relay.go), or, where there is none, live → fleet → candidate; they are
+// not counted as shipped.
 
 import (
 	"archive/tar"
@@ -32,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetdeploy/fleet/internal/cloud"
 	"github.com/fleetdeploy/fleet/internal/remote"
 	"gopkg.in/yaml.v3"
 )
@@ -43,6 +45,16 @@ type ShipStats struct {
 	ReusedLayers  int   // layers relayed from the live droplet
 	RelayedBytes  int64 // compressed bytes of those relayed layers
 	PresentLayers int   // layers the candidate already had
+	// LinkBytes is the SSH traffic between fleet and the droplets while
+	// shipping, both ways, framing included: what crossed the operator's
+	// link.
+	LinkBytes int64
+	// DropletBytes is what went from the live droplet to the candidate
+	// over their private network (Relay "vpc").
+	DropletBytes int64
+	// Relay is how layers of the live droplet reached the candidate:
+	// RelayVPC, RelayFleet, or "" when none did.
+	Relay string
 }
 
 // localImage is an image to build for a service of the resolved compose file.
@@ -478,8 +490,16 @@ func addLayer(tw *tar.Writer, diffID, file string) error {
 
 // shipLocalBuild builds the resolved compose file's images here and loads
 // them into the candidate c, sending only the layers it lacks.
-func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candidateID int, version string, p *prepared, out outputs) (*ShipStats, error) {
+func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, dr *cloud.Droplet, version string, p *prepared, out outputs, live *Member) (st *ShipStats, err error) {
 	proj := d.Spec.Project
+	st = &ShipStats{}
+	link0 := traffic(c)
+	var liveLink int64
+	defer func() {
+		if st != nil {
+			st.LinkBytes = traffic(c) - link0 + liveLink
+		}
+	}()
 	resolved, err := c.Output(ctx, sh("cat", composeFile(proj)))
 	if err != nil {
 		return nil, fmt.Errorf("reading the resolved compose file: %w", err)
@@ -488,7 +508,6 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 	if err != nil {
 		return nil, &ConfigError{Msg: err.Error()}
 	}
-	st := &ShipStats{}
 	if len(images) == 0 {
 		return st, nil
 	}
@@ -541,14 +560,13 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 	if err != nil {
 		return nil, err
 	}
-	need := cand.missing(images)
 	total := map[string]bool{}
 	for _, im := range images {
 		for _, l := range im.DiffIDs {
 			total[l] = true
 		}
 	}
-	st.PresentLayers = len(total) - len(need)
+	st.PresentLayers = len(total) - len(cand.missing(images))
 
 	tmp, err := os.MkdirTemp("", "fleet-images-")
 	if err != nil {
@@ -556,9 +574,16 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 	}
 	defer os.RemoveAll(tmp)
 
-	relayed := map[string]string{}
-	if len(need) > 0 {
-		relayed = d.relayFromLive(ctx, candidateID, need, tmp, out)
+	rr, err := d.relayLayers(ctx, c, dr, live, images, cand, tmp, out)
+	liveLink = rr.LinkBytes
+	if err != nil {
+		return nil, err
+	}
+	st.Relay, st.DropletBytes = rr.Path, rr.DropletBytes
+	need := rr.Cand.missing(images)
+	relayed := rr.Spooled
+	if relayed == nil {
+		relayed = map[string]string{}
 	}
 	fromBuild := map[string]bool{}
 	for _, l := range need {
@@ -566,7 +591,11 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 			fromBuild[l] = true
 		}
 	}
-	d.step("reading the built images (%d of %d layers to ship, %d from the live droplet)", len(fromBuild), len(total), len(relayed))
+	fromLive := len(relayed)
+	if rr.Path == RelayVPC {
+		fromLive = len(total) - st.PresentLayers - len(need) // already there
+	}
+	d.step("reading the built images (%d of %d layers to ship, %d from the live droplet)", len(fromBuild), len(total), fromLive)
 	refs := make([]string, len(images))
 	for i, im := range images {
 		refs[i] = im.Ref
@@ -599,7 +628,11 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 		load = append(load, loadImage{Config: cfg, RepoTags: []string{im.Ref, im.Versioned}, DiffIDs: im.DiffIDs})
 	}
 
-	d.step("shipping %d layers (%d relayed from the live droplet) to the candidate", len(need), len(relayed))
+	if rr.Path == RelayVPC {
+		d.step("shipping %d layers (%d came from the live droplet %s droplet to droplet, %d bytes) to the candidate", len(need), fromLive, live.Name, rr.DropletBytes)
+	} else {
+		d.step("shipping %d layers (%d relayed from the live droplet) to the candidate", len(need), len(relayed))
+	}
 	pr, pw := io.Pipe()
 	written := make(chan struct{})
 	go func() {
@@ -614,86 +647,36 @@ func (d *Deployer) shipLocalBuild(ctx context.Context, c *remote.Client, candida
 	if err != nil {
 		return nil, fmt.Errorf("docker load on the candidate: %w", err)
 	}
-	st.ShippedLayers, st.ReusedLayers = len(sc.Layers), len(relayed)
+	st.ShippedLayers, st.ReusedLayers = len(sc.Layers), fromLive
+	d.dropRelayed(ctx, c, rr.IDs, cand, images, out)
 	return st, nil
 }
 
-// relayFromLive fetches from the live droplet, if any, the layers of need
-// it holds, spooled into dir (diffID → file). Any failure only means the
-// build ships them instead.
+// imageIDRE is what an image ID from a droplet must look like before it
+// goes into a command line.
 var imageIDRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-func (d *Deployer) relayFromLive(ctx context.Context, candidateID int, need []string, dir string, out outputs) map[string]string {
-	got := map[string]string{}
-	state, err := d.State(ctx)
-	if err != nil {
-		d.warn("reading state to find the live droplet: %v; shipping every layer from the build", err)
-		return got
+// dropRelayed removes the untagged images the hop loaded into the
+// candidate (their layers stay, the built images use them); never one the
+// candidate had before or one fleet built, and a conflict is no error.
+func (d *Deployer) dropRelayed(ctx context.Context, c *remote.Client, ids []string, before *engineLayers, images []*localImage, out outputs) {
+	keep := map[string]bool{}
+	for _, im := range before.Images {
+		keep[im.ID] = true
 	}
-	live := state.Live()
-	if live == nil || live.ID == candidateID || live.PublicIPv4 == "" {
-		return got
+	for _, im := range images {
+		keep[im.ID] = true
 	}
-	d.step("asking the live droplet %s which layers it has", live.Name)
-	lc, err := d.Remote.Dial(ctx, &live.Droplet, 10*time.Second)
-	if err != nil {
-		d.warn("connecting to the live droplet %s: %v; shipping every layer from the build", live.Name, err)
-		return got
-	}
-	defer lc.Close()
-	o, err := lc.Output(ctx, layersCmd)
-	if err != nil {
-		d.warn("listing the layers of %s: %v; shipping every layer from the build", live.Name, err)
-		return got
-	}
-	e, err := parseLayers(o)
-	if err != nil {
-		d.warn("%v; shipping every layer from the build", err)
-		return got
-	}
-	want := map[string]bool{}
-	for _, l := range need {
-		if e.Diffs[l] {
-			want[l] = true
+	var rm []string
+	for _, id := range ids {
+		if !keep[id] && imageIDRE.MatchString(id) {
+			rm = append(rm, id)
 		}
 	}
-	if len(want) == 0 {
-		return got
+	if len(rm) == 0 {
+		return
 	}
-	// The fewest images that hold them, greedily.
-	var ids []string
-	covered := map[string]bool{}
-	for _, im := range e.Images {
-		adds := false
-		for _, l := range im.DiffIDs {
-			if want[l] && !covered[l] {
-				covered[l], adds = true, true
-			}
-		}
-		// IDs come from the live droplet and go into a shell command there:
-		// take only what an image ID looks like.
-		if adds && imageIDRE.MatchString(im.ID) {
-			ids = append(ids, im.ID)
-		}
+	if err := c.Run(ctx, sh(append([]string{"docker", "image", "rm"}, rm...)...)+" >/dev/null 2>&1 || true", nil, out.stdout, out.stderr); err != nil && ctx.Err() == nil {
+		d.warn("removing the relayed images from the candidate: %v", err)
 	}
-	d.step("relaying %d layers from the live droplet %s", len(want), live.Name)
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := lc.Run(ctx, sh(append([]string{"docker", "save"}, ids...)...), nil, pw, out.stderr)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	sc, rerr := readSave(bufio.NewReaderSize(pr, 1<<20), dir, want)
-	io.Copy(io.Discard, pr)
-	if err := errors.Join(<-done, rerr); err != nil {
-		d.warn("docker save on %s: %v; shipping those layers from the build", live.Name, err)
-		if sc != nil {
-			for _, f := range sc.Layers {
-				os.Remove(f)
-			}
-		}
-		return got
-	}
-	return sc.Layers
 }

@@ -160,7 +160,7 @@ func (d *Deployer) deployStack(ctx context.Context, c *remote.Client, dr *cloud.
 	timeout := d.Spec.Stack.Health.Timeout
 	up := []string{"up", "-d", "--wait", "--wait-timeout", strconv.Itoa(int(math.Ceil(timeout.Seconds())))}
 	if d.Spec.Stack.Build == "local" {
-		if res.shipped, err = d.shipLocalBuild(ctx, c, dr.ID, version, p, out); err != nil {
+		if res.shipped, err = d.shipLocalBuild(ctx, c, dr, version, p, out, live); err != nil {
 			return res, err
 		}
 		up = append(up, "--no-build")

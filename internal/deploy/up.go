@@ -24,6 +24,10 @@ type UpResult struct {
 	// this machine, and layers relayed from the live droplet instead.
 	ShippedBytes int64
 	ReusedLayers int
+	// LinkBytes, DropletBytes and Relay are ShipStats'.
+	LinkBytes    int64
+	DropletBytes int64
+	Relay        string
 	// The live droplet's data restored onto the candidate, if any.
 	Data *Transfer
 	// Duplicates destroyed: candidates of this version left by an up that
@@ -161,6 +165,7 @@ func (d *Deployer) finishStack(ctx context.Context, res *UpResult, c *remote.Cli
 	sr, err := d.deployStack(ctx, c, dr, version, stk, live)
 	if sr.shipped != nil {
 		res.ShippedBytes, res.ReusedLayers = sr.shipped.ShippedBytes, sr.shipped.ReusedLayers
+		res.LinkBytes, res.DropletBytes, res.Relay = sr.shipped.LinkBytes, sr.shipped.DropletBytes, sr.shipped.Relay
 	}
 	res.Data = sr.carried
 	return err
