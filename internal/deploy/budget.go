@@ -300,8 +300,10 @@ func (sw *switchover) estimate(ctx context.Context) error {
 	if rec == nil {
 		return nil
 	}
+	// A stopped sync's record is a lower bound: reaching the budget is
+	// enough to refuse.
 	est := rec.Duration + sw.reserve()
-	if est <= b {
+	if est < b || est == b && rec.Complete {
 		return nil
 	}
 	basis := fmt.Sprintf("the last sync onto %s moved %s in %s", sw.toName, mb(rec.Bytes), secs(rec.Duration))
