@@ -175,7 +175,8 @@ func (c *Client) ipAction(ctx context.Context, ip string, dropletID int, t Timeo
 	if err != nil {
 		return err
 	}
-	if err := c.waitAction(ctx, verb, t.Assign, func(ctx context.Context) (*godo.Action, error) {
+	// Read soon: the action usually completes within a second.
+	if err := c.waitActionWith(ctx, c.fastBackoff(), verb, t.Assign, func(ctx context.Context) (*godo.Action, error) {
 		a, _, err := c.api.ReservedIPActions.Get(ctx, ip, action.ID)
 		return a, err
 	}); err != nil {
