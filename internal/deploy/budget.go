@@ -68,7 +68,7 @@ type FreezeBudgetError struct {
 func (e *FreezeBudgetError) Error() string {
 	var b strings.Builder
 	if e.Stage == "estimate" {
-		fmt.Fprintf(&b, "refused: the freeze window would overrun stack.data.freeze_budget %s: %s are expected (%s); nothing was frozen or moved\nraise stack.data.freeze_budget, or promote when less data has to move", e.Budget, secs(e.Estimate), e.Basis)
+		fmt.Fprintf(&b, "refused: the freeze window would overrun stack.data.freeze_budget %s: %s are expected (%s); nothing was frozen or moved\nto let the window take that long, raise stack.data.freeze_budget", e.Budget, secs(e.Estimate), e.Basis)
 		return b.String()
 	}
 	fmt.Fprintf(&b, "aborted: %s would overrun stack.data.freeze_budget %s (stopped %s after the freeze: %s)", stageWhat(e.Stage), e.Budget, secs(e.Elapsed), windowText(e.Window, e.Sync))
@@ -233,22 +233,23 @@ func (sw *switchover) readBack(ctx context.Context, e *FreezeBudgetError, unfree
 	}
 }
 
-// The last sync onto a droplet (bytes, seconds, whether it finished), kept
-// on it for the next switch's estimate: up's restore of the live data, or
-// a final sync the budget stopped (a lower bound).
+// The last sync onto a droplet, kept on it for the next switch's
+// estimate: "bytes seconds 1" for up's restore of the live data (the same
+// full archive a final sync carries today), "bytes seconds 0 budget" for
+// a final sync that freeze_budget budget stopped.
 func lastSyncFile(project string) string { return "/var/lib/fleet/" + project + "/last-sync" }
 
-// noteSync records t on c; best effort (the estimate is an aid).
-func (d *Deployer) noteSync(ctx context.Context, c *remote.Client, t *Transfer, complete bool) {
+// noteSync records t on c, stopped by the budget stoppedBy (0: it
+// finished); best effort (the estimate is an aid, the deadline guards).
+func (d *Deployer) noteSync(ctx context.Context, c *remote.Client, t *Transfer, stoppedBy time.Duration) {
 	if t == nil || c == nil {
 		return
 	}
 	f := lastSyncFile(d.Spec.Project)
-	done := "0"
-	if complete {
-		done = "1"
+	line := fmt.Sprintf("%d %.3f 1\n", t.Bytes, t.Duration.Seconds())
+	if stoppedBy > 0 {
+		line = fmt.Sprintf("%d %.3f 0 %.3f\n", t.Bytes, t.Duration.Seconds(), stoppedBy.Seconds())
 	}
-	line := fmt.Sprintf("%d %.3f %s\n", t.Bytes, t.Duration.Seconds(), done)
 	err := c.Run(ctx, then(sh("mkdir", "-p", path.Dir(f)), replace(sh("cat"), f)), strings.NewReader(line), nil, nil)
 	if err != nil {
 		d.warn("recording the sync's figures on %s: %v", c.Droplet(), err)
@@ -257,9 +258,9 @@ func (d *Deployer) noteSync(ctx context.Context, c *remote.Client, t *Transfer, 
 
 // syncRecord is a last-sync line.
 type syncRecord struct {
-	Bytes    int64
-	Duration time.Duration
-	Complete bool
+	Bytes     int64
+	Duration  time.Duration
+	StoppedBy time.Duration // the budget that stopped it; 0: it finished
 }
 
 // lastSync reads the record on c; nil when there is none (or it cannot
@@ -275,20 +276,34 @@ func (d *Deployer) lastSync(ctx context.Context, c *remote.Client) *syncRecord {
 
 func parseSyncRecord(s string) *syncRecord {
 	fs := strings.Fields(s)
-	if len(fs) != 3 {
+	if len(fs) < 3 || len(fs) > 4 || (fs[2] == "0") != (len(fs) == 4) || (fs[2] != "0" && fs[2] != "1") {
 		return nil
 	}
-	n, err1 := strconv.ParseInt(fs[0], 10, 64)
-	sec, err2 := strconv.ParseFloat(fs[1], 64)
-	if err1 != nil || err2 != nil || n < 0 || sec < 0 || sec > 1e6 {
+	n, err := strconv.ParseInt(fs[0], 10, 64)
+	if err != nil || n < 0 {
 		return nil
 	}
-	return &syncRecord{Bytes: n, Duration: time.Duration(sec * float64(time.Second)), Complete: fs[2] == "1"}
+	secsOf := func(v string) (time.Duration, bool) {
+		f, err := strconv.ParseFloat(v, 64)
+		return time.Duration(f * float64(time.Second)), err == nil && f >= 0 && f <= 1e6
+	}
+	r := &syncRecord{Bytes: n}
+	var ok bool
+	if r.Duration, ok = secsOf(fs[1]); !ok {
+		return nil
+	}
+	if len(fs) == 4 {
+		if r.StoppedBy, ok = secsOf(fs[3]); !ok || r.StoppedBy == 0 {
+			return nil
+		}
+	}
+	return r
 }
 
 // estimate refuses, before anything is frozen, a window that cannot fit:
-// the last sync onto the droplet taking the IP (the same full archive
-// today) plus the reserve.
+// the last sync onto the droplet taking the IP plus the reserve. A final
+// sync a budget stopped refuses every budget up to that one (the data
+// only grew), and is a lower bound above it.
 func (sw *switchover) estimate(ctx context.Context) error {
 	b := sw.budget()
 	if b <= 0 {
@@ -300,15 +315,16 @@ func (sw *switchover) estimate(ctx context.Context) error {
 	if rec == nil {
 		return nil
 	}
-	// A stopped sync's record is a lower bound: reaching the budget is
-	// enough to refuse.
 	est := rec.Duration + sw.reserve()
-	if est < b || est == b && rec.Complete {
+	var basis string
+	switch {
+	case rec.StoppedBy == 0 && est > b:
+		basis = fmt.Sprintf("the last sync onto %s moved %s in %s, plus %s for the move", sw.toName, mb(rec.Bytes), secs(rec.Duration), secs(sw.reserve()))
+	case rec.StoppedBy > 0 && (b <= rec.StoppedBy || est >= b):
+		basis = fmt.Sprintf("the last final sync onto %s was stopped by freeze_budget %s after %s and %s, and the data has not shrunk", sw.toName, rec.StoppedBy, mb(rec.Bytes), secs(rec.Duration))
+		est = max(est, rec.StoppedBy)
+	default:
 		return nil
 	}
-	basis := fmt.Sprintf("the last sync onto %s moved %s in %s", sw.toName, mb(rec.Bytes), secs(rec.Duration))
-	if !rec.Complete {
-		basis = fmt.Sprintf("the last final sync onto %s was stopped by the budget after %s and %s", sw.toName, mb(rec.Bytes), secs(rec.Duration))
-	}
-	return &FreezeBudgetError{Budget: b, Stage: "estimate", Estimate: est, Basis: basis + ", plus " + secs(sw.reserve()) + " for the move"}
+	return &FreezeBudgetError{Budget: b, Stage: "estimate", Estimate: est, Basis: basis}
 }

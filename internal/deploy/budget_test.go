@@ -60,7 +60,7 @@ func TestPromoteFreezeBudget(t *testing.T) {
 					t.Errorf("error %+v, sync %+v", fb, fb.Sync)
 				}
 				// The stopped sync is a lower bound for the next estimate.
-				if rec := parseSyncRecord(w.drops[2].lastSync); rec == nil || rec.Complete || rec.Duration < 500*time.Millisecond {
+				if rec := parseSyncRecord(w.drops[2].lastSync); rec == nil || rec.StoppedBy != time.Second || rec.Duration < 500*time.Millisecond {
 					t.Errorf("record on the candidate %q", w.drops[2].lastSync)
 				}
 			}},
@@ -94,15 +94,23 @@ func TestPromoteFreezeBudget(t *testing.T) {
 				err: []string{"refused: the freeze window would overrun stack.data.freeze_budget 1s: 2.70s are expected", "the last sync onto {2} moved 52.0 MB in 2.40s", "nothing was frozen or moved"}, as: new(*FreezeBudgetError)},
 			stage: "estimate"},
 		{name: "a stopped sync's record refuses the re-run", budget: 2 * time.Second,
-			setup: func(w *world) { w.drops[2].lastSync = "9000000 1.700 0\n" },
+			setup: func(w *world) { w.drops[2].lastSync = "9000000 1.200 0 2.000\n" },
 			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{2: {"last-sync"}},
-				err: []string{"was stopped by the budget after 9.0 MB and 1.70s"}, as: new(*FreezeBudgetError)},
+				err: []string{"was stopped by freeze_budget 2s after 9.0 MB and 1.20s"}, as: new(*FreezeBudgetError)},
 			stage: "estimate"},
+		{name: "a stopped sync's record refuses a smaller budget", budget: time.Second,
+			setup: func(w *world) { w.drops[2].lastSync = "9000000 0.100 0 2.000\n" },
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{2: {"last-sync"}},
+				err: []string{"was stopped by freeze_budget 2s"}, as: new(*FreezeBudgetError)},
+			stage: "estimate"},
+		{name: "a raised budget tries again", budget: 5 * time.Second,
+			setup: func(w *world) { w.drops[2].lastSync = "9000000 1.200 0 2.000\n" },
+			end:   end{holder: 2, tags: promoted, logs: map[int][]string{1: oldFinal, 2: append([]string{"last-sync"}, candWritable...)}}},
 		{name: "an estimate that fits goes ahead", budget: 5 * time.Second,
 			setup: func(w *world) { w.drops[2].lastSync = "52000000 2.400 1\n" },
 			end:   end{holder: 2, tags: promoted, logs: map[int][]string{1: oldFinal, 2: append([]string{"last-sync"}, candWritable...)}}},
 		{name: "a damaged record is no estimate", budget: time.Second,
-			setup: func(w *world) { w.drops[2].lastSync = "lots 99 1\n" },
+			setup: func(w *world) { w.drops[2].lastSync = "99 99 0\n" },
 			end:   end{holder: 2, tags: promoted, logs: map[int][]string{1: oldFinal, 2: append([]string{"last-sync"}, candWritable...)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -144,5 +152,31 @@ func TestRollbackFreezeBudget(t *testing.T) {
 		as:   new(*FreezeBudgetError)}, err)
 	if strings.Contains(err.Error(), "writes at risk") {
 		t.Errorf("error %v", err)
+	}
+}
+
+func TestParseSyncRecord(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want *syncRecord
+	}{
+		{"52000000 2.400 1\n", &syncRecord{Bytes: 52000000, Duration: 2400 * time.Millisecond}},
+		{"9 1.5 0 2.000", &syncRecord{Bytes: 9, Duration: 1500 * time.Millisecond, StoppedBy: 2 * time.Second}},
+		{"", nil},
+		{"lots 99 1", nil},
+		{"1 2 0", nil},     // stopped, but by what
+		{"1 2 1 3", nil},   // finished, yet stopped
+		{"1 2 0 0", nil},   // stopped by no budget
+		{"-1 2 1", nil},    // negative bytes
+		{"1 -2 1", nil},    // negative seconds
+		{"1 1e300 1", nil}, // absurd
+		{"1 NaN 1", nil},   // not a number of seconds
+		{"1 2 2", nil},     // not a flag
+		{"1 2 1 2 3", nil}, // too many fields
+	} {
+		got := parseSyncRecord(tc.in)
+		if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+			t.Errorf("parseSyncRecord(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
 	}
 }

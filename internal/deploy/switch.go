@@ -116,7 +116,7 @@ func (sw *switchover) finalSync(ctx context.Context) error {
 		fb.Sync = sw.transfer
 		uctx, cancel := detached(ctx)
 		defer cancel()
-		sw.d.noteSync(uctx, sw.to, sw.transfer, false)
+		sw.d.noteSync(uctx, sw.to, sw.transfer, fb.Budget)
 	}
 	return err
 }
