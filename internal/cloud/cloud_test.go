@@ -400,3 +400,33 @@ func TestAssignReadsTheActionSoon(t *testing.T) {
 		t.Errorf("%d reads of a 300 ms action, assign took %v: want at most 3, under 0.9 s", len(gets), took)
 	}
 }
+
+// WaitIdle reads the droplet's actions; an Assign told Idle (the caller
+// waited before its freeze) does not read them again.
+func TestAssignIdleSkipsTheWait(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	actions := func() int { return e.srv.Stats().Count("GET", fmt.Sprintf("/v2/droplets/%d/actions", b.ID)) }
+	n0 := actions()
+	if err := e.c.WaitIdle(ctx, b.ID, quick); err != nil {
+		t.Fatal(err)
+	}
+	n1 := actions()
+	idle := quick
+	idle.Idle = true
+	if err := e.c.Assign(ctx, ip.IP, b.ID, idle); err != nil {
+		t.Fatal(err)
+	}
+	if n2 := actions(); n1-n0 != 1 || n2 != n1 {
+		t.Errorf("droplet actions read %d times by WaitIdle, %d by the idle Assign; want 1 and 0", n1-n0, n2-n1)
+	}
+	if r, err := e.c.ReservedIP(ctx, ip.IP); err != nil || r.DropletID != b.ID {
+		t.Errorf("after the idle Assign: %+v %v", r, err)
+	}
+}

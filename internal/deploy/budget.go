@@ -328,3 +328,20 @@ func (sw *switchover) estimate(ctx context.Context) error {
 	}
 	return &FreezeBudgetError{Budget: b, Stage: "estimate", Estimate: est, Basis: basis}
 }
+
+// waitIdle waits, before the freeze, until the droplet taking the IP has
+// no action in progress, so the move inside the window need not: one API
+// round trip (or a wait for an action) less while writes are frozen.
+func (sw *switchover) waitIdle(ctx context.Context, m *Member) error {
+	if sw.ip == "" {
+		return nil
+	}
+	if err := sw.d.Cloud.WaitIdle(ctx, m.ID, sw.d.timeouts()); err != nil {
+		return err
+	}
+	sw.idleChecked = true
+	return nil
+}
+
+// idle reports whether waitIdle ran (nil: no switch, so no).
+func (sw *switchover) idle() bool { return sw != nil && sw.idleChecked }

@@ -45,6 +45,13 @@ func TestPromoteFreezeBudget(t *testing.T) {
 				if res.FreezeBudget != 5*time.Second || sum > res.Freeze || res.Freeze-sum > 100*time.Millisecond {
 					t.Errorf("budget %v, freeze %v, phases sum to %v", res.FreezeBudget, res.Freeze, sum)
 				}
+				// The candidate's idle wait ran before the freeze, not in the move.
+				w.cloud.mu.Lock()
+				calls := slices.Clone(w.cloud.calls)
+				w.cloud.mu.Unlock()
+				if i, j := slices.Index(calls, "WaitIdle 2"), slices.Index(calls, "Assign "+testIP+" 2 (idle)"); i < 0 || j < i {
+					t.Errorf("cloud calls %q: want WaitIdle 2, then an idle Assign", calls)
+				}
 			}},
 		{name: "the final restore hangs past a 1s budget", budget: time.Second,
 			setup: func(w *world) { w.drops[2].script("restore", step{hang: true}) },

@@ -75,7 +75,7 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.move(ctx, res.ReservedIP, cand); err != nil {
+		if _, err := d.move(ctx, res.ReservedIP, cand, sw.idle()); err != nil {
 			return nil, sw.abort(ctx, err)
 		}
 	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {

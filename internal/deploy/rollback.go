@@ -93,7 +93,7 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	}
 	d.step("moving %s back to %s", res.ReservedIP, prev.Name)
 	moveStart := time.Now()
-	if _, err := d.move(ctx, res.ReservedIP, prev); err != nil {
+	if _, err := d.move(ctx, res.ReservedIP, prev, sw.idle()); err != nil {
 		var nm *NotMovedError
 		if errors.As(err, &nm) {
 			err = d.unmarkRollback(ctx, prev, live, err)

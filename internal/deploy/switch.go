@@ -27,6 +27,8 @@ type switchover struct {
 	toFroze   bool
 	transfer  *Transfer
 	window    []WindowPhase // the freeze window's phases so far
+	// idleChecked: the droplet taking the IP was idle before the freeze.
+	idleChecked bool
 }
 
 func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
@@ -62,6 +64,9 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 		}
 		// h-sync: the pre-sync (before the freeze) goes here.
 		if err = sw.estimate(ctx); err != nil {
+			return sw, err
+		}
+		if err = sw.waitIdle(ctx, cand); err != nil {
 			return sw, err
 		}
 		if err = sw.freezeBoth(ctx); err != nil {
@@ -262,6 +267,9 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 		return sw, writes, err
 	}
 	if err = sw.estimate(ctx); err != nil {
+		return sw, writes, err
+	}
+	if err = sw.waitIdle(ctx, prev); err != nil {
 		return sw, writes, err
 	}
 	d.step("freezing writes on %s", live.Name)
