@@ -187,3 +187,20 @@ func TestParseSyncRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestRollbackWindow(t *testing.T) {
+	w := rollbackWorld(t)
+	withBudget(w, 5*time.Second)
+	w.drops[2].writes = "3\n"
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	res, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 1, tags: rolledBack,
+		logs: map[int][]string{2: {"freeze", "since", "writes", "backup"}, 1: {"last-sync", "restore", "mark", "unfreeze"}}}, err)
+	if err != nil {
+		return
+	}
+	if got, want := windowNames(res.Window), []string{PhaseFreeze, PhaseWrites, PhaseSync, PhaseHealth, PhaseUnfreeze, PhaseMove}; !slices.Equal(got, want) || res.FreezeBudget != 5*time.Second {
+		t.Errorf("window %q (want %q), budget %v", got, want, res.FreezeBudget)
+	}
+}

@@ -109,8 +109,8 @@ func (sw *switchover) freezeBoth(ctx context.Context) error {
 }
 
 // finalSync carries the frozen droplet's final backup to the one taking
-// the IP. A sync the budget stopped is recorded on the target as a lower
-// bound, so a re-run's estimate refuses before freezing again.
+// the IP. A sync the budget stopped is recorded on the target (by abort)
+// as a lower bound, so a re-run's estimate refuses before freezing again.
 func (sw *switchover) finalSync(ctx context.Context) error {
 	err := sw.phase(ctx, PhaseSync, func(ctx context.Context) (err error) {
 		sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
@@ -118,10 +118,7 @@ func (sw *switchover) finalSync(ctx context.Context) error {
 	})
 	var fb *FreezeBudgetError
 	if errors.As(err, &fb) {
-		fb.Sync = sw.transfer
-		uctx, cancel := detached(ctx)
-		defer cancel()
-		sw.d.noteSync(uctx, sw.to, sw.transfer, fb.Budget)
+		fb.Sync = sw.transfer // abort records it once the old droplet is writable
 	}
 	return err
 }
@@ -176,6 +173,9 @@ func (sw *switchover) abort(ctx context.Context, cause error) error {
 	if errors.As(cause, &fb) {
 		// Say only what was read back: where the IP is, and the unfreeze.
 		sw.readBack(uctx, fb, uerr)
+		if fb.Stage == PhaseSync {
+			sw.d.noteSync(uctx, sw.to, fb.Sync, fb.Budget)
+		}
 		return cause
 	}
 	if err := uerr; err != nil {
