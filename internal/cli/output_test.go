@@ -114,3 +114,22 @@ func TestFreezeBudgetExit(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintWindow(t *testing.T) {
+	w := []deploy.WindowPhase{{Name: "freeze", Duration: 210 * time.Millisecond}, {Name: "sync", Duration: 930 * time.Millisecond}, {Name: "move", Duration: 460 * time.Millisecond}}
+	for _, tc := range []struct {
+		freeze, budget time.Duration
+		window         []deploy.WindowPhase
+		want           string
+	}{
+		{0, 0, nil, ""},
+		{1600 * time.Millisecond, 5 * time.Second, w, "writes were frozen for 1.6s (budget 5s: freeze 0.21s, sync 0.93s, move 0.46s)\n"},
+		{1600 * time.Millisecond, 0, nil, "writes were frozen for 1.6s\n"},
+	} {
+		var b bytes.Buffer
+		printWindow(&b, tc.freeze, tc.budget, tc.window)
+		if b.String() != tc.want {
+			t.Errorf("printWindow(%v, %v) = %q, want %q", tc.freeze, tc.budget, b.String(), tc.want)
+		}
+	}
+}
