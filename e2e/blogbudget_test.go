@@ -136,7 +136,9 @@ func TestBlogFreezeBudget(t *testing.T) {
 	t.Logf("up's sync took %.2fs; freeze_budget %s; %d MB of media added", upSync, budget, mediaMB)
 	e.setBudget(budget.String())
 	be := e.overBudget(s, live, slug, "sync")
-	if fb := be.Error.FreezeBudget; fb.Sync == nil || fb.Sync.Bytes == 0 || fb.Elapsed > budget.Seconds()+1 {
+	// Bytes may be 0: the blog's backup stages its archive before it
+	// streams a byte.
+	if fb := be.Error.FreezeBudget; fb.Sync == nil || fb.Elapsed > budget.Seconds()+1 {
 		t.Errorf("sync %+v, stopped %.2fs after the freeze (budget %s)", fb.Sync, fb.Elapsed, budget)
 	}
 	// The stopped sync was recorded on the candidate: a re-run is refused
