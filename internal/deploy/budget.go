@@ -321,7 +321,7 @@ func (sw *switchover) estimate(ctx context.Context) error {
 	case rec.StoppedBy == 0 && est > b:
 		basis = fmt.Sprintf("the last sync onto %s moved %s in %s, plus %s for the move", sw.toName, mb(rec.Bytes), secs(rec.Duration), secs(sw.reserve()))
 	case rec.StoppedBy > 0 && (b <= rec.StoppedBy || est >= b):
-		basis = fmt.Sprintf("the last final sync onto %s was stopped by freeze_budget %s after %s and %s, and the data has not shrunk", sw.toName, rec.StoppedBy, mb(rec.Bytes), secs(rec.Duration))
+		basis = fmt.Sprintf("the last final sync onto %s was stopped by freeze_budget %s after %s and %s, unfinished (a lower bound)", sw.toName, rec.StoppedBy, mb(rec.Bytes), secs(rec.Duration))
 		est = max(est, rec.StoppedBy)
 	default:
 		return nil
