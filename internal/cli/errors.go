@@ -35,7 +35,10 @@ const exitCodesHelp = `Exit codes:
        lose writes made since the promote; another fleet holds the
        project's lock: up, promote, rollback, prune, destroy, backup and
        restore take it, --lock-wait waits for it; the reserved IP is
-       in another region than the droplet it would move to)
+       in another region than the droplet it would move to; a promote
+       or rollback whose freeze window would overrun
+       stack.data.freeze_budget, refused before the freeze or aborted
+       before the IP moved)
   6    a wait timed out
   7    the API answered an error (or its rate limit asks for a longer
        wait than fleet makes: at most 30s)
@@ -73,6 +76,7 @@ func exitCode(err error) int {
 		ae  *cloud.APIError
 		rl  *cloud.RateLimitError
 		wr  *deploy.WritesAtRiskError
+		fb  *deploy.FreezeBudgetError
 		he  *lock.HeldError
 		le  *lock.LostError
 		rg  *deploy.RegionError
@@ -92,7 +96,7 @@ func exitCode(err error) int {
 		return ExitSpec
 	case errors.As(err, &ce), errors.As(err, &dce):
 		return ExitConfig
-	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg):
+	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &fb), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg):
 		return ExitRefused
 	case errors.As(err, &de), errors.As(err, &be), errors.As(err, &vd):
 		return ExitDeploy

@@ -201,6 +201,10 @@ type promoteJSON struct {
 	Pruned            []*dropletJSON `json:"pruned"`              // previous droplets destroyed beyond keep
 	Data              *transferJSON  `json:"data"`                // the final backup carried over; null without stack.data
 	FreezeSeconds     float64        `json:"freeze_seconds"`      // writes frozen, freeze until the IP moved; 0 without stack.data
+	// FreezeBudget is stack.data.freeze_budget in seconds and Window the
+	// freeze window's phases (they sum to freeze_seconds); 0 and [] without a freeze.
+	FreezeBudget float64      `json:"freeze_budget"`
+	Window       []windowJSON `json:"window"`
 	// AfterPromoteError: stack.after_promote failed (the promote stands); "" when it ran fine or there is none.
 	AfterPromoteError string      `json:"after_promote_error"`
 	Phases            []phaseJSON `json:"phases"`  // in order
@@ -210,7 +214,23 @@ type promoteJSON struct {
 func toPromoteJSON(res *deploy.PromoteResult) promoteJSON {
 	return promoteJSON{ReservedIP: res.ReservedIP, Live: toJSON(&res.Live), Previous: toJSON(res.Previous),
 		ReservedIPCreated: res.Created, Pruned: toJSONs(res.Pruned), Data: toTransferJSON(res.Data),
-		FreezeSeconds: res.Freeze.Seconds(), AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed}
+		FreezeSeconds: res.Freeze.Seconds(), FreezeBudget: res.FreezeBudget.Seconds(), Window: windowsJSON(res.Window),
+		AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed}
+}
+
+// windowJSON is one phase of the freeze window.
+type windowJSON struct {
+	Phase   string  `json:"phase"`   // freeze, writes (rollback), sync, health, unfreeze, move
+	Seconds float64 `json:"seconds"` // how long it took
+}
+
+// windowsJSON never returns nil: no freeze prints as [].
+func windowsJSON(ws []deploy.WindowPhase) []windowJSON {
+	out := make([]windowJSON, 0, len(ws))
+	for _, p := range ws {
+		out = append(out, windowJSON{p.Name, p.Duration.Seconds()})
+	}
+	return out
 }
 
 // rollbackJSON is `fleet rollback --json`. After an up it discarded the
@@ -226,12 +246,15 @@ type rollbackJSON struct {
 	WritesDiscarded bool          `json:"writes_discarded"` // --discard-writes dropped them
 	Data            *transferJSON `json:"data"`             // the archive that carried them back; null when none went
 	FreezeSeconds   float64       `json:"freeze_seconds"`   // writes frozen; 0 without stack.data
+	FreezeBudget    float64       `json:"freeze_budget"`    // stack.data.freeze_budget in seconds; 0 without a freeze
+	Window          []windowJSON  `json:"window"`           // the freeze window's phases; [] without a freeze
 	AlreadyDone     bool          `json:"already_done"`     // the last rollback had already made Live live; nothing changed
 }
 
 func toRollbackJSON(res *deploy.RollbackResult) rollbackJSON {
 	return rollbackJSON{Destroyed: toJSON(res.Destroyed), ReservedIP: res.ReservedIP, Live: toJSON(res.Live), Failed: toJSON(res.Failed),
-		Writes: res.Writes, WritesDiscarded: res.Discarded, Data: toTransferJSON(res.Data), FreezeSeconds: res.Freeze.Seconds(), AlreadyDone: res.AlreadyDone}
+		Writes: res.Writes, WritesDiscarded: res.Discarded, Data: toTransferJSON(res.Data), FreezeSeconds: res.Freeze.Seconds(),
+		FreezeBudget: res.FreezeBudget.Seconds(), Window: windowsJSON(res.Window), AlreadyDone: res.AlreadyDone}
 }
 
 // statusJSON is `fleet status --json`.
@@ -440,6 +463,7 @@ type ErrorDetail struct {
 	Remote       *remoteExitJSON     `json:"remote,omitempty"`         // a command on a droplet failed
 	Move         *moveErrorJSON      `json:"move,omitempty"`           // a reserved IP move that failed
 	Checksum     *checksumErrorJSON  `json:"checksum,omitempty"`       // an archive changed on the way
+	FreezeBudget *freezeBudgetJSON   `json:"freeze_budget,omitempty"`  // a promote or rollback that would overrun stack.data.freeze_budget (exit 5)
 	// IncompatibleData: the release refused the data (restore exit 3); Droplet names it.
 	IncompatibleData bool `json:"incompatible_data,omitempty"`
 	// BakeDropletDestroyed: a failed bake destroyed its droplet (false: it is left, see hint).
@@ -556,6 +580,38 @@ type moveErrorJSON struct {
 	Target     string `json:"target,omitempty"` // unknown: the droplet it was moving to
 }
 
+// freezeBudgetJSON is a switch refused (stage estimate) or aborted
+// before the move because its freeze window would overrun the budget.
+// What it says of the IP and the droplet was read back after the abort.
+type freezeBudgetJSON struct {
+	BudgetSeconds   float64       `json:"budget_seconds"`             // stack.data.freeze_budget
+	Stage           string        `json:"stage"`                      // estimate (before the freeze), or the phase stopped: freeze, writes, sync, health, unfreeze
+	ElapsedSeconds  float64       `json:"elapsed_seconds"`            // from the freeze to the abort; 0 for estimate
+	EstimateSeconds float64       `json:"estimate_seconds,omitempty"` // estimate: the window expected
+	Basis           string        `json:"basis,omitempty"`            // estimate: what it came from
+	Window          []windowJSON  `json:"window"`                     // the phases run, the last one cut short; [] for estimate
+	Sync            *transferJSON `json:"sync"`                       // the final sync as far as it got; null when it did not start
+	ReservedIP      string        `json:"reserved_ip,omitempty"`      // the address that did not move; absent for estimate
+	Holder          *string       `json:"holder"`                     // read back: the droplet the IP is on ("" none); null for estimate or when the read failed
+	Droplet         string        `json:"droplet,omitempty"`          // the droplet that keeps the IP; absent for estimate
+	Writable        *bool         `json:"writable"`                   // its unfreeze succeeded after the abort; null for estimate
+}
+
+func toFreezeBudgetJSON(e *deploy.FreezeBudgetError) *freezeBudgetJSON {
+	out := &freezeBudgetJSON{BudgetSeconds: e.Budget.Seconds(), Stage: e.Stage, ElapsedSeconds: e.Elapsed.Seconds(),
+		EstimateSeconds: e.Estimate.Seconds(), Basis: e.Basis, Window: windowsJSON(e.Window), Sync: toTransferJSON(e.Sync),
+		ReservedIP: e.IP, Droplet: e.Droplet}
+	if e.Droplet != "" {
+		w := e.Unfrozen
+		out.Writable = &w
+		if e.HolderErr == nil {
+			h := e.Holder
+			out.Holder = &h
+		}
+	}
+	return out
+}
+
 type checksumErrorJSON struct {
 	What string `json:"what"` // what was compared
 	Want string `json:"want"` // sha256 expected
@@ -588,6 +644,7 @@ func newErrorDetail(err error) ErrorDetail {
 		nm  *deploy.NotMovedError
 		cs  *deploy.ChecksumError
 		inc *deploy.IncompatibleDataError
+		fb  *deploy.FreezeBudgetError
 	)
 	if errors.As(err, &se) {
 		e.Spec = &specErrorsJSON{Total: se.Total(), Problems: []specErrorJSON{}}
@@ -661,6 +718,12 @@ func newErrorDetail(err error) ErrorDetail {
 		e.Move = &moveErrorJSON{ReservedIP: mu.IP, Outcome: "unknown", Target: mu.Target}
 	} else if errors.As(err, &nm) {
 		e.Move = &moveErrorJSON{ReservedIP: nm.IP, Outcome: "not_moved"}
+	}
+	if errors.As(err, &fb) {
+		e.FreezeBudget = toFreezeBudgetJSON(fb)
+		if e.Droplet == "" {
+			e.Droplet = fb.Droplet
+		}
 	}
 	if errors.As(err, &cs) {
 		e.Checksum = &checksumErrorJSON{What: cs.What, Want: cs.Want, Have: cs.Have}

@@ -92,6 +92,8 @@ var jsonObjects = map[string]reflect.Type{
 	"remote":         reflect.TypeFor[remoteExitJSON](),
 	"move":           reflect.TypeFor[moveErrorJSON](),
 	"checksum":       reflect.TypeFor[checksumErrorJSON](),
+	"freeze_budget":  reflect.TypeFor[freezeBudgetJSON](),
+	"window phase":   reflect.TypeFor[windowJSON](),
 	// fleet init
 	"init file": reflect.TypeFor[initFileJSON](),
 	// fleet up --plan
@@ -559,6 +561,8 @@ func TestJSONStackResults(t *testing.T) {
 	bake := sampleBake()
 	phases := []deploy.Phase{{Name: "creating blog-v1-1-0-bbbbbb", Duration: 2 * time.Second}, {Name: "health gate", Duration: 500 * time.Millisecond}}
 	verify := "integrity_check ok"
+	window := []deploy.WindowPhase{{Name: "freeze", Duration: 250 * time.Millisecond}, {Name: "sync", Duration: 1500 * time.Millisecond},
+		{Name: "health", Duration: 50 * time.Millisecond}, {Name: "unfreeze", Duration: 400 * time.Millisecond}, {Name: "move", Duration: 300 * time.Millisecond}}
 	for _, tt := range []struct {
 		golden string
 		v      any
@@ -566,8 +570,10 @@ func TestJSONStackResults(t *testing.T) {
 		{"stack-up", toUpJSON(&deploy.UpResult{Droplet: member(501, "blog-v1-1-0-bbbbbb", "v1.1.0", deploy.RoleCandidate, deploy.TagHealthy),
 			Image: &deploy.ImageRef{Snapshot: &bake.Image, Baked: bake}, Phases: phases, ShippedBytes: 123456789, ReusedLayers: 7, Data: transfer})},
 		{"stack-promote", toPromoteJSON(&deploy.PromoteResult{ReservedIP: "203.0.113.7", Live: live, Previous: &prev, Data: transfer,
-			Freeze: 2500 * time.Millisecond, AfterPromoteError: "certbot: rate limited", Phases: phases})},
-		{"stack-rollback", toRollbackJSON(&deploy.RollbackResult{ReservedIP: "203.0.113.7", Live: &prev, Failed: &failed, Writes: 3, Data: transfer, Freeze: time.Second})},
+			Freeze: 2500 * time.Millisecond, FreezeBudget: 5 * time.Second, Window: window, AfterPromoteError: "certbot: rate limited", Phases: phases})},
+		{"stack-rollback", toRollbackJSON(&deploy.RollbackResult{ReservedIP: "203.0.113.7", Live: &prev, Failed: &failed, Writes: 3, Data: transfer, Freeze: time.Second,
+			FreezeBudget: 5 * time.Second, Window: []deploy.WindowPhase{{Name: "freeze", Duration: 100 * time.Millisecond}, {Name: "writes", Duration: 100 * time.Millisecond},
+				{Name: "sync", Duration: 400 * time.Millisecond}, {Name: "unfreeze", Duration: 100 * time.Millisecond}, {Name: "move", Duration: 300 * time.Millisecond}}})},
 		{"stack-backup", func() backupJSON {
 			b := toBackupJSON(&deploy.BackupResult{Path: "backups/blog/20261130T110000Z.tar.zst", Manifest: manifest, Duration: 3 * time.Second})
 			b.Verified, b.VerifyOutput = true, &verify

@@ -51,6 +51,11 @@ func TestErrorJSON(t *testing.T) {
 		&deploy.WritesAtRiskError{Writes: 3, From: "blog-v1-1-0-bbbbbb", To: "blog-v1-0-0-aaaaaa", Reason: errors.New("restore refused")},
 		&remote.HostKeyMismatchError{Droplet: "blog-v1-0-0-abc123", Addr: "192.0.2.10:22", Want: "SHA256:pinned", Got: "SHA256:other"},
 		&deploy.BakeError{Droplet: "blog-bake-c0ffee", Err: errors.New("cloud-init failed"), Destroyed: true},
+		&deploy.FreezeBudgetError{Budget: time.Second, Stage: "estimate", Estimate: 2700 * time.Millisecond, Basis: "the last sync onto blog-v1-1-0-bbbbbb moved 52.0 MB in 2.40s, plus 0.30s for the move"},
+		&deploy.FreezeBudgetError{Budget: time.Second, Stage: "sync", Elapsed: 720 * time.Millisecond,
+			Window: []deploy.WindowPhase{{Name: "freeze", Duration: 50 * time.Millisecond}, {Name: "sync", Duration: 670 * time.Millisecond}},
+			Sync:   &deploy.Transfer{From: "blog-v1-0-0-aaaaaa", To: "blog-v1-1-0-bbbbbb", Bytes: 9000000, Duration: 670 * time.Millisecond},
+			IP:     "203.0.113.7", Droplet: "blog-v1-0-0-aaaaaa", Holder: "blog-v1-0-0-aaaaaa", Unfrozen: true, Unfreeze: "fleet-data unfreeze"},
 	}
 	var buf bytes.Buffer
 	seen := map[string]int{}
@@ -96,5 +101,35 @@ func TestPrintErrorPlain(t *testing.T) {
 	}
 	if out.Len() != 0 || errOut.String() != "fleet: no API token\n" {
 		t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
+	}
+}
+
+// A freeze budget refusal or abort is exit 5 (refused), wrapped or not,
+// and never taken for an interrupt (its phase ran out on a deadline).
+func TestFreezeBudgetExit(t *testing.T) {
+	fb := &deploy.FreezeBudgetError{Budget: time.Second, Stage: "sync"}
+	for _, err := range []error{fb, fmt.Errorf("promote: %w", fb)} {
+		if got := exitCode(err); got != ExitRefused {
+			t.Errorf("exitCode(%v) = %d, want %d", err, got, ExitRefused)
+		}
+	}
+}
+
+func TestPrintWindow(t *testing.T) {
+	w := []deploy.WindowPhase{{Name: "freeze", Duration: 210 * time.Millisecond}, {Name: "sync", Duration: 930 * time.Millisecond}, {Name: "move", Duration: 460 * time.Millisecond}}
+	for _, tc := range []struct {
+		freeze, budget time.Duration
+		window         []deploy.WindowPhase
+		want           string
+	}{
+		{0, 0, nil, ""},
+		{1600 * time.Millisecond, 5 * time.Second, w, "writes were frozen for 1.6s (budget 5s: freeze 0.21s, sync 0.93s, move 0.46s)\n"},
+		{1600 * time.Millisecond, 0, nil, "writes were frozen for 1.6s\n"},
+	} {
+		var b bytes.Buffer
+		printWindow(&b, tc.freeze, tc.budget, tc.window)
+		if b.String() != tc.want {
+			t.Errorf("printWindow(%v, %v) = %q, want %q", tc.freeze, tc.budget, b.String(), tc.want)
+		}
 	}
 }

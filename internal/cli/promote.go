@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
+	"time"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
 	"github.com/spf13/cobra"
@@ -33,8 +36,12 @@ With stack.data: the live droplet is frozen (read-only: reads go on, writes
 get 503 with Retry-After), its final backup is restored onto the candidate
 (which migrates it), the candidate is checked again and made writable, and
 then the IP moves. The old droplet stays read-only as previous. The freeze
-lasts from the freeze until the IP has moved; promote prints it. Any failure
-before the move unfreezes the live droplet and leaves the IP where it was.
+lasts from the freeze until the IP has moved; promote prints it, phase by
+phase. Any failure before the move unfreezes the live droplet and leaves the
+IP where it was. The window must fit in stack.data.freeze_budget (default
+5s): promote refuses before the freeze when the last sync onto the candidate
+says it cannot, and aborts before the move (the IP stays, the live droplet is
+unfrozen; exit 5) when a phase reaches the budget less a reserve for the move.
 Then stack.after_promote runs on the new live droplet (the first
 certificate needs the reserved IP); its failure is reported, not undone.
 With a stack, a candidate that did not pass the health gate is refused
@@ -79,9 +86,7 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 	if res.Data != nil {
 		fmt.Fprintf(opts.IO.Out, "final backup carried: %s, sha256 %.12s\n", humanBytes(res.Data.Bytes), res.Data.SHA256)
 	}
-	if res.Freeze > 0 {
-		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
-	}
+	printWindow(opts.IO.Out, res.Freeze, res.FreezeBudget, res.Window)
 	if res.AfterPromoteError != "" {
 		fmt.Fprintf(opts.IO.ErrOut, "warning: after_promote failed; the promote stands:\n%s\n", res.AfterPromoteError)
 	}
@@ -92,4 +97,21 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 		fmt.Fprintf(opts.IO.ErrOut, "reserved %s for this project: pin it in droplets.yaml with `reserved_ip: %s`\n", res.ReservedIP, res.ReservedIP)
 	}
 	return nil
+}
+
+// printWindow is the freeze window, phase by phase: "writes were frozen
+// for 2.4s (budget 5s: freeze 0.2s, sync 1.1s, ...)".
+func printWindow(w io.Writer, freeze, budget time.Duration, window []deploy.WindowPhase) {
+	if freeze <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "writes were frozen for %.1fs", freeze.Seconds())
+	if budget > 0 {
+		parts := make([]string, 0, len(window))
+		for _, p := range window {
+			parts = append(parts, fmt.Sprintf("%s %.2fs", p.Name, p.Duration.Seconds()))
+		}
+		fmt.Fprintf(w, " (budget %s: %s)", budget, strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
 }

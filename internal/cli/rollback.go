@@ -93,8 +93,6 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	case res.Data != nil:
 		fmt.Fprintf(opts.IO.Out, "carried %s back (%s archive, sha256 %.12s)\n", deploy.Plural(res.Writes, "write"), humanBytes(res.Data.Bytes), res.Data.SHA256)
 	}
-	if res.Freeze > 0 {
-		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
-	}
+	printWindow(opts.IO.Out, res.Freeze, res.FreezeBudget, res.Window)
 	return nil
 }

@@ -91,6 +91,9 @@ type Cloud interface {
 	// API has made it, before waiting for its assignment.
 	CreateReservedIP(ctx context.Context, dropletID int, t Timeouts, record func(ip string) error) (*ReservedIP, error)
 	Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error
+	// WaitIdle waits until the droplet has no action in progress (Assign
+	// does it first, unless Timeouts.Idle says the caller just did).
+	WaitIdle(ctx context.Context, dropletID int, t Timeouts) error
 	Settle(ctx context.Context, ip string, t Timeouts) (*ReservedIP, error)
 	Unassign(ctx context.Context, ip string, t Timeouts) error
 
@@ -114,6 +117,10 @@ type Timeouts struct {
 	// cuts the power (0: 2 minutes).
 	Shutdown time.Duration
 	Snapshot time.Duration // a snapshot action completes
+	// Idle: the caller waited for the droplet to be idle (WaitIdle) just
+	// before, out of a time-critical stretch: Assign does not wait again.
+	// An action started since is still met: its 422 is retried.
+	Idle bool
 }
 
 // Config builds a Client.

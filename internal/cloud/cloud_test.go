@@ -355,3 +355,78 @@ func TestAssignAcrossRegionsFailsAtOnce(t *testing.T) {
 		t.Errorf("%d assign requests, want 1", n)
 	}
 }
+
+// A reserved IP's assign action is read again soon (150, 300, 600 ms at
+// the default 1 s PollInterval), not after a full interval: the move is
+// inside promote's freeze window. At most 3 reads fall in its first second.
+func TestAssignReadsTheActionSoon(t *testing.T) {
+	e := newEnvDelay(t, "", 300*time.Millisecond, func(c *Config) { c.PollInterval = time.Second; c.MaxPoll = 5 * time.Second })
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	start := time.Now()
+	if err := e.c.Assign(ctx, ip.IP, b.ID, quick); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	var post, firstDone time.Time
+	var gets []time.Duration
+	for _, r := range e.srv.Stats().Requests {
+		switch {
+		case r.Time.Before(start):
+		case r.Method == "POST" && strings.HasPrefix(r.Path, "/v2/reserved_ips/"+ip.IP+"/actions"):
+			post = r.Time
+		case r.Method == "GET" && strings.HasPrefix(r.Path, "/v2/reserved_ips/"+ip.IP+"/actions/"):
+			if len(gets) == 0 {
+				firstDone = r.Time.Add(r.Duration)
+			} else if len(gets) == 1 {
+				// The wait between the first answer and the second read.
+				if gap := r.Time.Sub(firstDone); gap > 200*time.Millisecond {
+					t.Errorf("the action was read again %v after its first answer, want within 200 ms", gap)
+				}
+			}
+			gets = append(gets, r.Time.Sub(post))
+		}
+	}
+	t.Logf("assign took %v; action read at %v after the POST", took, gets)
+	if len(gets) < 2 {
+		t.Errorf("the action was read %d times, want the in-progress read and a second", len(gets))
+	}
+	if len(gets) > 3 || took > 900*time.Millisecond {
+		t.Errorf("%d reads of a 300 ms action, assign took %v: want at most 3, under 0.9 s", len(gets), took)
+	}
+}
+
+// WaitIdle reads the droplet's actions; an Assign told Idle (the caller
+// waited before its freeze) does not read them again.
+func TestAssignIdleSkipsTheWait(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	actions := func() int { return e.srv.Stats().Count("GET", fmt.Sprintf("/v2/droplets/%d/actions", b.ID)) }
+	n0 := actions()
+	if err := e.c.WaitIdle(ctx, b.ID, quick); err != nil {
+		t.Fatal(err)
+	}
+	n1 := actions()
+	idle := quick
+	idle.Idle = true
+	if err := e.c.Assign(ctx, ip.IP, b.ID, idle); err != nil {
+		t.Fatal(err)
+	}
+	if n2 := actions(); n1-n0 != 1 || n2 != n1 {
+		t.Errorf("droplet actions read %d times by WaitIdle, %d by the idle Assign; want 1 and 0", n1-n0, n2-n1)
+	}
+	if r, err := e.c.ReservedIP(ctx, ip.IP); err != nil || r.DropletID != b.ID {
+		t.Errorf("after the idle Assign: %+v %v", r, err)
+	}
+}

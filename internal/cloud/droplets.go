@@ -198,7 +198,12 @@ func (c *Client) WaitReady(ctx context.Context, d *Droplet, actionID int, t Time
 }
 
 func (c *Client) waitAction(ctx context.Context, what string, timeout time.Duration, get func(ctx context.Context) (*godo.Action, error)) error {
-	return c.poll(ctx, what, timeout, func(ctx context.Context) (bool, string, error) {
+	return c.waitActionWith(ctx, c.backoff(), what, timeout, get)
+}
+
+// waitActionWith is waitAction with the waits of b.
+func (c *Client) waitActionWith(ctx context.Context, b *backoff, what string, timeout time.Duration, get func(ctx context.Context) (*godo.Action, error)) error {
+	return c.pollWith(ctx, b, what, timeout, func(ctx context.Context) (bool, string, error) {
 		a, err := get(ctx)
 		if err != nil {
 			return false, "", wrap(err, "get "+what)

@@ -7,13 +7,37 @@ import (
 
 // backoff yields gently growing waits: first, then ×1.2 up to max. A
 // droplet boots in seconds, so a steep curve would mostly add latency.
+// early waits, if any, come before first.
 type backoff struct {
+	early     []time.Duration
 	next, max time.Duration
 }
 
 func (c *Client) backoff() *backoff { return &backoff{next: c.cfg.PollInterval, max: c.cfg.MaxPoll} }
 
+// earlyPolls are the waits before the first full PollInterval when an
+// action is expected to finish within a second (a reserved IP's assign:
+// about 300 ms locally), as fractions of PollInterval: 150, 300, 600 ms at
+// the default. The IP's move is inside promote's freeze window, where a
+// full second of sleep is a second of refused writes. At most 3 reads of
+// the action fall in its first second; from then on, one per interval.
+var earlyPolls = []float64{0.15, 0.3, 0.6}
+
+// fastBackoff is backoff with the early waits first.
+func (c *Client) fastBackoff() *backoff {
+	b := c.backoff()
+	for _, f := range earlyPolls {
+		b.early = append(b.early, time.Duration(f*float64(c.cfg.PollInterval)))
+	}
+	return b
+}
+
 func (b *backoff) wait() time.Duration {
+	if len(b.early) > 0 {
+		d := b.early[0]
+		b.early = b.early[1:]
+		return d
+	}
 	d := b.next
 	b.next = time.Duration(float64(b.next) * 1.2)
 	if b.next > b.max {
@@ -42,9 +66,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 // The first check is immediate; later ones back off, so one resource is
 // never polled more often than PollInterval.
 func (c *Client) poll(ctx context.Context, what string, timeout time.Duration, check func(ctx context.Context) (done bool, seen string, err error)) error {
+	return c.pollWith(ctx, c.backoff(), what, timeout, check)
+}
+
+// pollWith is poll with the waits of b.
+func (c *Client) pollWith(ctx context.Context, b *backoff, what string, timeout time.Duration, check func(ctx context.Context) (done bool, seen string, err error)) error {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	b := c.backoff()
 	var last string
 	for {
 		done, seen, err := check(pctx)

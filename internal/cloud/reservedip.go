@@ -139,10 +139,17 @@ func (c *Client) waitNoAction(ctx context.Context, subject, what string, timeout
 // retries a 422 "pending event" with backoff, polls the action, and
 // confirms by reading the IP back.
 func (c *Client) Assign(ctx context.Context, ip string, dropletID int, t Timeouts) error {
-	if err := c.waitIdle(ctx, dropletID, t.Assign); err != nil {
-		return err
+	if !t.Idle {
+		if err := c.waitIdle(ctx, dropletID, t.Assign); err != nil {
+			return err
+		}
 	}
 	return c.ipAction(ctx, ip, dropletID, t)
+}
+
+// WaitIdle waits until the droplet has no action in progress.
+func (c *Client) WaitIdle(ctx context.Context, dropletID int, t Timeouts) error {
+	return c.waitIdle(ctx, dropletID, t.Assign)
 }
 
 // Unassign detaches ip from whatever droplet holds it.
@@ -175,7 +182,8 @@ func (c *Client) ipAction(ctx context.Context, ip string, dropletID int, t Timeo
 	if err != nil {
 		return err
 	}
-	if err := c.waitAction(ctx, verb, t.Assign, func(ctx context.Context) (*godo.Action, error) {
+	// Read soon: the action usually completes within a second.
+	if err := c.waitActionWith(ctx, c.fastBackoff(), verb, t.Assign, func(ctx context.Context) (*godo.Action, error) {
 		a, _, err := c.api.ReservedIPActions.Get(ctx, ip, action.ID)
 		return a, err
 	}); err != nil {

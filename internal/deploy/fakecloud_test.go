@@ -384,14 +384,31 @@ func (c *fakeCloud) CreateReservedIP(ctx context.Context, id int, _ cloud.Timeou
 	return &cp, nil
 }
 
-func (c *fakeCloud) Assign(ctx context.Context, ip string, id int, _ cloud.Timeouts) error {
+func (c *fakeCloud) Assign(ctx context.Context, ip string, id int, t cloud.Timeouts) error {
 	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.logCall("Assign %s %d", ip, id)
+	if t.Idle {
+		c.logCall("Assign %s %d (idle)", ip, id)
+	} else {
+		c.logCall("Assign %s %d", ip, id)
+	}
 	return c.assign("Assign", ip, id)
+}
+
+func (c *fakeCloud) WaitIdle(ctx context.Context, id int, _ cloud.Timeouts) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("WaitIdle %d", id)
+	if f := c.fire("WaitIdle"); f != nil {
+		return f.error()
+	}
+	return nil
 }
 
 func (c *fakeCloud) Unassign(ctx context.Context, ip string, _ cloud.Timeouts) error {

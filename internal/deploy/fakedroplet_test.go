@@ -62,6 +62,8 @@ type fakeDroplet struct {
 	steps   map[string]step
 	writes  string // what `writes` prints (default 0)
 	journal []byte // the audit journal file
+	// lastSync is the freeze budget's record of the last sync onto it.
+	lastSync string
 }
 
 func (fd *fakeDroplet) script(kind string, s step) {
@@ -118,6 +120,10 @@ func kindOf(calls []remotetest.Call) string {
 			return "journal-read"
 		case len(a) == 3 && a[0] == "mv" && a[2] == journalFile("blog"):
 			return "journal-write"
+		case len(a) >= 1 && a[0] == "head" && a[len(a)-1] == lastSyncFile("blog"):
+			return "last-sync"
+		case len(a) == 3 && a[0] == "mv" && a[2] == lastSyncFile("blog"):
+			return "note-sync"
 		}
 	}
 	return ""
@@ -151,6 +157,17 @@ func (fd *fakeDroplet) handle(ctx context.Context, x *remotetest.Exec) remotetes
 		b, _ := io.ReadAll(x.Stdin)
 		fd.mu.Lock()
 		fd.journal = b
+		fd.mu.Unlock()
+		return end()
+	case "last-sync":
+		fd.mu.Lock()
+		io.WriteString(x.Stdout, fd.lastSync)
+		fd.mu.Unlock()
+		return end()
+	case "note-sync":
+		b, _ := io.ReadAll(x.Stdin)
+		fd.mu.Lock()
+		fd.lastSync = string(b)
 		fd.mu.Unlock()
 		return end()
 	case "backup":

@@ -66,8 +66,11 @@ func (d *Deployer) settleBudget() time.Duration {
 // move points ip at target. moved is the truth read back from the API:
 // true with a non-nil err never happens; false with a nil err never
 // happens. An unreadable outcome is a *MoveUnknownError.
-func (d *Deployer) move(ctx context.Context, ip string, target *Member) (moved bool, err error) {
-	err = d.Cloud.Assign(ctx, ip, target.ID, d.timeouts())
+// idle: the caller waited for target to be idle before its freeze.
+func (d *Deployer) move(ctx context.Context, ip string, target *Member, idle bool) (moved bool, err error) {
+	t := d.timeouts()
+	t.Idle = idle
+	err = d.Cloud.Assign(ctx, ip, target.ID, t)
 	if err == nil {
 		return true, nil
 	}
@@ -132,7 +135,7 @@ func (d *Deployer) reserve(ctx context.Context, st *State, cand *Member) (ip str
 		}
 		d.step("reusing %s, reserved by an earlier promote", rec)
 		if r.DropletID != cand.ID {
-			if _, err := d.move(ctx, rec, cand); err != nil {
+			if _, err := d.move(ctx, rec, cand, false); err != nil {
 				return "", false, err
 			}
 		}

@@ -17,6 +17,10 @@ type PromoteResult struct {
 	// and how long writes were frozen (freeze until the IP moved).
 	Data   *Transfer
 	Freeze time.Duration
+	// FreezeBudget is stack.data.freeze_budget and Window the freeze
+	// window's phases (their sum is Freeze); 0 and nil without a freeze.
+	FreezeBudget time.Duration
+	Window       []WindowPhase
 	// AfterPromoteError: stack.after_promote failed (the promote stands).
 	AfterPromoteError string
 	// Resumed: an interrupted promote had already moved the IP; this one
@@ -61,22 +65,26 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	// data over, and check the candidate again, before the IP moves.
 	var sw *switchover
 	if d.Spec.Stack != nil && (d.Spec.Stack.Data != nil || d.Spec.Stack.AfterPromote != "") {
-		if sw, err = d.prepareSwitch(ctx, res.Previous, cand); err != nil {
+		if sw, err = d.prepareSwitch(ctx, res.Previous, cand, ipOf(st)); err != nil {
 			return nil, err
 		}
 		defer sw.close()
 		res.Data = sw.transfer
 	}
+	moveStart := time.Now()
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.move(ctx, res.ReservedIP, cand); err != nil {
+		if _, err := d.move(ctx, res.ReservedIP, cand, sw.idle()); err != nil {
 			return nil, sw.abort(ctx, err)
 		}
 	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
 		return nil, sw.abort(ctx, err)
 	}
+	sw.timeMove(moveStart)
 	res.Freeze = sw.moved()
+	res.FreezeBudget, res.Window = sw.figures()
+	sw.overran(res.Freeze)
 	// The IP moved: finish even if interrupted, on a context of its own.
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()
@@ -147,6 +155,14 @@ func (d *Deployer) finishPromote(ctx context.Context, st *State, res *PromoteRes
 	}
 	res.Phases = d.finishPhases()
 	return res, err
+}
+
+// ipOf is the project's reserved IP, "" before the first promote.
+func ipOf(st *State) string {
+	if st.ReservedIP == nil {
+		return ""
+	}
+	return st.ReservedIP.IP
 }
 
 func (m *Member) idOr0() int {

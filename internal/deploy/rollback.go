@@ -20,6 +20,10 @@ type RollbackResult struct {
 	Data      *Transfer
 	Discarded bool
 	Freeze    time.Duration
+	// FreezeBudget is stack.data.freeze_budget and Window the freeze
+	// window's phases (their sum is Freeze); 0 and nil without a freeze.
+	FreezeBudget time.Duration
+	Window       []WindowPhase
 	// AlreadyDone: the last rollback (perhaps interrupted after its move)
 	// had made Live live; nothing was changed. RollbackOptions.Further
 	// rolls back one more release.
@@ -77,7 +81,7 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	res := &RollbackResult{ReservedIP: st.ReservedIP.IP, Live: prev, Failed: live, Writes: -1}
 	var sw *switchover
 	if live != nil && d.Spec.Stack != nil && d.Spec.Stack.Data != nil {
-		if sw, res.Writes, err = d.prepareRollback(ctx, live, prev, opt.DiscardWrites); err != nil {
+		if sw, res.Writes, err = d.prepareRollback(ctx, live, prev, res.ReservedIP, opt.DiscardWrites); err != nil {
 			return nil, err
 		}
 		defer sw.close()
@@ -88,14 +92,18 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 		return nil, sw.abort(ctx, d.unmarkRollback(ctx, prev, live, err))
 	}
 	d.step("moving %s back to %s", res.ReservedIP, prev.Name)
-	if _, err := d.move(ctx, res.ReservedIP, prev); err != nil {
+	moveStart := time.Now()
+	if _, err := d.move(ctx, res.ReservedIP, prev, sw.idle()); err != nil {
 		var nm *NotMovedError
 		if errors.As(err, &nm) {
 			err = d.unmarkRollback(ctx, prev, live, err)
 		}
 		return nil, sw.abort(ctx, err)
 	}
+	sw.timeMove(moveStart)
 	res.Freeze = sw.moved()
+	res.FreezeBudget, res.Window = sw.figures()
+	sw.overran(res.Freeze)
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()
 	return d.finishRollback(ctx, res)

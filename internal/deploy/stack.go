@@ -173,6 +173,7 @@ func (d *Deployer) deployStack(ctx context.Context, c *remote.Client, dr *cloud.
 		if res.carried, err = d.carryData(ctx, live, c, dr.Name, out); err != nil {
 			return res, err
 		}
+		d.noteSync(ctx, c, res.carried, 0) // the freeze budget's estimate at promote
 	}
 	return res, nil
 }

@@ -19,11 +19,16 @@ type switchover struct {
 	from, to  *remote.Client // from is nil on a first promote
 	fromName  string
 	fromM     *Member // to dial again if the connection is lost
+	toName    string
+	ip        string // the reserved IP ("" on a first promote)
 	out       outputs
 	frozenAt  time.Time
 	fromFroze bool
 	toFroze   bool
 	transfer  *Transfer
+	window    []WindowPhase // the freeze window's phases so far
+	// idleChecked: the droplet taking the IP was idle before the freeze.
+	idleChecked bool
 }
 
 func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
@@ -34,11 +39,11 @@ func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, e
 	return d.Remote.Dial(ctx, &m.Droplet, time.Minute)
 }
 
-// prepareSwitch readies cand to take the IP from old (nil on a first
+// prepareSwitch readies cand to take ip from old (nil on a first
 // promote): freeze old, carry its final backup to cand, check cand's
-// health, and make cand writable.
-func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *switchover, err error) {
-	sw = &switchover{d: d, out: d.outputs(nil)}
+// health, and make cand writable, all within the freeze budget.
+func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip string) (sw *switchover, err error) {
+	sw = &switchover{d: d, out: d.outputs(nil), toName: cand.Name, ip: ip}
 	defer func() {
 		if err != nil {
 			err = sw.abort(ctx, err)
@@ -49,8 +54,7 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 	if sw.to, err = d.dialMember(ctx, cand); err != nil {
 		return sw, err
 	}
-	data := d.Spec.Stack.Data
-	if data == nil {
+	if d.Spec.Stack.Data == nil {
 		return sw, nil // after_promote only
 	}
 	if old != nil {
@@ -58,36 +62,73 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
-		// Both at once: the freeze window is the site's downtime for writes.
-		d.step("freezing writes on %s (and on %s until its data is final)", old.Name, cand.Name)
-		sw.frozenAt = time.Now()
-		sw.fromFroze = true // a freeze that failed halfway is undone too
-		sw.toFroze = true
+		// h-sync: the pre-sync (before the freeze) goes here.
+		if err = sw.estimate(ctx); err != nil {
+			return sw, err
+		}
+		if err = sw.waitIdle(ctx, cand); err != nil {
+			return sw, err
+		}
+		if err = sw.freezeBoth(ctx); err != nil {
+			return sw, err
+		}
+		d.step("final backup of %s onto %s", old.Name, cand.Name)
+		if err = sw.finalSync(ctx); err != nil {
+			return sw, err
+		}
+		if err = sw.checkHealth(ctx, cand); err != nil {
+			return sw, err
+		}
+	}
+	// Writable before the move: until the IP arrives only its own address
+	// reaches it, and new connections to the IP must find it writable.
+	return sw, sw.phase(ctx, PhaseUnfreeze, func(ctx context.Context) error { return sw.makeWritable(ctx, cand.Name) })
+}
+
+// freezeBoth freezes the old live droplet and the candidate at once: the
+// freeze window is the site's downtime for writes, and it starts here.
+func (sw *switchover) freezeBoth(ctx context.Context) error {
+	d, data := sw.d, sw.d.Spec.Stack.Data
+	d.step("freezing writes on %s (and on %s until its data is final)", sw.fromName, sw.toName)
+	sw.frozenAt = time.Now()
+	sw.fromFroze = true // a freeze that failed halfway is undone too
+	sw.toFroze = true
+	return sw.phase(ctx, PhaseFreeze, func(ctx context.Context) error {
 		candErr := make(chan error, 1)
 		candOut := d.outputs(nil) // redactors are not shared between sessions
 		go func() {
 			candErr <- d.runData(ctx, sw.to, "freeze", data.Freeze, candOut)
 			candOut.flush()
 		}()
-		err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
+		err := d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
 		if cerr := <-candErr; err == nil {
 			err = cerr
 		}
-		if err != nil {
-			return sw, err
-		}
-		d.step("final backup of %s onto %s", old.Name, cand.Name)
-		if sw.transfer, err = d.transfer(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
-			return sw, err
-		}
-		d.step("checking health of %s", cand.Name)
-		if err = d.checkHTTP(ctx, cand.PublicIPv4, d.Spec.Stack.Health.Timeout); err != nil {
-			return sw, err
-		}
+		return err
+	})
+}
+
+// finalSync carries the frozen droplet's final backup to the one taking
+// the IP. A sync the budget stopped is recorded on the target (by abort)
+// as a lower bound, so a re-run's estimate refuses before freezing again.
+func (sw *switchover) finalSync(ctx context.Context) error {
+	err := sw.phase(ctx, PhaseSync, func(ctx context.Context) (err error) {
+		sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
+		return err
+	})
+	var fb *FreezeBudgetError
+	if errors.As(err, &fb) {
+		fb.Sync = sw.transfer // abort records it once the old droplet is writable
 	}
-	// Writable before the move: until the IP arrives only its own address
-	// reaches it, and new connections to the IP must find it writable.
-	return sw, sw.makeWritable(ctx, cand.Name)
+	return err
+}
+
+// checkHealth runs the HTTP gate on the droplet taking the IP.
+func (sw *switchover) checkHealth(ctx context.Context, m *Member) error {
+	sw.d.step("checking health of %s", m.Name)
+	return sw.phase(ctx, PhaseHealth, func(ctx context.Context) error {
+		return sw.d.checkHTTP(ctx, m.PublicIPv4, sw.d.Spec.Stack.Health.Timeout)
+	})
 }
 
 // makeWritable records on the droplet taking the IP that it is live from
@@ -124,10 +165,22 @@ func (sw *switchover) abort(ctx context.Context, cause error) error {
 		// It was made writable for the move that did not happen.
 		_ = sw.d.runData(uctx, sw.to, "freeze", data.Freeze, sw.out)
 	}
-	if err := sw.d.mustRunData(uctx, &sw.from, sw.fromM, "unfreeze", data.Unfreeze, sw.out); err != nil {
+	uerr := sw.d.mustRunData(uctx, &sw.from, sw.fromM, "unfreeze", data.Unfreeze, sw.out)
+	if uerr == nil {
+		sw.fromFroze = false
+	}
+	var fb *FreezeBudgetError
+	if errors.As(cause, &fb) {
+		// Say only what was read back: where the IP is, and the unfreeze.
+		sw.readBack(uctx, fb, uerr)
+		if fb.Stage == PhaseSync {
+			sw.d.noteSync(uctx, sw.to, fb.Sync, fb.Budget)
+		}
+		return cause
+	}
+	if err := uerr; err != nil {
 		return fmt.Errorf("%w\nthe reserved IP did not move, but %s is still frozen (read-only): unfreezing it failed: %v; run `fleet exec --droplet %s -- %s`", cause, sw.fromName, err, sw.fromName, data.Unfreeze)
 	}
-	sw.fromFroze = false
 	return fmt.Errorf("%w\nthe reserved IP did not move: %s is live and writable again", cause, sw.fromName)
 }
 
@@ -192,12 +245,13 @@ func (e *WritesAtRiskError) Error() string {
 
 func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 
-// prepareRollback readies prev to take the IP back from live: freeze
-// live, count the writes it took since its promote, carry them back
-// (prev's restore migrates them) unless discard, and make prev writable.
-func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, discard bool) (sw *switchover, writes int, err error) {
+// prepareRollback readies prev to take ip back from live: freeze live,
+// count the writes it took since its promote, carry them back (prev's
+// restore migrates them) unless discard, and make prev writable, all
+// within the freeze budget.
+func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip string, discard bool) (sw *switchover, writes int, err error) {
 	data := d.Spec.Stack.Data
-	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live}
+	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip}
 	writes = -1
 	defer func() {
 		if err != nil {
@@ -212,14 +266,25 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 	if sw.to, err = d.dialMember(ctx, prev); err != nil {
 		return sw, writes, err
 	}
+	if err = sw.estimate(ctx); err != nil {
+		return sw, writes, err
+	}
+	if err = sw.waitIdle(ctx, prev); err != nil {
+		return sw, writes, err
+	}
 	d.step("freezing writes on %s", live.Name)
 	sw.frozenAt = time.Now()
 	sw.fromFroze = true
 	sw.toFroze = true // previous droplets stay frozen
-	if err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out); err != nil {
+	if err = sw.phase(ctx, PhaseFreeze, func(ctx context.Context) error {
+		return d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
+	}); err != nil {
 		return sw, writes, err
 	}
-	if writes, err = d.writesSince(ctx, sw.from, sw.out); err != nil {
+	if err = sw.phase(ctx, PhaseWrites, func(ctx context.Context) (err error) {
+		writes, err = d.writesSince(ctx, sw.from, sw.out)
+		return err
+	}); err != nil {
 		return sw, writes, err
 	}
 	switch {
@@ -229,19 +294,18 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 		d.step("discarding %s on %s", Plural(writes, "write"), live.Name)
 	default:
 		d.step("carrying %s back from %s to %s", Plural(writes, "write"), live.Name, prev.Name)
-		if sw.transfer, err = d.transfer(ctx, sw.from, live.Name, sw.to, prev.Name, sw.out); err != nil {
+		if err = sw.finalSync(ctx); err != nil {
 			var inc *IncompatibleDataError
 			if errors.As(err, &inc) {
 				return sw, writes, &WritesAtRiskError{Writes: writes, From: live.Name, To: prev.Name, Reason: err}
 			}
 			return sw, writes, err
 		}
-		d.step("checking health of %s", prev.Name)
-		if err = d.checkHTTP(ctx, prev.PublicIPv4, d.Spec.Stack.Health.Timeout); err != nil {
+		if err = sw.checkHealth(ctx, prev); err != nil {
 			return sw, writes, err
 		}
 	}
-	return sw, writes, sw.makeWritable(ctx, prev.Name)
+	return sw, writes, sw.phase(ctx, PhaseUnfreeze, func(ctx context.Context) error { return sw.makeWritable(ctx, prev.Name) })
 }
 
 // Plural is "1 write", "3 writes" or "an unknown number of writes" (n < 0).

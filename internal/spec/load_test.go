@@ -317,6 +317,13 @@ func TestLoadErrors(t *testing.T) {
 			`19:13: stack.data: freeze needs unfreeze too (or a frozen site would stay read-only)`,
 			`20:5: stack.data.restor: unknown key; did you mean "restore"?`,
 		}},
+		{name: "freeze_budget zero", old: "keep: 2", new: dataSpec("0s"), want: []string{`21:20: stack.data.freeze_budget: 0s is out of range (allowed: more than 0, at most 10m; default 5s)`}},
+		{name: "freeze_budget negative", old: "keep: 2", new: dataSpec("-1s"), want: []string{`21:20: stack.data.freeze_budget: -1s is out of range`}},
+		{name: "freeze_budget too long", old: "keep: 2", new: dataSpec("11m"), want: []string{`21:20: stack.data.freeze_budget: 11m is out of range`}},
+		{name: "freeze_budget no unit", old: "keep: 2", new: dataSpec("5"), want: []string{`21:20: stack.data.freeze_budget: 5 has no unit; write "5s"`}},
+		{name: "freeze_budget not a duration", old: "keep: 2", new: dataSpec("soon"), want: []string{`21:20: stack.data.freeze_budget: "soon" is not a duration like "5s"`}},
+		{name: "freeze_budget a list", old: "keep: 2", new: dataSpec("[5s]"), want: []string{`21:20: stack.data.freeze_budget: expected a duration like "5s", got a list`}},
+		{name: "freeze_budget huge", old: "keep: 2", new: dataSpec(strings.Repeat("9", 5000) + "h"), want: []string{`21:20: stack.data.freeze_budget: "999`, "is not a duration"}},
 		{name: "stack without dir", old: "keep: 2", new: "keep: 2\nstack:\n  build: remote", want: []string{`14:3: stack: missing required key "dir" (the stack's directory in the repository, like stacks/hello)`}},
 		{name: "stack mistakes", old: "keep: 2", new: "keep: 2\nstack:\n  dir: ../elsewhere\n  compose: [a.yaml, a.yaml]\n  build: docker\n  secrets: {file: /etc/secrets.env}\n  health: {host: Bad_Host, paths: [healthz], timeout: 0s}", want: []string{
 			`14:8: stack.dir: "../elsewhere" must be a relative path inside the repository (no leading / or ..)`,
@@ -578,8 +585,11 @@ func TestLoadStack(t *testing.T) {
 		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n  after_promote: x ensure\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
 				Env:          []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
-				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify"},
+				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify", FreezeBudget: DefaultFreezeBudget},
 				AfterPromote: "x ensure"}},
+		{"freeze budget", "stack:\n  dir: stacks/blog\n  data:\n    service: app\n    backup: b\n    restore: r\n    freeze: f\n    unfreeze: u\n    freeze_budget: 1500ms\n",
+			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
+				Data: &Data{Service: "app", Backup: "b", Restore: "r", Freeze: "f", Unfreeze: "u", FreezeBudget: 1500 * time.Millisecond}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -593,4 +603,10 @@ func TestLoadStack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dataSpec is a stack with a data contract whose freeze_budget is budget
+// (line 21, column 20).
+func dataSpec(budget string) string {
+	return "keep: 2\nstack:\n  dir: stacks/blog\n  data:\n    service: app\n    backup: b\n    restore: r\n    freeze: f\n    unfreeze: u\n    freeze_budget: " + budget
 }

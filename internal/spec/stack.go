@@ -48,7 +48,16 @@ type Data struct {
 	Unfreeze string // makes it writable again
 	Writes   string // prints the number of writes since $FLEET_SINCE (unix seconds); "" = unknown
 	Verify   string // run in a fresh container of Service's image, no volumes or network: checks an archive on stdin
+	// FreezeBudget bounds the freeze window of promote and rollback: a
+	// switch that would overrun it is aborted before the IP moves.
+	FreezeBudget time.Duration
 }
+
+// DefaultFreezeBudget and MaxFreezeBudget bound stack.data.freeze_budget.
+const (
+	DefaultFreezeBudget = 5 * time.Second
+	MaxFreezeBudget     = 10 * time.Minute
+)
 
 // Secrets says where secret values come from. Values never enter git,
 // user_data, process arguments, image layers or logs.
@@ -175,8 +184,8 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 }
 
 func (l *loader) data(n *yaml.Node) *Data {
-	d := &Data{}
-	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify")
+	d := &Data{FreezeBudget: DefaultFreezeBudget}
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "freeze_budget")
 	if f == nil {
 		return d
 	}
@@ -213,6 +222,9 @@ func (l *loader) data(n *yaml.Node) *Data {
 	}
 	if n, ok := f.optional("verify"); ok {
 		d.Verify = l.command("stack.data.verify", n)
+	}
+	if n, ok := f.optional("freeze_budget"); ok {
+		d.FreezeBudget = l.freezeBudget(n)
 	}
 	return d
 }
@@ -318,3 +330,25 @@ func (l *loader) secretsFile(n *yaml.Node, shown, file string) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// freezeBudget is stack.data.freeze_budget: a duration, more than 0 and
+// at most MaxFreezeBudget (a longer write outage is not a budget).
+func (l *loader) freezeBudget(n *yaml.Node) time.Duration {
+	const path = "stack.data.freeze_budget"
+	v := l.str(path, n, `a duration like "5s"`)
+	if v == "" {
+		return DefaultFreezeBudget
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil && n.Tag == "!!int":
+		l.errorf(n, "%s: %s has no unit; write %s", path, clip(v), quote(v+"s"))
+	case err != nil:
+		l.errorf(n, "%s: %s is not a duration like \"5s\"", path, quote(v))
+	case d <= 0 || d > MaxFreezeBudget:
+		l.errorf(n, "%s: %s is out of range (allowed: more than 0, at most 10m; default 5s)", path, clip(v))
+	default:
+		return d
+	}
+	return DefaultFreezeBudget
+}
