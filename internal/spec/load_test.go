@@ -575,10 +575,10 @@ func TestLoadStack(t *testing.T) {
 		{"everything", "stack:\n  dir: ./stacks/blog/\n  compose: [docker-compose-common.yaml, docker-compose-production.yaml]\n  build: local\n  secrets: {file: .env.production}\n  health: {host: Blog.Example.com, paths: [/healthz, /], timeout: 90s}\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"docker-compose-common.yaml", "docker-compose-production.yaml"}, Build: BuildLocal,
 				Secrets: Secrets{File: ".env.production", At: "droplets.yaml:21:19"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
-		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n  after_promote: x ensure\n",
+		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n    state: x state\n  after_promote: x ensure\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
 				Env:          []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
-				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify"},
+				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify", State: "x state"},
 				AfterPromote: "x ensure"}},
 	}
 	for _, tt := range tests {

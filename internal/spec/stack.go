@@ -48,6 +48,11 @@ type Data struct {
 	Unfreeze string // makes it writable again
 	Writes   string // prints the number of writes since $FLEET_SINCE (unix seconds); "" = unknown
 	Verify   string // run in a fresh container of Service's image, no volumes or network: checks an archive on stdin
+	// State prints the id of the data the droplet holds (what it restored
+	// last), or "none"; "" = the stack has no incremental sync. Backup then
+	// gets FLEET_BASE=<the receiving droplet's id> and may send only what
+	// changed since; its restore exits 4 when the base is not what it holds.
+	State string
 }
 
 // Secrets says where secret values come from. Values never enter git,
@@ -176,7 +181,7 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 
 func (l *loader) data(n *yaml.Node) *Data {
 	d := &Data{}
-	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify")
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "state")
 	if f == nil {
 		return d
 	}
@@ -213,6 +218,9 @@ func (l *loader) data(n *yaml.Node) *Data {
 	}
 	if n, ok := f.optional("verify"); ok {
 		d.Verify = l.command("stack.data.verify", n)
+	}
+	if n, ok := f.optional("state"); ok {
+		d.State = l.command("stack.data.state", n)
 	}
 	return d
 }
