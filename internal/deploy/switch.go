@@ -58,6 +58,10 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
+		// issue 12 item 3 (h-sync): the pre-sync, before the freeze (delta.go).
+		if err = d.preSync(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
+			return sw, err
+		}
 		// Both at once: the freeze window is the site's downtime for writes.
 		d.step("freezing writes on %s (and on %s until its data is final)", old.Name, cand.Name)
 		sw.frozenAt = time.Now()
