@@ -69,9 +69,13 @@ func (d *Deployer) stateOf(ctx context.Context, c *remote.Client, name string, o
 // archive.
 func (d *Deployer) transferDelta(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName string, out outputs) (*Transfer, error) {
 	start := time.Now()
-	base, err := d.stateOf(ctx, to, toName, out)
-	if err != nil {
-		return nil, err
+	base, known := d.synced[to]
+	delete(d.synced, to) // one use: a later transfer asks again
+	if !known {
+		var err error
+		if base, err = d.stateOf(ctx, to, toName, out); err != nil {
+			return nil, err
+		}
 	}
 	t, err := d.transferBase(ctx, from, fromName, to, toName, base, out)
 	var bm *BaseMismatchError
@@ -101,6 +105,19 @@ func (d *Deployer) preSync(ctx context.Context, from *remote.Client, fromName st
 	t, err := d.transferDelta(ctx, from, fromName, to, toName, out)
 	if err == nil {
 		fmt.Fprintf(d.log(), "pre-sync: %d bytes in %.2f s\n", t.Bytes, t.Duration.Seconds())
+		// Asked now, while the site is writable: the final sync, inside
+		// the freeze, need not. Nothing restores onto to in between, and
+		// a stale answer costs a full archive (exit 4), never wrong data.
+		base, serr := d.stateOf(ctx, to, toName, out)
+		if serr != nil {
+			return serr
+		}
+		if base != "" {
+			if d.synced == nil {
+				d.synced = map[*remote.Client]string{}
+			}
+			d.synced[to] = base
+		}
 		return nil
 	}
 	var inc *IncompatibleDataError

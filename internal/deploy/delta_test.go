@@ -205,7 +205,7 @@ func TestPreSync(t *testing.T) {
 		wantCand []string
 		wantWarn string
 	}{
-		{name: "carries with the base", wantCand: []string{"state", "restore"}},
+		{name: "carries with the base, then asks what it holds now", wantCand: []string{"state", "restore", "state"}},
 		{name: "skipped without state", noState: true},
 		{name: "failure is a warning", codes: []int{1}, wantCand: []string{"state", "restore"}, wantWarn: "pre-sync of blog-1 onto blog-2 failed"},
 		{name: "incompatible stops before the freeze", codes: []int{3}, wantCand: []string{"state", "restore"}, wantErr: true},
@@ -239,7 +239,7 @@ func TestPreSync(t *testing.T) {
 }
 
 // prepareSwitch runs the pre-sync before the freeze and the final sync
-// after it, both with the candidate's base (h-budget's restructuring of
+// after it, both with the candidate's base, asked outside the freeze (h-budget's restructuring of
 // switch.go must keep this order).
 func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 	payload := []byte("site data")
@@ -279,7 +279,8 @@ func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 	if got, want := name(oldSrv), "backup(base),freeze,backup(base)"; got != want {
 		t.Errorf("old ran %s, want %s", got, want)
 	}
-	if got, want := name(candSrv), "state,restore,freeze,state,restore,promoted-at,unfreeze"; got != want {
+	// The final sync's base is asked for before the freeze, not inside it.
+	if got, want := name(candSrv), "state,restore,state,freeze,restore,promoted-at,unfreeze"; got != want {
 		t.Errorf("candidate ran %s, want %s", got, want)
 	}
 }
