@@ -219,7 +219,8 @@ class DeltaTest(unittest.TestCase):
                     data = data[:-1] + bytes([data[-1] ^ 1])
                 t.addfile(m, io.BytesIO(data) if data is not None else None)
         res = self.restore(bad)
-        self.assertIn("does not hash to the target", res.get("failed", ""), res)
+        # Refused as a base mismatch: fleet then sends a full archive.
+        self.assertIn("does not hash to the target", res.get("mismatch", ""), res)
 
     def outer(self, fmt, members):
         """A fleet-data archive of the given {name: bytes}."""
