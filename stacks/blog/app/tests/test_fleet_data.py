@@ -126,7 +126,7 @@ class FleetDataTest(unittest.TestCase):
         # The receiver holds other certificates: exit 4, nothing restored.
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 4, r.stderr)
-        self.assertIsNone(self.get("restored-app.tar"))
+        self.assertFalse(self.get("restored-app.tar"))  # blog-restore got no archive
 
         # After a full restore it holds these: the delta applies, with no
         # certbot-restore and no nginx reload.
@@ -173,7 +173,7 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=out.getvalue())
         self.assertEqual(r.returncode, 1)
         self.assertIn(b"checksum mismatch", r.stderr)
-        self.assertIsNone(self.get("restored-app.tar"))
+        self.assertFalse(self.get("restored-app.tar"))  # blog-restore got no archive
 
 
 if __name__ == "__main__":
