@@ -192,7 +192,10 @@ func (d *Deployer) backupFrom(ctx context.Context, c *remote.Client, name, base 
 	cw := &countingWriter{w: io.MultiWriter(w, h)}
 	sc := &sumCatcher{w: out.stderr}
 	var env []string
-	if base != "" {
+	if data := d.Spec.Stack.Data; base != "" || data.State != "" {
+		// Set even when empty: `docker compose exec -e FLEET_BASE` then
+		// passes "" rather than depending on how compose treats an unset
+		// variable.
 		env = append(env, "FLEET_BASE="+base)
 	}
 	err = c.Run(ctx, backupScript(d.Spec.Project, d.Spec.Stack.Data.Backup, env...), nil, cw, sc)

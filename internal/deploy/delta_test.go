@@ -98,7 +98,15 @@ func twoDroplets(t *testing.T, old, cand *remotetest.Server, data *spec.Data) (*
 func ran(srv *remotetest.Server) []string {
 	var out []string
 	for _, c := range srv.Commands() {
+		// One level of quoting off: the droplet-side script as bash gets it.
+		var words []string
+		for _, call := range c.Calls {
+			words = append(words, call.Args...)
+		}
+		script := strings.Join(words, " ")
 		switch {
+		case strings.Contains(c.Line, "fleet-data backup") && strings.Contains(script, "FLEET_BASE='' "):
+			out = append(out, "backup(empty base)")
 		case strings.Contains(c.Line, "fleet-data state"):
 			out = append(out, "state")
 		case strings.Contains(c.Line, "fleet-data backup") && strings.Contains(c.Line, "FLEET_BASE="+baseID):
@@ -132,17 +140,17 @@ func TestTransferDelta(t *testing.T) {
 		{name: "known base goes as FLEET_BASE", state: remotetest.Reply{Stdout: baseID + "\n"}.Handle,
 			wantOld: []string{"backup(base)"}, wantCand: []string{"state", "restore"}},
 		{name: "no base: a full archive", state: remotetest.Reply{Stdout: "none\n"}.Handle,
-			wantOld: []string{"backup"}, wantCand: []string{"state", "restore"}},
+			wantOld: []string{"backup(empty base)"}, wantCand: []string{"state", "restore"}},
 		{name: "stack without state: no question asked", noState: true,
 			wantOld: []string{"backup"}, wantCand: []string{"restore"}},
 		{name: "base refused (exit 4): a full archive follows", state: remotetest.Reply{Stdout: baseID + "\n"}.Handle, restoreCodes: []int{4},
-			wantOld: []string{"backup(base)", "backup"}, wantCand: []string{"state", "restore", "restore"}, wantLog: "does not hold the data the delta was made against"},
+			wantOld: []string{"backup(base)", "backup(empty base)"}, wantCand: []string{"state", "restore", "restore"}, wantLog: "does not hold the data the delta was made against"},
 		{name: "not an id: warned, full archive", state: remotetest.Reply{Stdout: "$(reboot)\n"}.Handle,
-			wantOld: []string{"backup"}, wantCand: []string{"state", "restore"}, wantLog: "not an id"},
+			wantOld: []string{"backup(empty base)"}, wantCand: []string{"state", "restore"}, wantLog: "not an id"},
 		{name: "state fails: warned, full archive", state: remotetest.Reply{Stderr: "no app container\n", Code: 1}.Handle,
-			wantOld: []string{"backup"}, wantCand: []string{"state", "restore"}, wantLog: "sending a full archive"},
+			wantOld: []string{"backup(empty base)"}, wantCand: []string{"state", "restore"}, wantLog: "sending a full archive"},
 		{name: "full archive refused with 4 is an error", state: remotetest.Reply{Stdout: "none\n"}.Handle, restoreCodes: []int{4},
-			wantOld: []string{"backup"}, wantCand: []string{"state", "restore"}, wantErr: "does not hold the data"},
+			wantOld: []string{"backup(empty base)"}, wantCand: []string{"state", "restore"}, wantErr: "does not hold the data"},
 		{name: "incompatible stays incompatible", state: remotetest.Reply{Stdout: baseID + "\n"}.Handle, restoreCodes: []int{3},
 			wantOld: []string{"backup(base)"}, wantCand: []string{"state", "restore"}, wantErr: "cannot read the data"},
 	} {
