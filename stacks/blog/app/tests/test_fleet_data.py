@@ -103,7 +103,11 @@ class FleetDataTest(unittest.TestCase):
             return {m.name: t.extractfile(m).read() for m in t}
 
     def test_full_round_trip_records_state(self):
-        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "none")  # no certificates restored yet
+        # Nothing restored yet: its own certificates' tar.
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
+        self.put("state", b"none\n")
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "none")
+        self.put("state", b"a" * 64 + b"\n")
         b = self.run_fd("backup")
         self.assertEqual(b.returncode, 0, b.stderr)
         m = self.members(b.stdout)
@@ -124,13 +128,19 @@ class FleetDataTest(unittest.TestCase):
         self.assertTrue(m["MANIFEST"].startswith(b"fleet-blog-backup 2\n"))
 
         # The receiver holds other certificates: exit 4, nothing restored.
+        self.put("le.tar", b"OTHER")
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assertFalse(self.get("restored-app.tar"))  # blog-restore got no archive
 
         # After a full restore it holds these: the delta applies, with no
-        # certbot-restore and no nginx reload.
-        self.run_fd("restore", stdin=self.run_fd("backup").stdout)
+        # certbot-restore and no nginx reload, though its certbot-backup
+        # gives other bytes (another droplet's tar of the same files).
+        self.put("le.tar", b"LE" * 100)
+        full = self.run_fd("backup").stdout
+        self.put("le.tar", b"OTHER BYTES")
+        self.run_fd("restore", stdin=full)
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
         os.unlink(os.path.join(self.stub, "restored-le.tar"))
         open(os.path.join(self.stub, "calls"), "w").close()
         r = self.run_fd("restore", stdin=b.stdout)
@@ -138,6 +148,12 @@ class FleetDataTest(unittest.TestCase):
         self.assertIsNone(self.get("restored-le.tar"))
         self.assertNotIn("blog-tls", self.get("calls").decode())
         self.assertIn(b"certificates unchanged", r.stderr)
+
+        # A renewal since the restore: the certificates' own tar again.
+        self.put("le.tar", b"RENEWED")
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"RENEWED"))
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 4, r.stderr)
 
     def test_delta_with_changed_certificates(self):
         base = "b" * 64 + "-" + "c" * 64
