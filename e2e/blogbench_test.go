@@ -150,8 +150,19 @@ func BenchmarkBlogCutover(b *testing.B) {
 					Seconds float64 `json:"seconds"`
 				} `json:"phases"`
 			}
-			json.Unmarshal([]byte(e.r.ok("promote", "--json")), &pr)
-			// On stdout: a benchmark's log keeps only its first lines.
+			prOut, prErr, code := e.r.run("promote", "--json")
+			if code != 0 {
+				b.Fatalf("fleet promote: exit %d\n%s%s", code, prOut, prErr)
+			}
+			json.Unmarshal([]byte(prOut), &pr)
+			// The stack's own account of the syncs (what moved, migrate's
+			// time, Django's start), and on stdout: a benchmark's log keeps
+			// only its first lines.
+			for _, l := range strings.Split(prErr, "\n") {
+				if strings.Contains(l, "blog-backup: ok") || strings.Contains(l, "blog-restore: restored") || strings.Contains(l, "pre-sync:") {
+					fmt.Printf("media %d MB: %s\n", mb, strings.TrimSpace(l))
+				}
+			}
 			fmt.Printf("media %d MB: promote phases:", mb)
 			for _, p := range pr.Phases {
 				fmt.Printf(" [%s %.2fs]", p.Phase, p.Seconds)
