@@ -181,6 +181,20 @@ class DeltaTest(unittest.TestCase):
         self.assertTrue(self.restore(d2).get("ok", "").startswith("delta"))
         self.assertSame()
 
+    def test_odd_media_is_full_without_manifest(self):
+        full, _ = self.backup()
+        self.restore(full)
+        base = self.state()
+        os.symlink("f0.bin", os.path.join(self.src, "media", "a", "link.bin"))
+        with open(os.path.join(self.src.encode(), b"media", b"a", b"bad-\xff.bin"), "wb") as f:
+            f.write(b"x")
+        out, log = self.backup(base)
+        self.assertIn("a full archive without state.json", log)
+        m = self.members(out)
+        self.assertIn("db.sqlite3", m)
+        self.assertNotIn("state.json", m)
+        self.assertNotIn("delta.json", m)
+
     def test_unknown_base_is_full(self):
         out, log = self.backup("f" * 64)
         self.assertIn("unknown here: a full archive", log)

@@ -55,6 +55,15 @@ def valid_id(s):
     return isinstance(s, str) and len(s) == 64 and set(s) <= ID_CHARS
 
 
+def manifest_name(p):
+    """Whether a media path can go into a manifest (UTF-8, safe)."""
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return safe_path(p)
+
+
 def safe_path(p):
     """A media path as the manifest may hold it: relative, normalized, no
     climbing out, no NUL."""
@@ -189,8 +198,9 @@ def write_json_atomic(path, obj):
 
 def walk_media(top):
     """Sorted [(rel, full)] of the regular files under top, and whether
-    anything else (a symlink, a fifo) is there: then only a full archive
-    carries the media faithfully."""
+    anything else (a symlink, a fifo, a name no manifest can hold) is
+    there: then only a manifest-less full archive carries the media
+    faithfully."""
     files, other = [], False
     if not os.path.isdir(top):
         return files, other
@@ -200,7 +210,7 @@ def walk_media(top):
         for name in filenames:
             full = os.path.join(dirpath, name)
             r = name if rel == "." else f"{rel}/{name}"
-            if os.path.islink(full) or not os.path.isfile(full):
+            if os.path.islink(full) or not os.path.isfile(full) or not manifest_name(r):
                 other = True
                 continue
             files.append((r, full))
