@@ -196,12 +196,13 @@ stack:
   health: {host: %s, paths: [/healthz], timeout: 4m}
   data:
     service: app
-    backup: docker compose exec -T utility fleet-data backup
+    backup: docker compose exec -T -e FLEET_BASE utility fleet-data backup
     restore: docker compose exec -T utility fleet-data restore
     freeze: docker compose exec -T utility fleet-data freeze
     unfreeze: docker compose exec -T utility fleet-data unfreeze
     writes: docker compose exec -T -e FLEET_SINCE utility fleet-data writes
     verify: blog-verify
+    state: docker compose exec -T utility fleet-data state
   after_promote: docker compose exec -T certbot certbot-ensure
 `, reservedIP, blogHost)
 	if len(env) > 0 {

@@ -50,10 +50,11 @@ echo "`+sumMarker+`$s" >&2
 exit $rc`)
 }
 
-// backupScript runs backup and reports the sha256 of what it wrote.
-// pipefail: a backup that fails midway must fail the run.
-func backupScript(project, backup string) string {
-	return summed("set -o pipefail\n", dataCmd(project, backup)+` | tee "$f"`)
+// backupScript runs backup (with env, such as FLEET_BASE) and reports the
+// sha256 of what it wrote. pipefail: a backup that fails midway must fail
+// the run.
+func backupScript(project, backup string, env ...string) string {
+	return summed("set -o pipefail\n", dataCmd(project, backup, env...)+` | tee "$f"`)
 }
 
 // restoreScript feeds stdin to restore and reports the sha256 of all of
@@ -167,6 +168,9 @@ func (d *Deployer) restoreFrom(ctx context.Context, c *remote.Client, name strin
 	if errors.As(err, &ee) && ee.Code == 3 {
 		return n, sum, &IncompatibleDataError{Droplet: name, Detail: stackSaid(ee.Stderr, 3)}
 	}
+	if errors.As(err, &ee) && ee.Code == 4 {
+		return n, sum, &BaseMismatchError{Droplet: name, Detail: stackSaid(ee.Stderr, 2)}
+	}
 	if err != nil {
 		return n, sum, fmt.Errorf("restore on %s: %w", name, err)
 	}
@@ -179,10 +183,22 @@ func (d *Deployer) restoreFrom(ctx context.Context, c *remote.Client, name strin
 // backupTo streams the stack's backup on c into w and checks that what
 // arrived is what the droplet sent.
 func (d *Deployer) backupTo(ctx context.Context, c *remote.Client, name string, w io.Writer, out outputs) (n int64, sum string, err error) {
+	return d.backupFrom(ctx, c, name, "", w, out)
+}
+
+// backupFrom is backupTo with FLEET_BASE=base when base is not "".
+func (d *Deployer) backupFrom(ctx context.Context, c *remote.Client, name, base string, w io.Writer, out outputs) (n int64, sum string, err error) {
 	h := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(w, h)}
 	sc := &sumCatcher{w: out.stderr}
-	err = c.Run(ctx, backupScript(d.Spec.Project, d.Spec.Stack.Data.Backup), nil, cw, sc)
+	var env []string
+	if data := d.Spec.Stack.Data; base != "" || data.State != "" {
+		// Set even when empty: `docker compose exec -e FLEET_BASE` then
+		// passes "" rather than depending on how compose treats an unset
+		// variable.
+		env = append(env, "FLEET_BASE="+base)
+	}
+	err = c.Run(ctx, backupScript(d.Spec.Project, d.Spec.Stack.Data.Backup, env...), nil, cw, sc)
 	sc.Flush()
 	n, sum = cw.n, hex.EncodeToString(h.Sum(nil))
 	if err != nil {
@@ -195,8 +211,16 @@ func (d *Deployer) backupTo(ctx context.Context, c *remote.Client, name string, 
 }
 
 // transfer streams a backup of from into the restore of to, through this
-// machine, and checks the sha256 at all three points.
+// machine, and checks the sha256 at all three points. When the stack says
+// what data `to` holds (stack.data.state), the backup gets it as FLEET_BASE
+// and may send only what changed since; if to's restore then says the base
+// is not what it holds (exit 4), a full archive follows (delta.go).
 func (d *Deployer) transfer(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName string, out outputs) (*Transfer, error) {
+	return d.transferDelta(ctx, from, fromName, to, toName, out)
+}
+
+// transferBase is one transfer with FLEET_BASE=base ("" = none).
+func (d *Deployer) transferBase(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName, base string, out outputs) (*Transfer, error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -208,7 +232,7 @@ func (d *Deployer) transfer(ctx context.Context, from *remote.Client, fromName s
 	)
 	go func() {
 		defer close(bDone)
-		_, bSum, bErr = d.backupTo(ctx, from, fromName, pw, out)
+		_, bSum, bErr = d.backupFrom(ctx, from, fromName, base, pw, out)
 		if bErr != nil {
 			// A restore must never finish on half an archive: stop it.
 			cancel()

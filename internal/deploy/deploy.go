@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/cloud"
+	"github.com/fleetdeploy/fleet/internal/remote"
 	"github.com/fleetdeploy/fleet/internal/spec"
 )
 
@@ -27,6 +28,9 @@ type Deployer struct {
 
 	phases     []Phase
 	phaseStart time.Time
+	// synced is what a pre-sync left a droplet holding (delta.go): the
+	// final sync's base, known without asking inside the freeze.
+	synced map[*remote.Client]string
 }
 
 func (d *Deployer) step(format string, args ...any) {

@@ -27,6 +27,10 @@ type switchover struct {
 	toFroze   bool
 	transfer  *Transfer
 	window    []WindowPhase // the freeze window's phases so far
+	// full: the final sync sends a whole archive. A rollback's sender
+	// never holds the previous droplet's base, so asking for it would only
+	// cost time inside the window.
+	full bool
 	// idleChecked: the droplet taking the IP was idle before the freeze.
 	idleChecked bool
 }
@@ -62,7 +66,11 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
-		// h-sync: the pre-sync (before the freeze) goes here.
+		// The pre-sync (delta.go) brings cand close while old is live, so
+		// the window carries only what changed since.
+		if err = d.preSync(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
+			return sw, err
+		}
 		if err = sw.estimate(ctx); err != nil {
 			return sw, err
 		}
@@ -113,7 +121,11 @@ func (sw *switchover) freezeBoth(ctx context.Context) error {
 // as a lower bound, so a re-run's estimate refuses before freezing again.
 func (sw *switchover) finalSync(ctx context.Context) error {
 	err := sw.phase(ctx, PhaseSync, func(ctx context.Context) (err error) {
-		sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
+		if sw.full {
+			sw.transfer, err = sw.d.transferFull(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
+		} else {
+			sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
+		}
 		return err
 	})
 	var fb *FreezeBudgetError
@@ -251,7 +263,7 @@ func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 // within the freeze budget.
 func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip string, discard bool) (sw *switchover, writes int, err error) {
 	data := d.Spec.Stack.Data
-	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip}
+	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip, full: true}
 	writes = -1
 	defer func() {
 		if err != nil {

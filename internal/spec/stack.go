@@ -51,6 +51,11 @@ type Data struct {
 	// FreezeBudget bounds the freeze window of promote and rollback: a
 	// switch that would overrun it is aborted before the IP moves.
 	FreezeBudget time.Duration
+	// State prints the id of the data the droplet holds (what it restored
+	// last), or "none"; "" = the stack has no incremental sync. Backup then
+	// gets FLEET_BASE=<the receiving droplet's id> and may send only what
+	// changed since; its restore exits 4 when the base is not what it holds.
+	State string
 }
 
 // DefaultFreezeBudget and MaxFreezeBudget bound stack.data.freeze_budget.
@@ -185,7 +190,7 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 
 func (l *loader) data(n *yaml.Node) *Data {
 	d := &Data{FreezeBudget: DefaultFreezeBudget}
-	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "freeze_budget")
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "freeze_budget", "state")
 	if f == nil {
 		return d
 	}
@@ -225,6 +230,9 @@ func (l *loader) data(n *yaml.Node) *Data {
 	}
 	if n, ok := f.optional("freeze_budget"); ok {
 		d.FreezeBudget = l.freezeBudget(n)
+	}
+	if n, ok := f.optional("state"); ok {
+		d.State = l.command("stack.data.state", n)
 	}
 	return d
 }

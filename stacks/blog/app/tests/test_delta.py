@@ -1,0 +1,292 @@
+"""The incremental sync's Python side, on the host (no Django, no Docker):
+
+    python3 -m unittest discover -s stacks/blog/app/tests
+
+(Python 3.11.4 or later: tarfile's extraction filters.) A sender's
+blog-backup and a receiver's blog-restore steps run in subprocesses with
+their own BLOG_DATA_DIR: a full archive sets the receiver's base, then
+deltas (database pages, new, changed and removed media) must rebuild
+exactly the sender's data; a wrong base must be refused as BaseMismatch.
+"""
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unittest
+
+APP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKUP = os.path.join(APP, "bin", "blog-backup")
+RESTORE = os.path.join(APP, "bin", "blog-restore")
+
+# Runs in the receiver's environment: blog-restore's steps without Django
+# (no migrate, no collectstatic); prints the outcome as JSON.
+DRIVER = r'''
+import json, os, shutil, sys, tempfile
+from importlib.machinery import SourceFileLoader
+r = SourceFileLoader("blog_restore", sys.argv[1]).load_module()
+from blogops import archive, common, delta
+stage = tempfile.mkdtemp(prefix=".restore-", dir=common.DATA_DIR)
+sys.stdin = open(sys.argv[2], "r")
+try:
+    names = r.extract(stage)
+    if delta.DELTA_NAME in names:
+        target, how = r.apply_delta(stage, names)
+    else:
+        target = json.load(open(os.path.join(stage, delta.MANIFEST_NAME)))
+        r.check_media_full(stage, target)
+        how = "full"
+    db = os.path.join(stage, archive.DB_NAME)
+    nb = r.new_base(stage, target)
+    shutil.copyfile(db, common.DB_PATH)
+    r.swap_media(stage)
+    r.set_base(nb, target)
+    print(json.dumps({"ok": how, "id": delta.base_id()}))
+except delta.BaseMismatch as e:
+    print(json.dumps({"mismatch": str(e)}))
+except (r.Failure, delta.DeltaError) as e:
+    print(json.dumps({"failed": str(e)}))
+finally:
+    shutil.rmtree(stage, ignore_errors=True)
+'''
+
+
+# Runs blog-backup as is, except that it stays the test's user (it drops
+# root to user blog, which the host has not).
+BACKUP_DRIVER = r'''
+import runpy, sys
+from blogops import common
+common.drop_privileges = lambda: None
+sys.argv = [sys.argv[1]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+def tree(top):
+    out = {}
+    for dirpath, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, top)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def rows(db):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT id, body FROM blog_post ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+class DeltaTest(unittest.TestCase):
+    def setUp(self):
+        if sys.version_info < (3, 11, 4):
+            self.skipTest("needs tarfile extraction filters (Python 3.11.4+)")
+        self.tmp = tempfile.TemporaryDirectory()
+        self.src = os.path.join(self.tmp.name, "src")
+        self.dst = os.path.join(self.tmp.name, "dst")
+        os.makedirs(os.path.join(self.src, "media", "a"))
+        os.makedirs(os.path.join(self.dst, "media"))
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE django_migrations(id INTEGER PRIMARY KEY, app TEXT, name TEXT, applied TEXT)")
+        con.execute("INSERT INTO django_migrations(app, name, applied) VALUES ('blog', '0001_initial', 'now')")
+        con.execute("CREATE TABLE blog_post(id INTEGER PRIMARY KEY, body TEXT)")
+        con.executemany("INSERT INTO blog_post(body) VALUES (?)", [(f"post {i} " + "x" * 400,) for i in range(4000)])
+        con.commit()
+        con.close()
+        for i in range(4):
+            self.write_media(f"a/f{i}.bin", os.urandom(50000 + i))
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def env(self, data, **extra):
+        e = dict(os.environ, BLOG_DATA_DIR=data, PYTHONPATH=os.path.join(APP, "project"),
+                 PYTHONDONTWRITEBYTECODE="1", BLOG_DELTA_MIN_DB="4096")
+        e.update(extra)
+        return e
+
+    def write_media(self, rel, data):
+        p = os.path.join(self.src, "media", rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+
+    def backup(self, base=""):
+        out = os.path.join(self.tmp.name, f"app-{len(os.listdir(self.tmp.name))}.tar")
+        with open(out, "wb") as f:
+            p = subprocess.run([sys.executable, "-c", BACKUP_DRIVER, BACKUP], stdout=f, stderr=subprocess.PIPE,
+                               env=self.env(self.src, FLEET_BASE=base), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return out, p.stderr.decode()
+
+    def restore(self, archive):
+        p = subprocess.run([sys.executable, "-c", DRIVER, RESTORE, archive], capture_output=True,
+                           env=self.env(self.dst), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return json.loads(p.stdout)
+
+    def state(self):
+        p = subprocess.run([sys.executable, RESTORE, "--state"], capture_output=True, env=self.env(self.dst), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return p.stdout.decode().strip()
+
+    def assertSame(self):
+        self.assertEqual(rows(os.path.join(self.src, "db.sqlite3")), rows(os.path.join(self.dst, "db.sqlite3")))
+        self.assertEqual(tree(os.path.join(self.src, "media")), tree(os.path.join(self.dst, "media")))
+
+    def members(self, path):
+        with tarfile.open(path) as t:
+            return sorted(m.name for m in t if m.isreg())
+
+    def test_full_then_deltas(self):
+        self.assertEqual(self.state(), "none")
+        full, _ = self.backup()
+        res = self.restore(full)
+        self.assertEqual(res.get("ok"), "full", res)
+        base = self.state()
+        self.assertEqual(res["id"], base)
+        self.assertSame()
+
+        # A changed row, a new file, a changed file, a removed file.
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        con.execute("UPDATE blog_post SET body = 'changed' WHERE id = 7")
+        con.commit()
+        con.close()
+        self.write_media("b/new.bin", b"new")
+        self.write_media("a/f1.bin", os.urandom(50001))
+        os.unlink(os.path.join(self.src, "media", "a", "f2.bin"))
+        d, log = self.backup(base)
+        self.assertIn("delta against", log)
+        m = self.members(d)
+        self.assertIn("db.pages", m)
+        self.assertNotIn("db.sqlite3", m)
+        self.assertEqual([x for x in m if x.startswith("media/")], ["media/a/f1.bin", "media/b/new.bin"])
+        self.assertIn("(2 hashed)", log)  # the new and the changed file; the cache has the rest
+        res = self.restore(d)
+        self.assertTrue(res.get("ok", "").startswith("delta against"), res)
+        self.assertSame()
+        self.assertNotEqual(self.state(), base)
+
+        # Nothing changed: an empty delta still rebuilds the same data.
+        d2, log = self.backup(self.state())
+        self.assertIn("(0 hashed)", log)
+        self.assertEqual([x for x in self.members(d2) if x.startswith("media/")], [])
+        self.assertTrue(self.restore(d2).get("ok", "").startswith("delta"))
+        self.assertSame()
+
+    def test_odd_media_is_full_without_manifest(self):
+        full, _ = self.backup()
+        self.restore(full)
+        base = self.state()
+        os.symlink("f0.bin", os.path.join(self.src, "media", "a", "link.bin"))
+        with open(os.path.join(self.src.encode(), b"media", b"a", b"bad-\xff.bin"), "wb") as f:
+            f.write(b"x")
+        out, log = self.backup(base)
+        self.assertIn("a full archive without state.json", log)
+        m = self.members(out)
+        self.assertIn("db.sqlite3", m)
+        self.assertNotIn("state.json", m)
+        self.assertNotIn("delta.json", m)
+
+    def test_unknown_base_is_full(self):
+        out, log = self.backup("f" * 64)
+        self.assertIn("unknown here: a full archive", log)
+        self.assertIn("db.sqlite3", self.members(out))
+        self.assertNotIn("delta.json", self.members(out))
+
+    def test_stale_base_refused(self):
+        full, _ = self.backup()
+        self.restore(full)
+        base = self.state()
+        # The receiver's media changed since its restore: no usable base.
+        with open(os.path.join(self.dst, "media", "a", "f0.bin"), "ab") as f:
+            f.write(b"local write")
+        self.assertEqual(self.state(), "none")
+        d, _ = self.backup(base)
+        res = self.restore(d)
+        self.assertIn("mismatch", res)
+
+    def test_damaged_pages_fail(self):
+        full, _ = self.backup()
+        self.restore(full)
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        con.execute("UPDATE blog_post SET body = 'changed' WHERE id = 9")
+        con.commit()
+        con.close()
+        d, _ = self.backup(self.state())
+        # Flip a byte inside db.pages: the rebuilt database must not hash
+        # to the target.
+        with tarfile.open(d) as t:
+            members = [(m, t.extractfile(m).read() if m.isreg() else None) for m in t]
+        bad = d + ".bad"
+        with tarfile.open(bad, "w", format=tarfile.GNU_FORMAT) as t:
+            import io
+            for m, data in members:
+                if m.name == "db.pages":
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+                t.addfile(m, io.BytesIO(data) if data is not None else None)
+        res = self.restore(bad)
+        # Refused as a base mismatch: fleet then sends a full archive.
+        self.assertIn("does not hash to the target", res.get("mismatch", ""), res)
+
+    def outer(self, fmt, members):
+        """A fleet-data archive of the given {name: bytes}."""
+        import io
+        lines = [f"fleet-blog-backup {fmt}"] + [f"{hashlib.sha256(b).hexdigest()}  {n}" for n, b in members.items()]
+        out = os.path.join(self.tmp.name, f"outer-{len(os.listdir(self.tmp.name))}.tar")
+        with tarfile.open(out, "w") as t:
+            for n, b in [("MANIFEST", ("\n".join(lines) + "\n").encode())] + list(members.items()):
+                info = tarfile.TarInfo(n)
+                info.size = len(b)
+                t.addfile(info, io.BytesIO(b))
+        return out
+
+    def verify(self, path):
+        with open(path, "rb") as f:
+            p = subprocess.run([sys.executable, os.path.join(APP, "bin", "blog-verify")], stdin=f, capture_output=True,
+                               env=self.env(self.dst), timeout=60)
+        return p.returncode, p.stdout.decode().strip()
+
+    def test_verify(self):
+        full, _ = self.backup()
+        with open(full, "rb") as f:
+            app = f.read()
+        code, out = self.verify(self.outer(1, {"app.tar": app, "letsencrypt.tar": b"\0" * 1024}))
+        self.assertEqual(code, 0, out)
+        self.assertIn("media sha256 checked", out)
+
+        # A media file whose bytes differ from state.json's sum.
+        with tarfile.open(full) as t:
+            members = [(m, t.extractfile(m).read() if m.isreg() else None) for m in t]
+        bad = full + ".bad"
+        import io
+        with tarfile.open(bad, "w", format=tarfile.GNU_FORMAT) as t:
+            for m, data in members:
+                if m.name == "media/a/f0.bin":
+                    data = bytes([data[0] ^ 1]) + data[1:]
+                t.addfile(m, io.BytesIO(data) if data is not None else None)
+        with open(bad, "rb") as f:
+            code, out = self.verify(self.outer(1, {"app.tar": f.read(), "letsencrypt.tar": b"\0" * 1024}))
+        self.assertEqual(code, 1, out)
+        self.assertIn("media do not match", out)
+
+        # A delta (format 2, certificates unchanged).
+        self.restore(full)
+        self.write_media("c/late.bin", b"late")
+        d, _ = self.backup(self.state())
+        with open(d, "rb") as f:
+            code, out = self.verify(self.outer(2, {"STATE": b"base x\nletsencrypt y\n", "app.tar": f.read()}))
+        self.assertEqual(code, 0, out)
+        self.assertIn("a delta against", out)
+        self.assertIn("1 of 5 media files sent", out)
+
+
+if __name__ == "__main__":
+    unittest.main()

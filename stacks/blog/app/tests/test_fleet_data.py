@@ -1,0 +1,196 @@
+"""utility/fleet-data's backup, restore and state with a stub docker on
+PATH (no Docker needed):
+
+    python3 -m unittest discover -s stacks/blog/app/tests
+
+The stub answers `docker ps`/`inspect` with one container per service and
+runs `docker exec` of the app's and certbot's commands as small scripts
+over files in a scratch dir, so the tests see what fleet-data sends where.
+"""
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import unittest
+
+UTIL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "utility")
+
+STUB = r'''#!/bin/sh
+# stub docker: $STUB_DIR holds app.tar (what blog-backup writes), le.tar
+# (certbot-backup), restore.code (blog-restore's exit), state (its --state).
+case $1 in
+inspect) echo proj; exit 0 ;;
+ps) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done; exit 0 ;;
+exec) shift ;;
+*) echo "stub docker: $*" >&2; exit 9 ;;
+esac
+env=
+while :; do
+	case $1 in
+	-i) shift ;;
+	-e) env="$env $2"; shift 2 ;;
+	*) break ;;
+	esac
+done
+c=$1; shift
+echo "$c $* [$env ]" >>"$STUB_DIR/calls"
+case "$c $*" in
+"c-app blog-backup") cat "$STUB_DIR/app.tar" ;;
+"c-certbot certbot-backup") cat "$STUB_DIR/le.tar" ;;
+"c-app blog-restore --state") cat "$STUB_DIR/state" ;;
+"c-app blog-restore") cat >"$STUB_DIR/restored-app.tar"; exit $(cat "$STUB_DIR/restore.code" 2>/dev/null || echo 0) ;;
+"c-certbot certbot-restore") cat >"$STUB_DIR/restored-le.tar" ;;
+"c-nginx blog-tls reload") echo reloaded >&2 ;;
+*) echo "stub docker exec: unknown $c $*" >&2; exit 9 ;;
+esac
+'''
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+class FleetDataTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.stub = os.path.join(self.tmp, "stub")
+        self.bin = os.path.join(self.tmp, "bin")
+        os.makedirs(self.stub)
+        os.makedirs(self.bin)
+        with open(os.path.join(self.bin, "docker"), "w") as f:
+            f.write(STUB)
+        os.chmod(os.path.join(self.bin, "docker"), 0o755)
+        lib = os.path.join(self.tmp, "lib.sh")
+        with open(os.path.join(UTIL, "fleet-data-lib.sh")) as f:
+            text = f.read().replace("/run/fleet-flags", self.tmp + "/flags").replace("/var/backups/blog", self.tmp + "/backups")
+        with open(lib, "w") as f:
+            f.write(text)
+        with open(os.path.join(UTIL, "fleet-data")) as f:
+            text = f.read().replace("/usr/local/lib/fleet-data-lib.sh", lib)
+        self.fd = os.path.join(self.bin, "fleet-data")
+        with open(self.fd, "w") as f:
+            f.write(text)
+        os.chmod(self.fd, 0o755)
+        self.put("app.tar", b"APP" * 1000)
+        self.put("le.tar", b"LE" * 100)
+        self.put("state", b"a" * 64 + b"\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def put(self, name, data):
+        with open(os.path.join(self.stub, name), "wb") as f:
+            f.write(data)
+
+    def get(self, name):
+        try:
+            with open(os.path.join(self.stub, name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def run_fd(self, *args, stdin=b"", **env):
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj")
+        e.update(env)
+        return subprocess.run([self.fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
+
+    def members(self, data):
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            return {m.name: t.extractfile(m).read() for m in t}
+
+    def test_full_round_trip_records_state(self):
+        # Nothing restored yet: its own certificates' tar.
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
+        self.put("state", b"none\n")
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "none")
+        self.put("state", b"a" * 64 + b"\n")
+        b = self.run_fd("backup")
+        self.assertEqual(b.returncode, 0, b.stderr)
+        m = self.members(b.stdout)
+        self.assertTrue(m["MANIFEST"].startswith(b"fleet-blog-backup 1\n"))
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)
+        self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
+
+    def test_delta_without_certificates(self):
+        base = "b" * 64 + "-" + sha(b"LE" * 100)
+        b = self.run_fd("backup", FLEET_BASE=base)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertIn(f"c-app blog-backup [ FLEET_BASE={'b' * 64} ]", self.get("calls").decode())
+        m = self.members(b.stdout)
+        self.assertEqual(sorted(m), ["MANIFEST", "STATE", "app.tar"])
+        self.assertTrue(m["MANIFEST"].startswith(b"fleet-blog-backup 2\n"))
+
+        # The receiver holds other certificates: exit 4, nothing restored.
+        self.put("le.tar", b"OTHER")
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertFalse(self.get("restored-app.tar"))  # blog-restore got no archive
+
+        # After a full restore it holds these: the delta applies, with no
+        # certbot-restore and no nginx reload, though its certbot-backup
+        # gives other bytes (another droplet's tar of the same files).
+        self.put("le.tar", b"LE" * 100)
+        full = self.run_fd("backup").stdout
+        self.put("le.tar", b"OTHER BYTES")
+        self.run_fd("restore", stdin=full)
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
+        os.unlink(os.path.join(self.stub, "restored-le.tar"))
+        open(os.path.join(self.stub, "calls"), "w").close()
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIsNone(self.get("restored-le.tar"))
+        self.assertNotIn("blog-tls", self.get("calls").decode())
+        self.assertIn(b"certificates unchanged", r.stderr)
+
+        # A renewal since the restore: the certificates' own tar again.
+        self.put("le.tar", b"RENEWED")
+        self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"RENEWED"))
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 4, r.stderr)
+
+    def test_delta_with_changed_certificates(self):
+        base = "b" * 64 + "-" + "c" * 64
+        b = self.run_fd("backup", FLEET_BASE=base)
+        m = self.members(b.stdout)
+        self.assertEqual(sorted(m), ["MANIFEST", "STATE", "app.tar", "letsencrypt.tar"])
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
+
+    def test_app_exit_4_passed_on(self):
+        self.put("restore.code", b"4")
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        r = self.run_fd("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIsNone(self.get("restored-le.tar"))
+
+    def test_bad_inputs(self):
+        r = self.run_fd("backup", FLEET_BASE="x; reboot")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"not an id", r.stderr)
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        m = self.members(b.stdout)
+        # A damaged member: refused before anything is restored.
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            for n, data in m.items():
+                if n == "app.tar":
+                    data = data[:-1] + b"X"
+                info = tarfile.TarInfo(n)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        r = self.run_fd("restore", stdin=out.getvalue())
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"checksum mismatch", r.stderr)
+        self.assertFalse(self.get("restored-app.tar"))  # blog-restore got no archive
+
+
+if __name__ == "__main__":
+    unittest.main()
