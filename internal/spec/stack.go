@@ -48,6 +48,14 @@ type Data struct {
 	Unfreeze string // makes it writable again
 	Writes   string // prints the number of writes since $FLEET_SINCE (unix seconds); "" = unknown
 	Verify   string // run in a fresh container of Service's image, no volumes or network: checks an archive on stdin
+	// Hold and Forward (opt-in, together) replace refusing writes during
+	// the freeze: Hold freezes like Freeze but makes writes wait (up to
+	// $FLEET_HOLD_MS); Forward, run once the droplet taking the IP is
+	// writable, sends what was held and all later requests to
+	// $FLEET_FORWARD_TO (its private ip:443); exit 4 = cannot. Unfreeze
+	// also ends both. "" = refuse writes during the freeze, as Freeze does.
+	Hold    string
+	Forward string
 }
 
 // Secrets says where secret values come from. Values never enter git,
@@ -176,7 +184,7 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 
 func (l *loader) data(n *yaml.Node) *Data {
 	d := &Data{}
-	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify")
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "hold", "forward")
 	if f == nil {
 		return d
 	}
@@ -213,6 +221,20 @@ func (l *loader) data(n *yaml.Node) *Data {
 	}
 	if n, ok := f.optional("verify"); ok {
 		d.Verify = l.command("stack.data.verify", n)
+	}
+	ho, hasHo := f.optional("hold")
+	fw, hasFw := f.optional("forward")
+	if hasHo {
+		d.Hold = l.command("stack.data.hold", ho)
+	}
+	if hasFw {
+		d.Forward = l.command("stack.data.forward", fw)
+	}
+	switch {
+	case hasHo && !hasFw:
+		l.errorf(ho, "stack.data: hold needs forward too (held writes are answered by the droplet taking over)")
+	case hasFw && !hasHo:
+		l.errorf(fw, "stack.data: forward needs hold too (writes must wait, not be refused, until forwarding starts)")
 	}
 	return d
 }
