@@ -197,12 +197,14 @@ type promoteJSON struct {
 	AfterPromoteError string      `json:"after_promote_error"`
 	Phases            []phaseJSON `json:"phases"`  // in order
 	Resumed           bool        `json:"resumed"` // an interrupted promote had moved the IP; this one finished it
+	// Held: writes the old live droplet held during the freeze and forwarded (stack.data.hold); null without.
+	Held *deploy.Held `json:"held"`
 }
 
 func toPromoteJSON(res *deploy.PromoteResult) promoteJSON {
 	return promoteJSON{ReservedIP: res.ReservedIP, Live: toJSON(&res.Live), Previous: toJSON(res.Previous),
 		ReservedIPCreated: res.Created, Pruned: toJSONs(res.Pruned), Data: toTransferJSON(res.Data),
-		FreezeSeconds: res.Freeze.Seconds(), AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed}
+		FreezeSeconds: res.Freeze.Seconds(), AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed, Held: res.Held}
 }
 
 // rollbackJSON is `fleet rollback --json`. After an up it discarded the
@@ -219,11 +221,13 @@ type rollbackJSON struct {
 	Data            *transferJSON `json:"data"`             // the archive that carried them back; null when none went
 	FreezeSeconds   float64       `json:"freeze_seconds"`   // writes frozen; 0 without stack.data
 	AlreadyDone     bool          `json:"already_done"`     // the last rollback had already made Live live; nothing changed
+	// Held: writes the droplet rolled back from held during the freeze and forwarded (stack.data.hold); null without.
+	Held *deploy.Held `json:"held"`
 }
 
 func toRollbackJSON(res *deploy.RollbackResult) rollbackJSON {
 	return rollbackJSON{Destroyed: toJSON(res.Destroyed), ReservedIP: res.ReservedIP, Live: toJSON(res.Live), Failed: toJSON(res.Failed),
-		Writes: res.Writes, WritesDiscarded: res.Discarded, Data: toTransferJSON(res.Data), FreezeSeconds: res.Freeze.Seconds(), AlreadyDone: res.AlreadyDone}
+		Writes: res.Writes, WritesDiscarded: res.Discarded, Data: toTransferJSON(res.Data), FreezeSeconds: res.Freeze.Seconds(), AlreadyDone: res.AlreadyDone, Held: res.Held}
 }
 
 // statusJSON is `fleet status --json`.

@@ -82,6 +82,9 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 	if res.Freeze > 0 {
 		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
 	}
+	if h := res.Held; h != nil {
+		fmt.Fprintf(opts.IO.Out, "%s held and forwarded (the longest waited %.1fs)\n", deploy.Plural(h.Count, "write"), float64(h.LongestMS)/1000)
+	}
 	if res.AfterPromoteError != "" {
 		fmt.Fprintf(opts.IO.ErrOut, "warning: after_promote failed; the promote stands:\n%s\n", res.AfterPromoteError)
 	}

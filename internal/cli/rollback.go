@@ -96,5 +96,8 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 	if res.Freeze > 0 {
 		fmt.Fprintf(opts.IO.Out, "writes were frozen for %.1fs\n", res.Freeze.Seconds())
 	}
+	if h := res.Held; h != nil {
+		fmt.Fprintf(opts.IO.Out, "%s held and forwarded (the longest waited %.1fs)\n", deploy.Plural(h.Count, "write"), float64(h.LongestMS)/1000)
+	}
 	return nil
 }

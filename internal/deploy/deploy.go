@@ -27,6 +27,8 @@ type Deployer struct {
 
 	phases     []Phase
 	phaseStart time.Time
+
+	forwardingFrom map[int]bool // h-gate: droplets this run left forwarding (forward.go)
 }
 
 func (d *Deployer) step(format string, args ...any) {

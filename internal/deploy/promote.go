@@ -17,6 +17,9 @@ type PromoteResult struct {
 	// and how long writes were frozen (freeze until the IP moved).
 	Data   *Transfer
 	Freeze time.Duration
+	// Held: what the old live droplet held during the freeze and
+	// forwarded (stack.data.hold); nil without.
+	Held *Held
 	// AfterPromoteError: stack.after_promote failed (the promote stands).
 	AfterPromoteError string
 	// Resumed: an interrupted promote had already moved the IP; this one
@@ -69,14 +72,16 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	}
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
+		sw.beginForward(ctx) // h-gate: the commit point when holding (forward.go)
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.move(ctx, res.ReservedIP, cand); err != nil {
+		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil { // h-gate
 			return nil, sw.abort(ctx, err)
 		}
 	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
 		return nil, sw.abort(ctx, err)
 	}
 	res.Freeze = sw.moved()
+	res.Held = sw.held() // h-gate
 	// The IP moved: finish even if interrupted, on a context of its own.
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()

@@ -24,6 +24,7 @@ type switchover struct {
 	fromFroze bool
 	toFroze   bool
 	transfer  *Transfer
+	fw        *forwarding // h-gate: hold and forward (forward.go)
 }
 
 func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
@@ -58,6 +59,11 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
+		// h-gate: hold and forward (forward.go).
+		if done, err := sw.resumeForward(ctx, cand); done || err != nil {
+			return sw, err
+		}
+		sw.planForward(cand)
 		// Both at once: the freeze window is the site's downtime for writes.
 		d.step("freezing writes on %s (and on %s until its data is final)", old.Name, cand.Name)
 		sw.frozenAt = time.Now()
@@ -69,7 +75,7 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member) (sw *sw
 			candErr <- d.runData(ctx, sw.to, "freeze", data.Freeze, candOut)
 			candOut.flush()
 		}()
-		err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
+		err = sw.freezeFrom(ctx) // h-gate: hold instead when forwarding
 		if cerr := <-candErr; err == nil {
 			err = cerr
 		}
@@ -112,6 +118,9 @@ func (sw *switchover) makeWritable(ctx context.Context, name string) error {
 func (sw *switchover) abort(ctx context.Context, cause error) error {
 	if sw == nil || !sw.fromFroze || sw.from == nil {
 		return cause
+	}
+	if sw.forwarding() {
+		return cause // h-gate: past the commit point nothing is undone (forward.go)
 	}
 	var unknown *MoveUnknownError
 	if errors.As(cause, &unknown) {
@@ -196,7 +205,6 @@ func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 // live, count the writes it took since its promote, carry them back
 // (prev's restore migrates them) unless discard, and make prev writable.
 func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, discard bool) (sw *switchover, writes int, err error) {
-	data := d.Spec.Stack.Data
 	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live}
 	writes = -1
 	defer func() {
@@ -212,11 +220,16 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, disc
 	if sw.to, err = d.dialMember(ctx, prev); err != nil {
 		return sw, writes, err
 	}
+	// h-gate: hold and forward (forward.go).
+	if done, err := sw.resumeForward(ctx, prev); done || err != nil {
+		return sw, writes, err
+	}
+	sw.planForward(prev)
 	d.step("freezing writes on %s", live.Name)
 	sw.frozenAt = time.Now()
 	sw.fromFroze = true
-	sw.toFroze = true // previous droplets stay frozen
-	if err = d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out); err != nil {
+	sw.toFroze = true                         // previous droplets stay frozen
+	if err = sw.freezeFrom(ctx); err != nil { // h-gate: hold instead when forwarding
 		return sw, writes, err
 	}
 	if writes, err = d.writesSince(ctx, sw.from, sw.out); err != nil {
