@@ -134,7 +134,7 @@ func (s *Server) pendingImage(a *action) *image {
 func (s *Server) machineOf(d *droplet) Machine {
 	m := Machine{
 		ID: d.id, Name: d.name, Region: d.region, Size: d.size, UserData: d.userData,
-		SSHKeys: slices.Clone(d.sshKeys), PublicIPv4: d.ipv4, Tags: slices.Clone(d.tags),
+		SSHKeys: slices.Clone(d.sshKeys), PublicIPv4: d.ipv4, PrivateIPv4: d.privateIPv4, Tags: slices.Clone(d.tags),
 		SnapshotID: d.snapshotID, Status: d.status, Monitoring: d.monitoring,
 	}
 	// Faults hold or fail the guest's boot, a power on's or reboot's too.

@@ -414,7 +414,7 @@ func (s *Server) createDroplets(w http.ResponseWriter, r *http.Request) {
 			id: s.nextID.droplet, name: name, region: req.Region, size: req.Size, image: image,
 			userData: req.UserData, sshKeys: slices.Clone(authorized), tags: slices.Clone(tags),
 			created: time.Now(), status: "new", ipv4: ip, snapshotID: snapshotID,
-			privateIPv4: vpcPrefix(req.Region) + ".0." + ip[strings.LastIndexByte(ip, '.')+1:],
+			privateIPv4: privateIPFor(req.Region, ip),
 			monitoring:  req.Monitoring, ipv6: req.IPv6, backups: req.Backups, vpc: vpc,
 		}
 		s.droplets[d.id] = d

@@ -15,8 +15,12 @@ type Machine struct {
 	UserData   string   // cloud-init user data, as sent by the client
 	SSHKeys    []string // authorized_keys lines of the requested keys
 	PublicIPv4 string   // address the server allocated; shown once active
-	Tags       []string // tags at creation time
-	Booted     bool     // in List results: the machine runs
+	// PrivateIPv4 is the droplet's address in its region's default VPC
+	// (privateIPFor). In List results: the backend's record ("" if it has
+	// none, as for a machine made before VPCs were modelled).
+	PrivateIPv4 string
+	Tags        []string // tags at creation time
+	Booted      bool     // in List results: the machine runs
 	// SnapshotID, if not 0, is the snapshot image the machine is made
 	// from (a Snapshotter's Image.ID); Image is then that id as a string.
 	// 0: the distribution image named by Image.

@@ -70,6 +70,9 @@ type DockerBackend struct {
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
+	// vpcMu serialises this backend's checks and creations of VPC
+	// networks (other processes' are handled as they come: docker_vpc.go).
+	vpcMu sync.Mutex
 }
 
 // Router points a reserved IP at a droplet address ("" = unassigned).
@@ -198,6 +201,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 	if b.Image == "" {
 		return errors.New("docker backend: no image (use NewDockerBackend)")
 	}
+	m, err := withPrivateIP(m)
+	if err != nil {
+		return err
+	}
 	names, err := b.containers(ctx, m.ID)
 	if err != nil {
 		return err
@@ -211,6 +218,10 @@ func (b *DockerBackend) Boot(ctx context.Context, m Machine) error {
 			if err := b.copySeed(ctx, c, m); err != nil {
 				return err
 			}
+		}
+		// It may predate VPCs, or a Boot cut short before it joined its VPC.
+		if err := b.connectVPC(ctx, c, m); err != nil {
+			return err
 		}
 	} else {
 		c = b.ContainerName(m.Name)
@@ -257,6 +268,7 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--label", labelID + "=" + id,
 		"--label", labelName + "=" + m.Name,
 		"--label", labelIPv4 + "=" + m.PublicIPv4,
+		"--label", labelPrivateIPv4 + "=" + m.PrivateIPv4,
 		"--label", labelRegion + "=" + m.Region,
 		"--label", labelSize + "=" + m.Size,
 		"--label", labelImage + "=" + m.Image,
@@ -291,11 +303,16 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		}
 		return fmt.Errorf("creating droplet %q: %w", m.Name, err)
 	}
+	// Joined before its first start, so eth1 is there when it boots.
+	if err := b.connectVPC(ctx, c, m); err != nil {
+		b.remove(c, vol)
+		return err
+	}
 	if err := b.copySeed(ctx, c, m); err != nil {
 		b.remove(c, vol)
 		return err
 	}
-	b.logf("%s: created (droplet %d, %s)", c, m.ID, m.PublicIPv4)
+	b.logf("%s: created (droplet %d, %s, private %s)", c, m.ID, m.PublicIPv4, m.PrivateIPv4)
 	return nil
 }
 
@@ -590,7 +607,7 @@ func (b *DockerBackend) List(ctx context.Context) ([]Machine, error) {
 		id, _ := strconv.Atoi(l[labelID])
 		ms[i] = Machine{
 			ID: id, Name: l[labelName], Region: l[labelRegion], Size: l[labelSize],
-			Image: l[labelImage], PublicIPv4: l[labelIPv4],
+			Image: l[labelImage], PublicIPv4: l[labelIPv4], PrivateIPv4: l[labelPrivateIPv4],
 		}
 		if t := l[labelTags]; t != "" {
 			ms[i].Tags = strings.Split(t, ",")

@@ -60,6 +60,10 @@ func (b *DockerBackend) PowerOn(ctx context.Context, m Machine) error {
 	if err != nil {
 		return err
 	}
+	// A container made before VPCs joins its VPC at its next power on.
+	if err := b.connectVPC(ctx, c, m); err != nil {
+		return err
+	}
 	if _, err := docker(ctx, nil, "start", c); err != nil {
 		return fmt.Errorf("powering on %s: %w", c, err)
 	}

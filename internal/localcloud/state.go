@@ -33,6 +33,7 @@ package localcloud
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -644,7 +645,12 @@ func (s *Server) reconcile(machines []Machine) (unrouted []string) {
 		}
 		if m.PublicIPv4 != "" && m.PublicIPv4 != d.ipv4 && net.ParseIP(m.PublicIPv4).To4() != nil {
 			s.logf("localcloud: state: droplet %d %q has address %s in the backend, not %s; taking the backend's", d.id, d.name, m.PublicIPv4, d.ipv4)
-			d.ipv4, d.privateIPv4 = m.PublicIPv4, privateIPFor(m.PublicIPv4)
+			d.ipv4 = m.PublicIPv4
+			d.privateIPv4 = privateIPFor(d.region, d.ipv4)
+		}
+		if p := s.recordedPrivateIP(m, d.region); p != "" && p != d.privateIPv4 {
+			s.logf("localcloud: state: droplet %d %q has private address %s in the backend, not %s; taking the backend's", d.id, d.name, p, d.privateIPv4)
+			d.privateIPv4 = p
 		}
 	}
 	ids := make([]int, 0, len(byID))
@@ -705,7 +711,7 @@ func (s *Server) adopt(m Machine) {
 			s.logf("localcloud: state: backend machine %d %q has address %s, which droplet %d also has", m.ID, d.name, d.ipv4, o.id)
 		}
 	}
-	d.privateIPv4 = privateIPFor(d.ipv4)
+	d.privateIPv4 = cmp.Or(s.recordedPrivateIP(m, d.region), privateIPFor(d.region, d.ipv4))
 	s.droplets[d.id] = d
 	s.ensureTags(d)
 	if m.Status == "off" {
@@ -718,9 +724,25 @@ func (s *Server) adopt(m Machine) {
 	s.logf("localcloud: state: adopted backend machine %d %q (%s, %s) as a droplet", d.id, d.name, d.ipv4, d.status)
 }
 
-// privateIPFor is the private address that goes with a public one.
-func privateIPFor(ip string) string {
-	return "10.116.0." + ip[strings.LastIndexByte(ip, '.')+1:]
+// privateIPFor is the private address that goes with public address ip
+// in region's default VPC: the VPC's prefix and ip's last octet. Public
+// droplet addresses are unique on the engine, so private ones are unique in
+// their VPC.
+func privateIPFor(region, ip string) string {
+	return vpcPrefix(region) + ".0." + ip[strings.LastIndexByte(ip, '.')+1:]
+}
+
+// recordedPrivateIP is m's PrivateIPv4 if it is a host of region's VPC
+// range; otherwise "" (and a log line if m had one).
+func (s *Server) recordedPrivateIP(m Machine, region string) string {
+	if m.PrivateIPv4 == "" {
+		return ""
+	}
+	if err := checkPrivateIP(region, m.PrivateIPv4); err != nil {
+		s.logf("localcloud: state: backend machine %d %q: ignoring its private address: %v", m.ID, m.Name, err)
+		return ""
+	}
+	return m.PrivateIPv4
 }
 
 func (s *Server) sortedReservedIPs() []*reservedIP {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -50,6 +51,31 @@ func vpcPrefix(region string) string {
 		}
 	}
 	return "10.116"
+}
+
+// vpcSubnet is region's default VPC range, as a prefix.
+func vpcSubnet(region string) netip.Prefix {
+	return netip.MustParsePrefix(vpcPrefix(region) + ".0.0/20")
+}
+
+// checkPrivateIP says why ip cannot be a droplet's address in region's
+// default VPC: not IPv4, outside the range, or its network, gateway or
+// broadcast address.
+func checkPrivateIP(region, ip string) error {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("private address %q is not an IPv4 address", ip)
+	}
+	p := vpcSubnet(region)
+	gw := p.Addr().Next()
+	bcast := netip.AddrFrom4([4]byte{p.Addr().As4()[0], p.Addr().As4()[1], p.Addr().As4()[2] | 0x0f, 0xff})
+	switch {
+	case !p.Contains(a):
+		return fmt.Errorf("private address %s is outside %s's VPC range %s", ip, region, p)
+	case a == p.Addr() || a == gw || a == bcast:
+		return fmt.Errorf("private address %s is the network, gateway or broadcast address of %s's VPC range %s", ip, region, p)
+	}
+	return nil
 }
 
 // vpcs lists the default VPC of every region. s.mu must be held.

@@ -26,6 +26,7 @@ type Client struct {
 	conn    *ssh.Client
 	hostKey ssh.PublicKey
 	logf    func(string, ...any)
+	traffic *countingConn // nil: not counted
 
 	mu     sync.Mutex
 	sftp   *sftp.Client
@@ -92,6 +93,17 @@ func (c *Client) Droplet() string { return c.droplet }
 
 // HostKey is the (pinned) host key the droplet presented.
 func (c *Client) HostKey() ssh.PublicKey { return c.hostKey }
+
+// Traffic returns the bytes sent to and received from the droplet over
+// this connection so far: everything on the TCP connection, from the SSH
+// handshake on (framing, MACs, window adjustments, keepalives), not just
+// command payloads. It keeps answering after Close.
+func (c *Client) Traffic() (sent, received int64) {
+	if c.traffic == nil {
+		return 0, 0
+	}
+	return c.traffic.sent.Load(), c.traffic.received.Load()
+}
 
 // ExitError is returned by Run when a command exits with a non-zero status
 // or is killed by a signal. Stderr is the tail of its stderr (at most the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,12 +125,14 @@ func (d *Dialer) dial(ctx context.Context, droplet, addr string, wait time.Durat
 			},
 			HostKeyAlgorithms: algos,
 		}
-		conn, err := dialOnce(ctx, hostport, cfg, deadline)
+		conn, counted, err := dialOnce(ctx, hostport, cfg, deadline)
 		if err == nil {
 			if v.verified != nil {
 				v.verified(hostport, hostKey)
 			}
-			return newClient(conn, droplet, hostport, hostKey, d.Logf), nil
+			c := newClient(conn, droplet, hostport, hostKey, d.Logf)
+			c.traffic = counted
+			return c, nil
 		}
 		if hostKeyErr != nil {
 			return nil, hostKeyErr
@@ -163,19 +166,21 @@ func (d *Dialer) dial(ctx context.Context, droplet, addr string, wait time.Durat
 
 // dialOnce makes one TCP connection and SSH handshake. The attempt is
 // bounded by a deadline on the connection, so a stalled attempt fails with a
-// (retryable) timeout; cancelling ctx closes the connection.
-func dialOnce(ctx context.Context, hostport string, cfg *ssh.ClientConfig, deadline time.Time) (*ssh.Client, error) {
+// (retryable) timeout; cancelling ctx closes the connection. The connection
+// is counted from its first byte (countingConn).
+func dialOnce(ctx context.Context, hostport string, cfg *ssh.ClientConfig, deadline time.Time) (*ssh.Client, *countingConn, error) {
 	budget := min(max(time.Until(deadline), attemptMin), attemptMax)
 	var nd net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	conn, err := nd.DialContext(dctx, "tcp", hostport)
+	raw, err := nd.DialContext(dctx, "tcp", hostport)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	conn := &countingConn{Conn: raw}
 	if err := conn.SetDeadline(time.Now().Add(budget)); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	sconn, chans, reqs, err := ssh.NewClientConn(conn, hostport, cfg)
@@ -184,17 +189,37 @@ func dialOnce(ctx context.Context, hostport string, cfg *ssh.ClientConfig, deadl
 		if err == nil {
 			sconn.Close()
 		}
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		sconn.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return ssh.NewClient(sconn, chans, reqs), nil
+	return ssh.NewClient(sconn, chans, reqs), conn, nil
+}
+
+// countingConn counts the bytes written to and read from a connection:
+// all of SSH's, version lines, key exchange, packet framing, padding and
+// MACs included, which is what crosses the link.
+type countingConn struct {
+	net.Conn
+	sent, received atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.received.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
 }
 
 // retryable reports whether err is what a droplet whose sshd is still
