@@ -101,7 +101,7 @@ bench: host
 	$(GO) test -run '^$$' -bench LoadHostile -benchtime 3x -count 1 ./internal/spec/ | tee -a bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 	$(GO) build -o $(BIN) ./cmd/fleet
-	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt
+	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover|BlogHold' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt
 
 # The demo: the hello stack from a throwaway git repository in bin/demo,
 # deployed to a real droplet container on the local cloud and promoted to the
