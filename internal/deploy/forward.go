@@ -156,9 +156,7 @@ func (sw *switchover) startForward(ctx context.Context) {
 	p := d.Spec.Project
 	mk := forwardMarkerFile(p)
 	d.step("forwarding %s to %s (%s)", sw.fromName, fw.target.Name, fw.addr)
-	line := then(sh("mkdir", "-p", "/etc/fleet/"+p), replace(sh("echo", strconv.Itoa(fw.target.ID)), mk)) +
-		" && { " + dataCmd(p, d.Spec.Stack.Data.Forward, "FLEET_FORWARD_TO="+fw.addr) +
-		"; rc=$?; if [ $rc -eq 4 ]; then " + sh("rm", "-f", mk) + "; fi; exit $rc; }"
+	line := forwardLine(p, mk, fw.target.ID, fw.addr, d.Spec.Stack.Data.Forward)
 	var so bytes.Buffer
 	err := sw.from.Run(ctx, line, nil, &so, sw.out.stderr)
 	var ee *remote.ExitError
@@ -172,6 +170,14 @@ func (sw *switchover) startForward(ctx context.Context) {
 		return
 	}
 	fw.held = parseHeld(so.String())
+}
+
+// forwardLine writes the marker (naming id), then runs the stack's
+// forward to addr; on its exit 4 (nothing forwarded) the marker goes again.
+func forwardLine(project, marker string, id int, addr, forward string) string {
+	return then(sh("mkdir", "-p", "/etc/fleet/"+project), replace(sh("echo", strconv.Itoa(id)), marker)) +
+		" && { " + dataCmd(project, forward, "FLEET_FORWARD_TO="+addr) +
+		"; rc=$?; if [ $rc -eq 4 ]; then " + sh("rm", "-f", marker) + "; fi; exit $rc; }"
 }
 
 // parseHeld reads "… held=N longest_ms=M …" from forward's output; nil if
