@@ -81,8 +81,8 @@ func TestPromoteHoldForward(t *testing.T) {
 	}
 	// The hold's budget reaches the stack.
 	for _, c := range w.drops[1].srv.Commands() {
-		if kind(c) == "hold" && !strings.Contains(c.Line, "FLEET_HOLD_MS=7000") {
-			t.Errorf("hold ran %q, want FLEET_HOLD_MS=7000", c.Line)
+		if kind(c) == "hold" && !strings.Contains(c.Line, "FLEET_HOLD_MS=8000") {
+			t.Errorf("hold ran %q, want FLEET_HOLD_MS=8000", c.Line)
 		}
 		if kind(c) == "forward" && !strings.Contains(c.Line, "FLEET_FORWARD_TO=10.10.0.2:443") {
 			t.Errorf("forward ran %q, want FLEET_FORWARD_TO=10.10.0.2:443", c.Line)
