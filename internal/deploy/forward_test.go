@@ -246,3 +246,30 @@ func TestParseHeld(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestRollbackMoveFailsAfterForward: as for promote, a rollback past its
+// commit point keeps its marks, and a re-run only moves the IP back.
+func TestRollbackMoveFailsAfterForward(t *testing.T) {
+	w := holdWorld(t,
+		member{id: 1, version: "v1.0.0", tags: []string{P}},
+		member{id: 2, version: "v1.1.0", tags: []string{H, P}, live: true})
+	w.drops[2].writes = "4\n"
+	w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503"), times: 2})
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	_, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 2, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
+		1: {"restore", "mark", "unfreeze"},
+		2: {"fwd-read", "hold", "since", "writes", "backup", "forward"},
+	}, err: []string{"after {2} started forwarding", "re-run `fleet rollback`"}, as: new(*ForwardingError)}, err)
+
+	w.drops[2].script("fwd-read", step{stdout: "1\n"})
+	res, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
+		1: {"restore", "mark", "unfreeze"},
+		2: {"fwd-read", "hold", "since", "writes", "backup", "forward", "fwd-read"},
+	}}, err)
+	if err == nil && res.Data != nil {
+		t.Errorf("the re-run carried data again: %+v", res.Data)
+	}
+}
