@@ -203,6 +203,8 @@ stack:
     writes: docker compose exec -T -e FLEET_SINCE utility fleet-data writes
     verify: blog-verify
     state: docker compose exec -T utility fleet-data state
+    hold: docker compose exec -T -e FLEET_HOLD_MS utility fleet-data hold
+    forward: docker compose exec -T -e FLEET_FORWARD_TO utility fleet-data forward
   after_promote: docker compose exec -T certbot certbot-ensure
 `, reservedIP, blogHost)
 	if len(env) > 0 {
@@ -629,13 +631,13 @@ func TestBlog(t *testing.T) {
 	pres := e.promote()
 	close(stop)
 	<-done
-	t.Logf("cutover: %d write attempts, %d acked, %d answered 503, %d other; %d reads, %d failed; freeze %vs; samples %v",
-		load.Attempts.Load(), load.Acked.Load(), load.Frozen.Load(), load.OtherWrites.Load(), load.Reads.Load(), load.FailedReads.Load(), pres["freeze_seconds"], load.samples)
+	t.Logf("cutover: %s; freeze %vs, held %v; samples %v", load.Summary(), pres["freeze_seconds"], pres["held"], load.samples)
 	if load.Attempts.Load() < 500 || load.Reads.Load() < 2000 {
 		t.Fatalf("load too small: %d writes, %d reads", load.Attempts.Load(), load.Reads.Load())
 	}
-	if n := load.FailedReads.Load(); n != 0 {
-		t.Errorf("%d reads failed during the cutover: %v", n, load.samples)
+	// Hold and forward: no write refused, none failed, no read failed.
+	if load.Frozen.Load() != 0 || load.OtherWrites.Load() != 0 || load.FailedReads.Load() != 0 {
+		t.Errorf("failed requests during the promote: %s: %v", load.Summary(), load.samples)
 	}
 	s = e.site(true)
 	e.waitPendingComments(s, 3*time.Minute)
@@ -659,8 +661,21 @@ func TestBlog(t *testing.T) {
 		t.Fatalf("comment after the promote: %d %v", code, err)
 	}
 	e.waitPendingComments(s, time.Minute)
+	// The rollback under the same load (on another post): held and
+	// forwarded back too.
+	rload := &cutoverLoad{}
+	rstop := make(chan struct{})
+	rdone := make(chan struct{})
+	go func() { rload.run(e.site, "hello-fleet", rstop, 500, 2000); close(rdone) }()
+	time.Sleep(2 * time.Second)
 	out := e.r.ok("rollback")
+	close(rstop)
+	<-rdone
 	t.Logf("rollback to v1.3.0:\n%s", out)
+	t.Logf("rollback cutover: %s; samples %v", rload.Summary(), rload.samples)
+	if rload.Frozen.Load() != 0 || rload.OtherWrites.Load() != 0 || rload.FailedReads.Load() != 0 {
+		t.Errorf("failed requests during the rollback: %s: %v", rload.Summary(), rload.samples)
+	}
 	if !strings.Contains(out, "carried") {
 		t.Fatalf("rollback did not carry writes back:\n%s", out)
 	}
@@ -670,6 +685,20 @@ func TestBlog(t *testing.T) {
 	}
 	if got := e.comments(s, "boring-deploys").Comments; len(got) != 1 {
 		t.Fatalf("the comment made after the promote was not carried back: %+v", got)
+	}
+	e.waitPendingComments(s, 3*time.Minute)
+	rpresent := map[string]bool{}
+	for _, c := range e.comments(s, "hello-fleet").Comments {
+		rpresent[c.Body] = true
+	}
+	rlost := 0
+	for _, b := range rload.acked {
+		if !rpresent[b] {
+			rlost++
+		}
+	}
+	if rlost > 0 {
+		t.Fatalf("%d of %d comments acknowledged during the rollback are missing after it", rlost, len(rload.acked))
 	}
 
 	// Rollback is undo, never twice: run again, it says the rollback is

@@ -81,6 +81,7 @@ func exitCode(err error) int {
 		le  *lock.LostError
 		rg  *deploy.RegionError
 		vd  *deploy.VendorDataError
+		fe  *deploy.ForwardingError
 		cx  *childExit
 	)
 	switch {
@@ -96,7 +97,7 @@ func exitCode(err error) int {
 		return ExitSpec
 	case errors.As(err, &ce), errors.As(err, &dce):
 		return ExitConfig
-	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &fb), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg):
+	case errors.As(err, &cf), errors.As(err, &re), errors.As(err, &wr), errors.As(err, &fb), errors.As(err, &he), errors.As(err, &le), errors.As(err, &rg), errors.As(err, &fe):
 		return ExitRefused
 	case errors.As(err, &de), errors.As(err, &be), errors.As(err, &vd):
 		return ExitDeploy

@@ -209,13 +209,15 @@ type promoteJSON struct {
 	AfterPromoteError string      `json:"after_promote_error"`
 	Phases            []phaseJSON `json:"phases"`  // in order
 	Resumed           bool        `json:"resumed"` // an interrupted promote had moved the IP; this one finished it
+	// Held: writes the old live droplet held during the freeze and forwarded (stack.data.hold); null without.
+	Held *deploy.Held `json:"held"`
 }
 
 func toPromoteJSON(res *deploy.PromoteResult) promoteJSON {
 	return promoteJSON{ReservedIP: res.ReservedIP, Live: toJSON(&res.Live), Previous: toJSON(res.Previous),
 		ReservedIPCreated: res.Created, Pruned: toJSONs(res.Pruned), Data: toTransferJSON(res.Data),
 		FreezeSeconds: res.Freeze.Seconds(), FreezeBudget: res.FreezeBudget.Seconds(), Window: windowsJSON(res.Window),
-		AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed}
+		AfterPromoteError: res.AfterPromoteError, Phases: phasesJSON(res.Phases), Resumed: res.Resumed, Held: res.Held}
 }
 
 // windowJSON is one phase of the freeze window.
@@ -249,12 +251,14 @@ type rollbackJSON struct {
 	FreezeBudget    float64       `json:"freeze_budget"`    // stack.data.freeze_budget in seconds; 0 without a freeze
 	Window          []windowJSON  `json:"window"`           // the freeze window's phases; [] without a freeze
 	AlreadyDone     bool          `json:"already_done"`     // the last rollback had already made Live live; nothing changed
+	// Held: writes the droplet rolled back from held during the freeze and forwarded (stack.data.hold); null without.
+	Held *deploy.Held `json:"held"`
 }
 
 func toRollbackJSON(res *deploy.RollbackResult) rollbackJSON {
 	return rollbackJSON{Destroyed: toJSON(res.Destroyed), ReservedIP: res.ReservedIP, Live: toJSON(res.Live), Failed: toJSON(res.Failed),
 		Writes: res.Writes, WritesDiscarded: res.Discarded, Data: toTransferJSON(res.Data), FreezeSeconds: res.Freeze.Seconds(),
-		FreezeBudget: res.FreezeBudget.Seconds(), Window: windowsJSON(res.Window), AlreadyDone: res.AlreadyDone}
+		FreezeBudget: res.FreezeBudget.Seconds(), Window: windowsJSON(res.Window), AlreadyDone: res.AlreadyDone, Held: res.Held}
 }
 
 // statusJSON is `fleet status --json`.

@@ -70,6 +70,7 @@ var jsonObjects = map[string]reflect.Type{
 	"droplet":        reflect.TypeFor[dropletJSON](),
 	"phase":          reflect.TypeFor[phaseJSON](),
 	"transfer":       reflect.TypeFor[transferJSON](),
+	"held":           reflect.TypeFor[deploy.Held](),
 	"manifest":       reflect.TypeFor[manifestJSON](),
 	"file sum":       reflect.TypeFor[fileSumJSON](),
 	"image":          reflect.TypeFor[imageJSON](),

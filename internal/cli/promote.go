@@ -87,6 +87,9 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 		fmt.Fprintf(opts.IO.Out, "final backup carried: %s, sha256 %.12s\n", humanBytes(res.Data.Bytes), res.Data.SHA256)
 	}
 	printWindow(opts.IO.Out, res.Freeze, res.FreezeBudget, res.Window)
+	if h := res.Held; h != nil {
+		fmt.Fprintf(opts.IO.Out, "%s held and forwarded (the longest waited %.1fs)\n", deploy.Plural(h.Count, "write"), float64(h.LongestMS)/1000)
+	}
 	if res.AfterPromoteError != "" {
 		fmt.Fprintf(opts.IO.ErrOut, "warning: after_promote failed; the promote stands:\n%s\n", res.AfterPromoteError)
 	}

@@ -94,5 +94,8 @@ func rollbackRun(ctx context.Context, opts *RollbackOptions) error {
 		fmt.Fprintf(opts.IO.Out, "carried %s back (%s archive, sha256 %.12s)\n", deploy.Plural(res.Writes, "write"), humanBytes(res.Data.Bytes), res.Data.SHA256)
 	}
 	printWindow(opts.IO.Out, res.Freeze, res.FreezeBudget, res.Window)
+	if h := res.Held; h != nil {
+		fmt.Fprintf(opts.IO.Out, "%s held and forwarded (the longest waited %.1fs)\n", deploy.Plural(h.Count, "write"), float64(h.LongestMS)/1000)
+	}
 	return nil
 }

@@ -31,6 +31,8 @@ type Deployer struct {
 	// synced is what a pre-sync left a droplet holding (delta.go): the
 	// final sync's base, known without asking inside the freeze.
 	synced map[*remote.Client]string
+
+	forwardingFrom map[int]bool // h-gate: droplets this run left forwarding (forward.go)
 }
 
 func (d *Deployer) step(format string, args ...any) {

@@ -111,11 +111,17 @@ func kindOf(calls []remotetest.Call) string {
 				return "restore"
 			case abortData.Writes:
 				return "writes"
+			case holdHold:
+				return "hold"
+			case holdForward:
+				return "forward"
 			}
 		case len(a) >= 1 && a[0] == "date":
 			return "mark"
 		case len(a) == 2 && a[0] == "cat" && a[1] == promotedAtFile("blog"):
 			return "since"
+		case len(a) == 2 && a[0] == "cat" && a[1] == forwardMarkerFile("blog"):
+			return "fwd-read"
 		case len(a) >= 1 && a[0] == "tail" && a[len(a)-1] == journalFile("blog"):
 			return "journal-read"
 		case len(a) == 3 && a[0] == "mv" && a[2] == journalFile("blog"):

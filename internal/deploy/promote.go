@@ -21,6 +21,9 @@ type PromoteResult struct {
 	// window's phases (their sum is Freeze); 0 and nil without a freeze.
 	FreezeBudget time.Duration
 	Window       []WindowPhase
+	// Held: what the old live droplet held during the freeze and
+	// forwarded (stack.data.hold); nil without.
+	Held *Held
 	// AfterPromoteError: stack.after_promote failed (the promote stands).
 	AfterPromoteError string
 	// Resumed: an interrupted promote had already moved the IP; this one
@@ -74,8 +77,9 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	moveStart := time.Now()
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
+		sw.beginForward(ctx) // h-gate: the commit point when holding (forward.go)
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.move(ctx, res.ReservedIP, cand, sw.idle()); err != nil {
+		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil { // h-gate
 			return nil, sw.abort(ctx, err)
 		}
 	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
@@ -85,6 +89,7 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	res.Freeze = sw.moved()
 	res.FreezeBudget, res.Window = sw.figures()
 	sw.overran(res.Freeze)
+	res.Held = sw.held() // h-gate
 	// The IP moved: finish even if interrupted, on a context of its own.
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()

@@ -36,6 +36,9 @@ func (d *Deployer) pruneTargets(st *State, keep int) []Member {
 	var doomed []Member
 	kept := 0
 	for _, m := range st.Members {
+		if (m.Role == RolePrevious || m.Role == RoleFailed) && d.keepForwarding(m) { // h-gate: forward.go
+			continue
+		}
 		switch m.Role {
 		case RolePrevious:
 			if kept < keep {

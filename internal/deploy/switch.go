@@ -33,6 +33,7 @@ type switchover struct {
 	full bool
 	// idleChecked: the droplet taking the IP was idle before the freeze.
 	idleChecked bool
+	fw          *forwarding // h-gate: hold and forward (forward.go)
 }
 
 func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
@@ -66,6 +67,12 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 		if sw.from, err = d.dialMember(ctx, old); err != nil {
 			return sw, err
 		}
+		// Hold and forward (forward.go): a switch already past its commit
+		// point only moves the IP; nothing may overwrite cand's writes.
+		if done, err := sw.resumeForward(ctx, cand); done || err != nil {
+			return sw, err
+		}
+		sw.planForward(cand)
 		// The pre-sync (delta.go) brings cand close while old is live, so
 		// the window carries only what changed since.
 		if err = d.preSync(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
@@ -108,7 +115,7 @@ func (sw *switchover) freezeBoth(ctx context.Context) error {
 			candErr <- d.runData(ctx, sw.to, "freeze", data.Freeze, candOut)
 			candOut.flush()
 		}()
-		err := d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
+		err := sw.freezeFrom(ctx) // hold instead when forwarding
 		if cerr := <-candErr; err == nil {
 			err = cerr
 		}
@@ -165,6 +172,9 @@ func (sw *switchover) makeWritable(ctx context.Context, name string) error {
 func (sw *switchover) abort(ctx context.Context, cause error) error {
 	if sw == nil || !sw.fromFroze || sw.from == nil {
 		return cause
+	}
+	if sw.forwarding() {
+		return cause // h-gate: past the commit point nothing is undone (forward.go)
 	}
 	var unknown *MoveUnknownError
 	if errors.As(cause, &unknown) {
@@ -262,7 +272,6 @@ func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 // restore migrates them) unless discard, and make prev writable, all
 // within the freeze budget.
 func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip string, discard bool) (sw *switchover, writes int, err error) {
-	data := d.Spec.Stack.Data
 	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip, full: true}
 	writes = -1
 	defer func() {
@@ -278,6 +287,11 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 	if sw.to, err = d.dialMember(ctx, prev); err != nil {
 		return sw, writes, err
 	}
+	// Hold and forward (forward.go): see prepareSwitch.
+	if done, err := sw.resumeForward(ctx, prev); done || err != nil {
+		return sw, writes, err
+	}
+	sw.planForward(prev)
 	if err = sw.estimate(ctx); err != nil {
 		return sw, writes, err
 	}
@@ -287,10 +301,8 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 	d.step("freezing writes on %s", live.Name)
 	sw.frozenAt = time.Now()
 	sw.fromFroze = true
-	sw.toFroze = true // previous droplets stay frozen
-	if err = sw.phase(ctx, PhaseFreeze, func(ctx context.Context) error {
-		return d.runData(ctx, sw.from, "freeze", data.Freeze, sw.out)
-	}); err != nil {
+	sw.toFroze = true                                                // previous droplets stay frozen
+	if err = sw.phase(ctx, PhaseFreeze, sw.freezeFrom); err != nil { // hold instead when forwarding
 		return sw, writes, err
 	}
 	if err = sw.phase(ctx, PhaseWrites, func(ctx context.Context) (err error) {

@@ -324,6 +324,13 @@ func TestLoadErrors(t *testing.T) {
 		{name: "freeze_budget not a duration", old: "keep: 2", new: dataSpec("soon"), want: []string{`21:20: stack.data.freeze_budget: "soon" is not a duration like "5s"`}},
 		{name: "freeze_budget a list", old: "keep: 2", new: dataSpec("[5s]"), want: []string{`21:20: stack.data.freeze_budget: expected a duration like "5s", got a list`}},
 		{name: "freeze_budget huge", old: "keep: 2", new: dataSpec(strings.Repeat("9", 5000) + "h"), want: []string{`21:20: stack.data.freeze_budget: "999`, "is not a duration"}},
+		{name: "hold without forward", old: "keep: 2", new: "keep: 2\nstack:\n  dir: stacks/blog\n  data:\n    service: app\n    backup: b\n    restore: r\n    freeze: f\n    unfreeze: u\n    hold: h", want: []string{
+			`21:11: stack.data: hold needs forward too (held writes are answered by the droplet taking over)`,
+		}},
+		{name: "forward without hold", old: "keep: 2", new: "keep: 2\nstack:\n  dir: stacks/blog\n  data:\n    service: app\n    backup: b\n    restore: r\n    freeze: f\n    unfreeze: u\n    forward: \"\"", want: []string{
+			`21:14: stack.data.forward: is empty; expected a shell command`,
+			`21:14: stack.data: forward needs hold too (writes must wait, not be refused, until forwarding starts)`,
+		}},
 		{name: "stack without dir", old: "keep: 2", new: "keep: 2\nstack:\n  build: remote", want: []string{`14:3: stack: missing required key "dir" (the stack's directory in the repository, like stacks/hello)`}},
 		{name: "stack mistakes", old: "keep: 2", new: "keep: 2\nstack:\n  dir: ../elsewhere\n  compose: [a.yaml, a.yaml]\n  build: docker\n  secrets: {file: /etc/secrets.env}\n  health: {host: Bad_Host, paths: [healthz], timeout: 0s}", want: []string{
 			`14:8: stack.dir: "../elsewhere" must be a relative path inside the repository (no leading / or ..)`,
@@ -582,10 +589,10 @@ func TestLoadStack(t *testing.T) {
 		{"everything", "stack:\n  dir: ./stacks/blog/\n  compose: [docker-compose-common.yaml, docker-compose-production.yaml]\n  build: local\n  secrets: {file: .env.production}\n  health: {host: Blog.Example.com, paths: [/healthz, /], timeout: 90s}\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"docker-compose-common.yaml", "docker-compose-production.yaml"}, Build: BuildLocal,
 				Secrets: Secrets{File: ".env.production", At: "droplets.yaml:21:19"}, Health: Health{Host: "blog.example.com", Paths: []string{"/healthz", "/"}, Timeout: 90 * time.Second}}},
-		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n    state: x state\n  after_promote: x ensure\n",
+		{"data", "stack:\n  dir: stacks/blog\n  env: {SITE_DOMAIN: blog.example.com, EMPTY: }\n  data:\n    service: app\n    backup: docker compose exec -T utility fleet-data backup\n    restore: x restore\n    freeze: ' x freeze '\n    unfreeze: x unfreeze\n    writes: x writes\n    verify: blog-verify\n    state: x state\n    hold: x hold\n    forward: x forward\n  after_promote: x ensure\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},
 				Env:          []EnvVar{{"SITE_DOMAIN", "blog.example.com"}, {"EMPTY", ""}},
-				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify", State: "x state", FreezeBudget: DefaultFreezeBudget},
+				Data:         &Data{Service: "app", Backup: "docker compose exec -T utility fleet-data backup", Restore: "x restore", Freeze: "x freeze", Unfreeze: "x unfreeze", Writes: "x writes", Verify: "blog-verify", State: "x state", Hold: "x hold", Forward: "x forward", FreezeBudget: DefaultFreezeBudget},
 				AfterPromote: "x ensure"}},
 		{"freeze budget", "stack:\n  dir: stacks/blog\n  data:\n    service: app\n    backup: b\n    restore: r\n    freeze: f\n    unfreeze: u\n    freeze_budget: 1500ms\n",
 			Stack{Dir: "stacks/blog", Compose: []string{"compose.yaml"}, Build: BuildRemote, Health: Health{Timeout: DefaultHealthTimeout},

@@ -56,6 +56,14 @@ type Data struct {
 	// gets FLEET_BASE=<the receiving droplet's id> and may send only what
 	// changed since; its restore exits 4 when the base is not what it holds.
 	State string
+	// Hold and Forward (opt-in, together) replace refusing writes during
+	// the freeze: Hold freezes like Freeze but makes writes wait (up to
+	// $FLEET_HOLD_MS); Forward, run once the droplet taking the IP is
+	// writable, sends what was held and all later requests to
+	// $FLEET_FORWARD_TO (its private ip:443); exit 4 = cannot. Unfreeze
+	// also ends both. "" = refuse writes during the freeze, as Freeze does.
+	Hold    string
+	Forward string
 }
 
 // DefaultFreezeBudget and MaxFreezeBudget bound stack.data.freeze_budget.
@@ -190,7 +198,7 @@ func (l *loader) env(n *yaml.Node) []EnvVar {
 
 func (l *loader) data(n *yaml.Node) *Data {
 	d := &Data{FreezeBudget: DefaultFreezeBudget}
-	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "freeze_budget", "state")
+	f := l.mapping("stack.data", n, "service", "backup", "restore", "freeze", "unfreeze", "writes", "verify", "freeze_budget", "state", "hold", "forward")
 	if f == nil {
 		return d
 	}
@@ -233,6 +241,20 @@ func (l *loader) data(n *yaml.Node) *Data {
 	}
 	if n, ok := f.optional("state"); ok {
 		d.State = l.command("stack.data.state", n)
+	}
+	ho, hasHo := f.optional("hold")
+	fw, hasFw := f.optional("forward")
+	if hasHo {
+		d.Hold = l.command("stack.data.hold", ho)
+	}
+	if hasFw {
+		d.Forward = l.command("stack.data.forward", fw)
+	}
+	switch {
+	case hasHo && !hasFw:
+		l.errorf(ho, "stack.data: hold needs forward too (held writes are answered by the droplet taking over)")
+	case hasFw && !hasHo:
+		l.errorf(fw, "stack.data: forward needs hold too (writes must wait, not be refused, until forwarding starts)")
 	}
 	return d
 }

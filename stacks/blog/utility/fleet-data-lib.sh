@@ -2,6 +2,8 @@
 
 FLAGS=/run/fleet-flags
 READONLY=$FLAGS/readonly
+HOLD=$FLAGS/hold       # with readonly: writes wait at the gate
+FORWARD=$FLAGS/forward # the gate forwards to the ip:port it holds
 BACKUPS=/var/backups/blog
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }

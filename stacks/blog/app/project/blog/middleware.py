@@ -1,8 +1,11 @@
 """Freeze support (fleet's contract): every unsafe request holds the SHARED
 write lock while it runs; blog-drain takes it EXCLUSIVE, so it returns once
 the in-flight writes have committed. With /run/fleet-flags/readonly present
-writes get 503 + Retry-After."""
+writes get 503 + Retry-After; with /run/fleet-flags/hold too, 418, which
+nginx passes (method and body kept) to fleet-gate, where the write waits
+for the new release instead of being refused."""
 import json
+import os
 
 from django.db import transaction
 from django.http import HttpResponse
@@ -13,6 +16,16 @@ from .models import WriteJournal
 
 
 UNSAFE = frozenset(["POST", "PUT", "PATCH", "DELETE"])
+# With readonly: writes wait at fleet-gate instead of being refused.
+HOLD_FLAG = os.path.join(common.FLAGS_DIR, "hold")
+
+
+def held_response():
+    # Never reaches a client: nginx intercepts 418 (error_page 418 =
+    # @fleet_gate) and sends the request to the gate.
+    resp = HttpResponse("held\n", status=418, content_type="text/plain")
+    resp["Cache-Control"] = "no-store"
+    return resp
 
 
 def frozen_response(request):
@@ -36,6 +49,8 @@ class FreezeMiddleware:
             return self.get_response(request)
         with common.write_lock():
             if common.is_frozen():
+                if os.path.exists(HOLD_FLAG):
+                    return held_response()
                 return frozen_response(request)
             # One transaction for the request and its journal row: a write
             # is never committed without being counted. A 5xx rolls back.

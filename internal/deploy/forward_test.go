@@ -1,0 +1,275 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The stack's hold and forward as the tests script them.
+const (
+	holdHold    = "fleet-data hold"
+	holdForward = "fleet-data forward"
+)
+
+const heldLine = "forward held=3 longest_ms=1234 queued=3 passed=0\n"
+
+// holdWorld is promoteWorld with hold and forward, the droplets on a VPC:
+// droplet 1 (live) and 2 (candidate).
+func holdWorld(t *testing.T, ms ...member) *world {
+	if len(ms) == 0 {
+		ms = []member{
+			{id: 1, version: "v1.0.0", tags: []string{P}, live: true},
+			{id: 2, version: "v1.1.0", tags: []string{H}},
+		}
+	}
+	w := newWorld(t, testIP, ms...)
+	w.d.Spec.Stack.Data.Hold = holdHold
+	w.d.Spec.Stack.Data.Forward = holdForward
+	w.cloud.mu.Lock()
+	for id, d := range w.cloud.droplets {
+		d.PrivateIPv4 = "10.10.0." + string(rune('0'+id))
+	}
+	w.cloud.mu.Unlock()
+	w.drops[1].script("forward", step{stdout: heldLine})
+	w.drops[2].script("forward", step{stdout: heldLine})
+	return w
+}
+
+// phases are the steps fleet took, in order, without their durations.
+func worldPhaseNames(w *world) []string {
+	var out []string
+	for _, p := range w.d.finishPhases() {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// TestPromoteHoldForward: hold … unfreeze(cand) → forward → move, and the
+// held figures reach the result.
+func TestPromoteHoldForward(t *testing.T) {
+	w := holdWorld(t)
+	var steps []string
+	w.d.Step = func(s string) { steps = append(steps, s) }
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	res, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 2, tags: promoted, logs: map[int][]string{
+		1: {"fwd-read", "hold", "backup", "forward"},
+		2: {"freeze", "restore", "mark", "unfreeze"},
+	}}, err)
+	if err != nil {
+		return
+	}
+	want := []string{"unfreezing " + w.name(2), "forwarding " + w.name(1) + " to " + w.name(2) + " (10.10.0.2:443)", "moving " + testIP + " to " + w.name(2)}
+	var got []string
+	for _, s := range steps {
+		for _, p := range []string{"unfreezing", "forwarding", "moving"} {
+			if strings.HasPrefix(s, p) {
+				got = append(got, s)
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("steps %q, want %q", got, want)
+	}
+	if res.Held == nil || *res.Held != (Held{Count: 3, LongestMS: 1234}) {
+		t.Errorf("held %+v, want 3 and 1234 ms", res.Held)
+	}
+	// The hold's budget reaches the stack.
+	for _, c := range w.drops[1].srv.Commands() {
+		if kind(c) == "hold" && !strings.Contains(c.Line, "FLEET_HOLD_MS=8000") {
+			t.Errorf("hold ran %q, want FLEET_HOLD_MS=8000", c.Line)
+		}
+		if kind(c) == "forward" && !strings.Contains(c.Line, "FLEET_FORWARD_TO=10.10.0.2:443") {
+			t.Errorf("forward ran %q, want FLEET_FORWARD_TO=10.10.0.2:443", c.Line)
+		}
+	}
+}
+
+// TestPromoteMoveFailsAfterForward: past the commit point a failed move
+// is retried, then reported; nothing is unfrozen; a re-run finds the
+// marker and only moves the IP (no second transfer over the candidate's
+// acknowledged writes).
+func TestPromoteMoveFailsAfterForward(t *testing.T) {
+	w := holdWorld(t)
+	w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503"), times: 2})
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	_, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 1, tags: notPromoted,
+		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward"}, 2: {"freeze", "restore", "mark", "unfreeze"}},
+		err:  []string{"after {1} started forwarding", "nothing was undone", "re-run `fleet promote`"}, as: new(*ForwardingError)}, err)
+	if !strings.Contains(w.warn.String(), "tries once more") {
+		t.Errorf("no retry warning: %s", w.warn)
+	}
+
+	// The re-run: the old droplet's marker names the candidate.
+	w.drops[1].script("fwd-read", step{stdout: "2\n"})
+	w.d.forwardingFrom = nil
+	res, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 2, tags: promoted,
+		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward", "fwd-read"}, 2: {"freeze", "restore", "mark", "unfreeze"}}}, err)
+	if err == nil && (res.Data != nil || res.Freeze != 0) {
+		t.Errorf("re-run carried data or froze: %+v", res)
+	}
+}
+
+// TestForwardRefused: the stack cannot forward (exit 4): fleet moves the IP
+// as without hold, and a move failure then aborts as before the commit
+// point (the old droplet takes its held writes itself).
+func TestForwardRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		moveFail bool
+		end      end
+	}{
+		{name: "moves anyway", end: end{holder: 2, tags: promoted, logs: map[int][]string{
+			1: {"fwd-read", "hold", "backup", "forward!"}, 2: {"freeze", "restore", "mark", "unfreeze"}}}},
+		{name: "move fails: abort", moveFail: true, end: end{holder: 1, tags: notPromoted, logs: map[int][]string{
+			1: {"fwd-read", "hold", "backup", "forward!", "unfreeze"}, 2: {"freeze", "restore", "mark", "unfreeze", "freeze"}},
+			err: []string{"{1} is live and writable again"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := holdWorld(t)
+			w.drops[1].script("forward", step{code: 4, stderr: "fleet-gate: presents key sha256 ab, not this site's cd\n"})
+			if tc.moveFail {
+				w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503")})
+			}
+			ctx, cancel := runCtx(t)
+			defer cancel()
+			_, err := w.d.Promote(ctx, false)
+			w.check(t, tc.end, err)
+			if !strings.Contains(w.warn.String(), "cannot forward") {
+				t.Errorf("warnings %q, want one saying it cannot forward", w.warn)
+			}
+		})
+	}
+}
+
+// TestHoldNeedsPrivateAddress: without the candidate's private address the
+// promote is today's (freeze, no forward).
+func TestHoldNeedsPrivateAddress(t *testing.T) {
+	w := holdWorld(t)
+	w.cloud.mu.Lock()
+	w.cloud.droplets[2].PrivateIPv4 = ""
+	w.cloud.mu.Unlock()
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	_, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 2, tags: promoted, logs: map[int][]string{1: {"fwd-read", "freeze", "backup"}, 2: candWritable}}, err)
+	if !strings.Contains(w.warn.String(), "no private address") {
+		t.Errorf("warnings %q", w.warn)
+	}
+}
+
+// TestRollbackHoldForward: the rollback holds and forwards to prev too.
+func TestRollbackHoldForward(t *testing.T) {
+	w := holdWorld(t,
+		member{id: 1, version: "v1.0.0", tags: []string{P}},
+		member{id: 2, version: "v1.1.0", tags: []string{H, P}, live: true})
+	w.drops[2].writes = "4\n"
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	res, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
+		1: {"restore", "mark", "unfreeze"},
+		2: {"fwd-read", "hold", "since", "writes", "backup", "forward"},
+	}}, err)
+	if err == nil && (res.Held == nil || res.Held.Count != 3) {
+		t.Errorf("held %+v", res.Held)
+	}
+}
+
+// TestDiscardRefusedWhileForwarding: a candidate the live droplet forwards
+// to holds acknowledged writes: rollback does not destroy it.
+func TestDiscardRefusedWhileForwarding(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		marker string
+		want   end
+	}{
+		{name: "forwarding", marker: "2\n", want: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"fwd-read"}},
+			err: []string{"{1} forwards every request to candidate {2}", "run `fleet promote`"}, as: new(*ConflictError)}},
+		{name: "stale or other", marker: "7\n", want: end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {"(destroyed)"}}, logs: map[int][]string{1: {"fwd-read"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := holdWorld(t)
+			w.drops[1].script("fwd-read", step{stdout: tc.marker})
+			ctx, cancel := runCtx(t)
+			defer cancel()
+			_, err := w.d.Rollback(ctx, RollbackOptions{})
+			w.checkState(t, tc.want, err)
+			if got := w.drops[1].log(); !slices.Equal(got, tc.want.logs[1]) {
+				t.Errorf("droplet 1 ran %q, want %q", got, tc.want.logs[1])
+			}
+		})
+	}
+}
+
+// TestPruneKeepsForwarding: keep 0 does not destroy the droplet that
+// forwards while its connections drain.
+func TestPruneKeepsForwarding(t *testing.T) {
+	w := holdWorld(t)
+	w.d.Spec.Keep = 0
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	res, err := w.d.Promote(ctx, false)
+	w.checkState(t, end{holder: 2, tags: promoted}, err)
+	if err == nil && len(res.Pruned) != 0 {
+		t.Errorf("pruned %v", res.Pruned)
+	}
+	if !strings.Contains(w.warn.String(), "keeping "+w.name(1)) {
+		t.Errorf("warnings %q", w.warn)
+	}
+}
+
+func TestParseHeld(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want *Held
+	}{
+		{heldLine, &Held{Count: 3, LongestMS: 1234}},
+		{"noise\nforward held=0 longest_ms=0\n", &Held{}},
+		{"forward held=x longest_ms=-5", nil},
+		{"", nil},
+		{"held=99999999999999 longest_ms=1", &Held{Count: 1<<31 - 1, LongestMS: 1}},
+	} {
+		got := parseHeld(tc.in)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("parseHeld(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+var _ = context.Background
+
+// TestRollbackMoveFailsAfterForward: as for promote, a rollback past its
+// commit point keeps its marks, and a re-run only moves the IP back.
+func TestRollbackMoveFailsAfterForward(t *testing.T) {
+	w := holdWorld(t,
+		member{id: 1, version: "v1.0.0", tags: []string{P}},
+		member{id: 2, version: "v1.1.0", tags: []string{H, P}, live: true})
+	w.drops[2].writes = "4\n"
+	w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503"), times: 2})
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	_, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 2, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
+		1: {"restore", "mark", "unfreeze"},
+		2: {"fwd-read", "hold", "since", "writes", "backup", "forward"},
+	}, err: []string{"after {2} started forwarding", "re-run `fleet rollback`"}, as: new(*ForwardingError)}, err)
+
+	w.drops[2].script("fwd-read", step{stdout: "1\n"})
+	res, err := w.d.Rollback(ctx, RollbackOptions{})
+	w.check(t, end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
+		1: {"restore", "mark", "unfreeze"},
+		2: {"fwd-read", "hold", "since", "writes", "backup", "forward", "fwd-read"},
+	}}, err)
+	if err == nil && res.Data != nil {
+		t.Errorf("the re-run carried data again: %+v", res.Data)
+	}
+}
