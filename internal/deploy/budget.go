@@ -300,17 +300,47 @@ func parseSyncRecord(s string) *syncRecord {
 	return r
 }
 
-// estimate refuses, before anything is frozen, a window that cannot fit:
-// the last sync onto the droplet taking the IP plus the reserve. A final
-// sync a budget stopped refuses every budget up to that one (the data
-// only grew), and is a lower bound above it.
+// maxPreSyncs bounds the pre-sync rounds: each carries what changed
+// during the one before, so they shrink unless writes outpace the copy.
+const maxPreSyncs = 3
+
+// preSync brings the droplet taking the IP close to the live data while
+// the site stays writable (delta.go), so the window carries only the
+// seconds since. A round that would not fit the budget is followed by
+// another, which carries only what changed meanwhile.
+func (sw *switchover) preSync(ctx context.Context) error {
+	for range maxPreSyncs {
+		t, err := sw.d.preSync(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
+		if err != nil || t == nil {
+			return err
+		}
+		sw.preSynced = t
+		if b := sw.budget(); b <= 0 || t.Duration+sw.reserve() <= b {
+			return nil
+		}
+	}
+	return nil
+}
+
+// estimate refuses, before anything is frozen, a window that cannot fit.
+// After a pre-sync its own figure is the estimate: the final sync carries
+// what changed since, at the same fixed cost. Without one, the last sync
+// onto the droplet taking the IP plus the reserve; a final sync a budget
+// stopped refuses every budget up to that one (the data only grew), and
+// is a lower bound above it.
 func (sw *switchover) estimate(ctx context.Context) error {
 	b := sw.budget()
 	if b <= 0 {
 		return nil
 	}
-	// h-sync: a pre-sync before the freeze replaces this record with its
-	// own measure of what the final delta will cost.
+	if p := sw.preSynced; p != nil {
+		est := p.Duration + sw.reserve()
+		if est <= b {
+			return nil
+		}
+		basis := fmt.Sprintf("the last pre-sync onto %s moved %s in %s, plus %s for the move (writes outpace the copy)", sw.toName, mb(p.Bytes), secs(p.Duration), secs(sw.reserve()))
+		return &FreezeBudgetError{Budget: b, Stage: "estimate", Estimate: est, Basis: basis}
+	}
 	rec := sw.d.lastSync(ctx, sw.to)
 	if rec == nil {
 		return nil

@@ -95,11 +95,12 @@ func (d *Deployer) transferDelta(ctx context.Context, from *remote.Client, fromN
 // what changed in the seconds since. Only for stacks with a state command
 // (others would copy everything twice). A failure is not fatal: the final
 // sync carries whatever the pre-sync did not, unless the candidate cannot
-// read the data at all (better said before the freeze).
-func (d *Deployer) preSync(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName string, out outputs) error {
+// read the data at all (better said before the freeze). It returns the
+// transfer it made, nil when none finished.
+func (d *Deployer) preSync(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName string, out outputs) (*Transfer, error) {
 	data := d.Spec.Stack.Data
 	if data == nil || data.State == "" || from == nil {
-		return nil
+		return nil, nil
 	}
 	d.step("pre-sync of %s onto %s while the site stays writable", fromName, toName)
 	t, err := d.transferDelta(ctx, from, fromName, to, toName, out)
@@ -110,7 +111,7 @@ func (d *Deployer) preSync(ctx context.Context, from *remote.Client, fromName st
 		// a stale answer costs a full archive (exit 4), never wrong data.
 		base, serr := d.stateOf(ctx, to, toName, out)
 		if serr != nil {
-			return serr
+			return nil, serr
 		}
 		if base != "" {
 			if d.synced == nil {
@@ -118,14 +119,14 @@ func (d *Deployer) preSync(ctx context.Context, from *remote.Client, fromName st
 			}
 			d.synced[to] = base
 		}
-		return nil
+		return t, nil
 	}
 	var inc *IncompatibleDataError
 	if errors.As(err, &inc) || ctx.Err() != nil {
-		return err
+		return nil, err
 	}
 	d.warn("pre-sync of %s onto %s failed: %v; the final sync carries it all", fromName, toName, err)
-	return nil
+	return nil, nil
 }
 
 // limitedBuffer keeps up to max bytes and notes whether more came.

@@ -230,7 +230,7 @@ func TestPreSync(t *testing.T) {
 			}
 			d, oc, cc, log := twoDroplets(t, oldSrv, candSrv, data)
 			out := d.outputs(nil)
-			err := d.preSync(t.Context(), oc, "blog-1", cc, "blog-2", out)
+			_, err := d.preSync(t.Context(), oc, "blog-1", cc, "blog-2", out)
 			out.flush()
 			var inc *IncompatibleDataError
 			if tc.wantErr != errors.As(err, &inc) || (!tc.wantErr && err != nil) {
@@ -310,5 +310,67 @@ func TestTransferFull(t *testing.T) {
 	}
 	if got := strings.Join(ran(candSrv), ","); got != "restore" {
 		t.Errorf("candidate ran %s, want restore", got)
+	}
+}
+
+// A pre-sync that would not fit the freeze budget is followed by another
+// round (carrying only what changed meanwhile); when every round is too
+// slow, the estimate refuses before anything is frozen. The estimate uses
+// the pre-sync's figure, not up's full carry.
+func TestPreSyncRoundsAndEstimate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		slow    int // the first slow restores (each 0.9s; a 1s budget keeps 0.3s)
+		wantErr bool
+		wantOld string
+	}{
+		{name: "the second round fits", slow: 1, wantOld: "backup(base),backup(base),freeze,backup(base)"},
+		{name: "every round too slow: refused unfrozen", slow: 3, wantErr: true, wantOld: "backup(base),backup(base),backup(base)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := []byte("site data")
+			ok := remotetest.Reply{Stdout: "ok\n"}.Handle
+			var restores atomic.Int32
+			restore := restoreHandler()
+			oldSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+				"fleet-data backup": backupHandler(payload), "fleet-data freeze": ok, "fleet-data unfreeze": ok})})
+			candSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+				"fleet-data restore": func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
+					if int(restores.Add(1)) <= tc.slow {
+						time.Sleep(900 * time.Millisecond)
+					}
+					return restore(ctx, x)
+				},
+				"fleet-data state":  remotetest.Reply{Stdout: baseID + "\n"}.Handle,
+				"fleet-data freeze": ok, "fleet-data unfreeze": ok, "promoted-at": ok, "last-sync": ok})})
+			data := &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd, FreezeBudget: time.Second,
+				Freeze: "docker compose exec -T utility fleet-data freeze", Unfreeze: "docker compose exec -T utility fleet-data unfreeze"}
+			d, _, _, log := twoDroplets(t, oldSrv, candSrv, data)
+			old := &Member{Droplet: cloud.Droplet{ID: 1, Name: "blog-1", PublicIPv4: oldSrv.Addr}}
+			cand := &Member{Droplet: cloud.Droplet{ID: 2, Name: "blog-2", PublicIPv4: candSrv.Addr}}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			sw, err := d.prepareSwitch(ctx, old, cand, "")
+			if sw != nil {
+				defer sw.close()
+			}
+			var fb *FreezeBudgetError
+			if tc.wantErr != errors.As(err, &fb) || (!tc.wantErr && err != nil) {
+				t.Fatalf("prepareSwitch: %v, want a budget refusal: %v\n%s", err, tc.wantErr, log)
+			}
+			if tc.wantErr && (fb.Stage != "estimate" || !strings.Contains(err.Error(), "the last pre-sync onto blog-2")) {
+				t.Errorf("refusal %q (stage %s)", err, fb.Stage)
+			}
+			var got []string
+			for _, c := range ran(oldSrv) {
+				if strings.Contains(c, "fleet-data freeze") {
+					c = "freeze"
+				}
+				got = append(got, c)
+			}
+			if strings.Join(got, ",") != tc.wantOld {
+				t.Errorf("old ran %s, want %s", strings.Join(got, ","), tc.wantOld)
+			}
+		})
 	}
 }

@@ -27,6 +27,9 @@ type switchover struct {
 	toFroze   bool
 	transfer  *Transfer
 	window    []WindowPhase // the freeze window's phases so far
+	// preSynced is the last pre-sync's transfer (nil: none finished): the
+	// budget's estimate of the final sync.
+	preSynced *Transfer
 	// full: the final sync sends a whole archive. A rollback's sender
 	// never holds the previous droplet's base, so asking for it would only
 	// cost time inside the window.
@@ -73,9 +76,7 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 			return sw, err
 		}
 		sw.planForward(cand)
-		// The pre-sync (delta.go) brings cand close while old is live, so
-		// the window carries only what changed since.
-		if err = d.preSync(ctx, sw.from, old.Name, sw.to, cand.Name, sw.out); err != nil {
+		if err = sw.preSync(ctx); err != nil {
 			return sw, err
 		}
 		if err = sw.estimate(ctx); err != nil {
