@@ -202,6 +202,9 @@ stack:
     unfreeze: docker compose exec -T utility fleet-data unfreeze
     writes: docker compose exec -T -e FLEET_SINCE utility fleet-data writes
     verify: blog-verify
+    # 4-6 s under the cutover load on a 2-core machine; TestBlogFreezeBudget
+    # covers the budget itself.
+    freeze_budget: 15s
     state: docker compose exec -T utility fleet-data state
     hold: docker compose exec -T -e FLEET_HOLD_MS utility fleet-data hold
     forward: docker compose exec -T -e FLEET_FORWARD_TO utility fleet-data forward

@@ -34,6 +34,11 @@ const forwardPort = "443"
 // TestBlog, about twice that under its load).
 const holdMargin = 3 * time.Second
 
+// maxHold is the longest hold the blog's stack accepts (fleet-data and the
+// gate refuse FLEET_HOLD_MS over 120000): a larger budget holds writes
+// that long, then 503s them, rather than failing the hold.
+const maxHold = 120 * time.Second
+
 // forwardMarkerFile names, on the droplet that forwards, the droplet ID it
 // forwards to. It counts only while newer than the droplet's promoted-at:
 // a droplet made live again since is not forwarding.
@@ -98,7 +103,7 @@ func (sw *switchover) holdFor() time.Duration {
 	if b <= 0 {
 		b = spec.DefaultFreezeBudget
 	}
-	return b + holdMargin
+	return min(b+holdMargin, maxHold)
 }
 
 // freezeFrom freezes the droplet giving up the IP: hold when forwarding,
@@ -122,13 +127,41 @@ func markerCheck(project string) string {
 	return "if [ -f " + m + " ] && { [ ! -f " + p + " ] || [ " + m + " -nt " + p + " ]; }; then " + sh("cat", forwardMarkerFile(project)) + "; fi"
 }
 
-// forwardsTo reports whether c's fresh marker names the droplet id.
-func (d *Deployer) forwardsTo(ctx context.Context, c *remote.Client, id int) (bool, error) {
+// forwardTarget is the droplet ID c's fresh marker names; 0 when none.
+func (d *Deployer) forwardTarget(ctx context.Context, c *remote.Client) (int, error) {
 	out, err := c.Output(ctx, markerCheck(d.Spec.Project))
 	if err != nil {
-		return false, fmt.Errorf("reading %s on %s: %w", forwardMarkerFile(d.Spec.Project), c.Droplet(), err)
+		return 0, fmt.Errorf("reading %s on %s: %w", forwardMarkerFile(d.Spec.Project), c.Droplet(), err)
 	}
-	return strings.TrimSpace(string(out)) == strconv.Itoa(id), nil
+	id, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || id < 0 {
+		return 0, nil
+	}
+	return id, nil
+}
+
+// forwardsTo reports whether c's fresh marker names the droplet id.
+func (d *Deployer) forwardsTo(ctx context.Context, c *remote.Client, id int) (bool, error) {
+	t, err := d.forwardTarget(ctx, c)
+	return err == nil && t != 0 && t == id, err
+}
+
+// notForwarding refuses to read data from a live droplet that forwards
+// since a switch that stopped past its commit point: the droplet it
+// forwards to holds acknowledged writes this one lacks.
+func (d *Deployer) notForwarding(ctx context.Context, c *remote.Client, name string) error {
+	if data := d.Spec.Stack.Data; data == nil || data.Forward == "" {
+		return nil
+	}
+	t, err := d.forwardTarget(ctx, c)
+	if err != nil || t == 0 {
+		return err
+	}
+	return forwardingConflict(name, t)
+}
+
+func forwardingConflict(name string, t int) error {
+	return &ConflictError{Msg: fmt.Sprintf("%s forwards to droplet %d since a promote or rollback that stopped past its commit point: that droplet holds writes %s lacks; re-run that `fleet promote` or `fleet rollback` to finish it first", name, t, name)}
 }
 
 // resumeForward reports whether an earlier run of this switch got past
@@ -139,9 +172,13 @@ func (sw *switchover) resumeForward(ctx context.Context, target *Member) (bool, 
 	if sw.from == nil || sw.d.Spec.Stack.Data == nil || sw.d.Spec.Stack.Data.Forward == "" {
 		return false, nil
 	}
-	ok, err := sw.d.forwardsTo(ctx, sw.from, target.ID)
-	if err != nil || !ok {
+	t, err := sw.d.forwardTarget(ctx, sw.from)
+	if err != nil || t == 0 {
 		return false, err
+	}
+	if t != target.ID {
+		// Carrying data from it now would overwrite what t acknowledged.
+		return false, forwardingConflict(sw.fromName, t)
 	}
 	sw.d.step("%s forwards to %s since an earlier run: only the IP moves", sw.fromName, target.Name)
 	sw.fw = &forwarding{target: target, started: true, resumed: true, at: time.Now()}
@@ -215,9 +252,6 @@ func parseHeld(out string) *Held {
 
 // forwarding reports whether the switch is past its commit point.
 func (sw *switchover) forwarding() bool { return sw != nil && sw.fw != nil && sw.fw.started }
-
-// resumed reports whether an earlier run had carried the data.
-func (sw *switchover) resumed() bool { return sw != nil && sw.fw != nil && sw.fw.resumed }
 
 // held is the hold's figures, nil without one.
 func (sw *switchover) held() *Held {

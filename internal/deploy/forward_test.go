@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The stack's hold and forward as the tests script them.
@@ -37,15 +38,6 @@ func holdWorld(t *testing.T, ms ...member) *world {
 	w.drops[1].script("forward", step{stdout: heldLine})
 	w.drops[2].script("forward", step{stdout: heldLine})
 	return w
-}
-
-// phases are the steps fleet took, in order, without their durations.
-func worldPhaseNames(w *world) []string {
-	var out []string
-	for _, p := range w.d.finishPhases() {
-		out = append(out, p.Name)
-	}
-	return out
 }
 
 // TestPromoteHoldForward: hold … unfreeze(cand) → forward → move, and the
@@ -271,5 +263,42 @@ func TestRollbackMoveFailsAfterForward(t *testing.T) {
 	}}, err)
 	if err == nil && res.Data != nil {
 		t.Errorf("the re-run carried data again: %+v", res.Data)
+	}
+}
+
+// A live droplet forwarding to a droplet other than the target (a switch
+// that stopped past its commit point) is never read again: its data lacks
+// the writes the other acknowledged. Promote refuses before freezing.
+func TestForwardingElsewhereRefused(t *testing.T) {
+	w := holdWorld(t)
+	w.drops[1].script("fwd-read", step{stdout: "3\n"})
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	_, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"fwd-read"}},
+		err: []string{"{1} forwards to droplet 3", "re-run that `fleet promote` or `fleet rollback`"}, as: new(*ConflictError)}, err)
+}
+
+// carryData (up's) refuses a live droplet that forwards.
+func TestCarryRefusesForwardingLive(t *testing.T) {
+	w := holdWorld(t)
+	w.drops[1].script("fwd-read", step{stdout: "2\n"})
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	live := &Member{Droplet: w.drops[1].Droplet}
+	cc, err := w.d.Remote.Dial(ctx, &w.drops[2].Droplet, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	_, err = w.d.carryData(ctx, live, cc, w.name(2), w.d.outputs(nil))
+	var ce *ConflictError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "forwards to droplet 2") {
+		t.Fatalf("carryData: %v, want a ConflictError", err)
+	}
+	for _, c := range w.drops[1].srv.Commands() {
+		if kind(c) == "backup" {
+			t.Errorf("the forwarding droplet was backed up: %q", c.Line)
+		}
 	}
 }

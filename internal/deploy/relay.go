@@ -61,10 +61,6 @@ const (
 	RelayFleet = "fleet"
 )
 
-// relayKeyComment marks the hop's line in authorized_keys; the token
-// after it is hex.
-const relayKeyComment = "fleet-relay:"
-
 // relayAuthorizeScript (POSIX sh, on the candidate) sweeps every earlier
 // hop (lines and dirs), writes the load wrapper into a 0700 dir and
 // appends the restricted line, whose expiry comes from the candidate's own

@@ -87,7 +87,7 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 		}
 		defer sw.close()
 		res.Data = sw.transfer
-		res.Discarded = opt.DiscardWrites && res.Writes != 0
+		res.Discarded = opt.DiscardWrites && res.Writes > 0 // -1: unknown, or a resumed rollback
 	}
 	if err := d.markRollback(ctx, prev, live); err != nil {
 		return nil, sw.abort(ctx, d.unmarkRollback(ctx, prev, live, err))

@@ -188,6 +188,9 @@ func (d *Deployer) carryData(ctx context.Context, live *Member, cand *remote.Cli
 		return nil, fmt.Errorf("the live droplet's data: %w", err)
 	}
 	defer lc.Close()
+	if err := d.notForwarding(ctx, lc, live.Name); err != nil {
+		return nil, err
+	}
 	d.step("carrying the data over from %s (backup → restore, checksummed)", live.Name)
 	return d.transfer(ctx, lc, live.Name, cand, candName, out)
 }
