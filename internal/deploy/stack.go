@@ -243,7 +243,7 @@ func (d *Deployer) checkHTTP(ctx context.Context, ip string, timeout time.Durati
 type outputs struct{ stdout, stderr remote.Redactor }
 
 func (d *Deployer) outputs(p *prepared) outputs {
-	w := &lockedWriter{w: d.log()}
+	w := &lockedWriter{mu: &logMu, w: d.log()}
 	return outputs{remote.NewRedactor(w, p.values()), remote.NewRedactor(w, p.values())}
 }
 
@@ -252,9 +252,14 @@ func (o outputs) flush() {
 	o.stderr.Flush()
 }
 
-// lockedWriter serializes writes from the two streams.
+// logMu serializes every command's output to the log (a Deployer is
+// copied by value, so the lock cannot live in it).
+var logMu sync.Mutex
+
+// lockedWriter serializes writes to the log: from the two streams of a
+// command, and from commands run at once (both freezes of a switch).
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	w  io.Writer
 }
 
