@@ -90,7 +90,10 @@ func vendorData(o vendorOptions) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&hook, "if [ ! -e /etc/docker/daemon.json ]; then\n"+
+		// Rewritten when it is ours (it names a registry mirror): a droplet
+		// booted from a snapshot would otherwise keep the mirrors' addresses
+		// of the day it was baked, which change when dockerd restarts.
+		fmt.Fprintf(&hook, "if [ ! -e /etc/docker/daemon.json ] || grep -q '\"registry-mirrors\"' /etc/docker/daemon.json; then\n"+
 			"  mkdir -p /etc/docker\n  cat >/etc/docker/daemon.json <<'EOF'\n%s\nEOF\nfi\n", js)
 	}
 

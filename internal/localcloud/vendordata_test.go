@@ -7,6 +7,9 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +232,41 @@ func TestHoldTar(t *testing.T) {
 		if _, err := holdTar(bad); err == nil {
 			t.Errorf("holdTar(%v) accepted", bad)
 		}
+	}
+}
+
+// The boothook rewrites a daemon.json that is its own (it names a registry
+// mirror: a snapshot baked before dockerd restarted keeps the mirrors' old
+// addresses), and leaves any other alone. Run under sh with /etc moved to
+// a temporary directory.
+func TestVendorDataRewritesItsDaemonJSON(t *testing.T) {
+	data, err := vendorData(vendorOptions{RegistryMirror: "http://172.17.0.2:5000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bodies := vendorParts(t, data)
+	for _, tc := range []struct{ name, before, want string }{
+		{"absent", "", "172.17.0.2:5000"},
+		{"a stale one of ours", `{"registry-mirrors": ["http://172.17.0.3:5000"]}`, "172.17.0.2:5000"},
+		{"someone else's", `{"log-driver": "journald"}`, `{"log-driver": "journald"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "etc/docker"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			f := filepath.Join(dir, "etc/docker/daemon.json")
+			if tc.before != "" {
+				os.WriteFile(f, []byte(tc.before), 0o644)
+			}
+			hook := strings.ReplaceAll(bodies[0], "/etc/", dir+"/etc/")
+			if out, err := exec.Command("sh", "-c", hook).CombinedOutput(); err != nil {
+				t.Fatalf("hook: %v\n%s", err, out)
+			}
+			got, _ := os.ReadFile(f)
+			if !strings.Contains(string(got), tc.want) || strings.Contains(string(got), "172.17.0.3") {
+				t.Errorf("daemon.json %q, want it to hold %q", got, tc.want)
+			}
+		})
 	}
 }
