@@ -38,46 +38,50 @@ type budgetError struct {
 	} `json:"error"`
 }
 
-// setBudget writes stack.data.freeze_budget into the working tree's spec.
-func (e *blogEnv) setBudget(budget string) {
+// editSpec rewrites the working tree's droplets.yaml with edit.
+func (e *blogEnv) editSpec(edit func(string) string) {
 	e.t.Helper()
 	p := filepath.Join(e.dir, "droplets.yaml")
 	b, err := os.ReadFile(p)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s := string(b)
-	if i := strings.Index(s, "    freeze_budget: "); i >= 0 {
-		j := i + strings.IndexByte(s[i:], '\n') + 1
-		s = s[:i] + s[j:]
-	}
-	const anchor = "    verify: blog-verify\n"
-	if !strings.Contains(s, anchor) {
-		e.t.Fatalf("droplets.yaml has no %q", anchor)
-	}
-	s = strings.Replace(s, anchor, anchor+"    freeze_budget: "+budget+"\n", 1)
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(edit(string(b))), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
 }
 
-// dropSpecLine removes the working tree spec's line that starts with prefix.
-func (e *blogEnv) dropSpecLine(prefix string) {
-	e.t.Helper()
-	p := filepath.Join(e.dir, "droplets.yaml")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s := string(b)
+// withoutLine is s without its first line that starts with prefix, and
+// whether there was one.
+func withoutLine(s, prefix string) (string, bool) {
 	i := strings.Index(s, prefix)
 	if i < 0 {
-		e.t.Fatalf("droplets.yaml has no line %q", prefix)
+		return s, false
 	}
-	s = s[:i] + s[i+strings.IndexByte(s[i:], '\n')+1:]
-	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
+	return s[:i] + s[i+strings.IndexByte(s[i:], '\n')+1:], true
+}
+
+// setBudget writes stack.data.freeze_budget into the working tree's spec.
+func (e *blogEnv) setBudget(budget string) {
+	e.editSpec(func(s string) string {
+		s, _ = withoutLine(s, "    freeze_budget: ")
+		const anchor = "    verify: blog-verify\n"
+		if !strings.Contains(s, anchor) {
+			e.t.Fatalf("droplets.yaml has no %q", anchor)
+		}
+		return strings.Replace(s, anchor, anchor+"    freeze_budget: "+budget+"\n", 1)
+	})
+}
+
+// dropSpecLine removes the working tree spec's line that starts with prefix.
+func (e *blogEnv) dropSpecLine(prefix string) {
+	e.editSpec(func(s string) string {
+		s, ok := withoutLine(s, prefix)
+		if !ok {
+			e.t.Fatalf("droplets.yaml has no line %q", prefix)
+		}
+		return s
+	})
 }
 
 // overBudget runs a promote expected to be refused or aborted by the
