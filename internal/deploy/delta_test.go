@@ -246,22 +246,29 @@ func TestPreSync(t *testing.T) {
 	}
 }
 
+// switchPair is an old and a candidate droplet for prepareSwitch, with the
+// blog's data commands (the candidate's restore answered by restore) and
+// the freeze budget budget (0: none).
+func switchPair(t *testing.T, restore remotetest.Handler, budget time.Duration) (d *Deployer, old, cand *Member, oldSrv, candSrv *remotetest.Server, log *bytes.Buffer) {
+	ok := remotetest.Reply{Stdout: "ok\n"}.Handle
+	oldSrv = remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+		"fleet-data backup": backupHandler([]byte("site data")), "fleet-data freeze": ok, "fleet-data unfreeze": ok})})
+	candSrv = remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+		"fleet-data restore": restore, "fleet-data state": remotetest.Reply{Stdout: baseID + "\n"}.Handle,
+		"fleet-data freeze": ok, "fleet-data unfreeze": ok, "promoted-at": ok, "last-sync": ok})})
+	data := &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd, FreezeBudget: budget,
+		Freeze: "docker compose exec -T utility fleet-data freeze", Unfreeze: "docker compose exec -T utility fleet-data unfreeze"}
+	d, _, _, log = twoDroplets(t, oldSrv, candSrv, data)
+	old = &Member{Droplet: cloud.Droplet{ID: 1, Name: "blog-1", PublicIPv4: oldSrv.Addr}}
+	cand = &Member{Droplet: cloud.Droplet{ID: 2, Name: "blog-2", PublicIPv4: candSrv.Addr}}
+	return d, old, cand, oldSrv, candSrv, log
+}
+
 // prepareSwitch runs the pre-sync before the freeze and the final sync
 // after it, both with the candidate's base, asked outside the freeze (h-budget's restructuring of
 // switch.go must keep this order).
 func TestPrepareSwitchPreSyncOrder(t *testing.T) {
-	payload := []byte("site data")
-	ok := remotetest.Reply{Stdout: "ok\n"}.Handle
-	oldSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
-		"fleet-data backup": backupHandler(payload), "fleet-data freeze": ok, "fleet-data unfreeze": ok})})
-	candSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
-		"fleet-data restore": restoreHandler(), "fleet-data state": remotetest.Reply{Stdout: baseID + "\n"}.Handle,
-		"fleet-data freeze": ok, "fleet-data unfreeze": ok, "promoted-at": ok})})
-	data := &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd,
-		Freeze: "docker compose exec -T utility fleet-data freeze", Unfreeze: "docker compose exec -T utility fleet-data unfreeze"}
-	d, _, _, log := twoDroplets(t, oldSrv, candSrv, data)
-	old := &Member{Droplet: cloud.Droplet{ID: 1, Name: "blog-1", PublicIPv4: oldSrv.Addr}}
-	cand := &Member{Droplet: cloud.Droplet{ID: 2, Name: "blog-2", PublicIPv4: candSrv.Addr}}
+	d, old, cand, oldSrv, candSrv, log := switchPair(t, restoreHandler(), 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	sw, err := d.prepareSwitch(ctx, old, cand, "")
@@ -328,26 +335,14 @@ func TestPreSyncRoundsAndEstimate(t *testing.T) {
 		{name: "every round too slow: refused unfrozen", slow: 3, wantErr: true, wantOld: "backup(base),backup(base),backup(base)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			payload := []byte("site data")
-			ok := remotetest.Reply{Stdout: "ok\n"}.Handle
 			var restores atomic.Int32
 			restore := restoreHandler()
-			oldSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
-				"fleet-data backup": backupHandler(payload), "fleet-data freeze": ok, "fleet-data unfreeze": ok})})
-			candSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
-				"fleet-data restore": func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
-					if int(restores.Add(1)) <= tc.slow {
-						time.Sleep(900 * time.Millisecond)
-					}
-					return restore(ctx, x)
-				},
-				"fleet-data state":  remotetest.Reply{Stdout: baseID + "\n"}.Handle,
-				"fleet-data freeze": ok, "fleet-data unfreeze": ok, "promoted-at": ok, "last-sync": ok})})
-			data := &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd, FreezeBudget: time.Second,
-				Freeze: "docker compose exec -T utility fleet-data freeze", Unfreeze: "docker compose exec -T utility fleet-data unfreeze"}
-			d, _, _, log := twoDroplets(t, oldSrv, candSrv, data)
-			old := &Member{Droplet: cloud.Droplet{ID: 1, Name: "blog-1", PublicIPv4: oldSrv.Addr}}
-			cand := &Member{Droplet: cloud.Droplet{ID: 2, Name: "blog-2", PublicIPv4: candSrv.Addr}}
+			d, old, cand, oldSrv, _, log := switchPair(t, func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
+				if int(restores.Add(1)) <= tc.slow {
+					time.Sleep(900 * time.Millisecond)
+				}
+				return restore(ctx, x)
+			}, time.Second)
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			sw, err := d.prepareSwitch(ctx, old, cand, "")
