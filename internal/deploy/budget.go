@@ -181,7 +181,7 @@ func (sw *switchover) phase(ctx context.Context, name string, f func(context.Con
 
 // timeMove records the move as the window's last phase.
 func (sw *switchover) timeMove(start time.Time) {
-	// h-gate: after the commit point the move no longer holds writes;
+	// after the commit point the move no longer holds writes;
 	// the phase stays, for stacks that do not hold.
 	if sw != nil && !sw.frozenAt.IsZero() {
 		sw.window = append(sw.window, WindowPhase{Name: PhaseMove, Duration: time.Since(start)})

@@ -265,8 +265,7 @@ func switchPair(t *testing.T, restore remotetest.Handler, budget time.Duration) 
 }
 
 // prepareSwitch runs the pre-sync before the freeze and the final sync
-// after it, both with the candidate's base, asked outside the freeze (h-budget's restructuring of
-// switch.go must keep this order).
+// after it, both with the candidate's base, asked outside the freeze.
 func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 	d, old, cand, oldSrv, candSrv, log := switchPair(t, restoreHandler(), 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

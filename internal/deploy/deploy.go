@@ -32,7 +32,7 @@ type Deployer struct {
 	// final sync's base, known without asking inside the freeze.
 	synced map[*remote.Client]string
 
-	forwardingFrom map[int]bool // h-gate: droplets this run left forwarding (forward.go)
+	forwardingFrom map[int]bool // droplets this run left forwarding (forward.go)
 }
 
 func (d *Deployer) step(format string, args ...any) {

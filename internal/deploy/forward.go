@@ -261,12 +261,11 @@ func (sw *switchover) held() *Held {
 	return sw.fw.held
 }
 
-// forwardAndMove starts the forward (if planned and not begun) and moves
-// ip to target.
-// Past the commit point a failed move is tried once more, then returned
-// as a *ForwardingError, which abort leaves alone.
+// forwardAndMove moves ip to target once the caller began the forward
+// (beginForward, before its "moving" step). Past the commit point a
+// failed move is tried once more, then returned as a *ForwardingError,
+// which abort leaves alone.
 func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string, target *Member, command string) (bool, error) {
-	sw.beginForward(ctx)
 	moved, err := d.move(ctx, ip, target, sw.idle())
 	if err == nil || !sw.forwarding() {
 		return moved, err

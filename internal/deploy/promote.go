@@ -77,9 +77,9 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	moveStart := time.Now()
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
-		sw.beginForward(ctx) // h-gate: the commit point when holding (forward.go)
+		sw.beginForward(ctx) // the commit point when holding (forward.go)
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil { // h-gate
+		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil {
 			return nil, sw.abort(ctx, err)
 		}
 	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
@@ -89,7 +89,7 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	res.Freeze = sw.moved()
 	res.FreezeBudget, res.Window = sw.figures()
 	sw.overran(res.Freeze)
-	res.Held = sw.held() // h-gate
+	res.Held = sw.held()
 	// The IP moved: finish even if interrupted, on a context of its own.
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()

@@ -36,7 +36,7 @@ func (d *Deployer) pruneTargets(st *State, keep int) []Member {
 	var doomed []Member
 	kept := 0
 	for _, m := range st.Members {
-		if (m.Role == RolePrevious || m.Role == RoleFailed) && d.keepForwarding(m) { // h-gate: forward.go
+		if (m.Role == RolePrevious || m.Role == RoleFailed) && d.keepForwarding(m) { // forward.go
 			continue
 		}
 		switch m.Role {

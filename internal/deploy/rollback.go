@@ -92,10 +92,10 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	if err := d.markRollback(ctx, prev, live); err != nil {
 		return nil, sw.abort(ctx, d.unmarkRollback(ctx, prev, live, err))
 	}
-	sw.beginForward(ctx) // h-gate: the commit point when holding (forward.go)
+	sw.beginForward(ctx) // the commit point when holding (forward.go)
 	d.step("moving %s back to %s", res.ReservedIP, prev.Name)
 	moveStart := time.Now()
-	if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, prev, "rollback"); err != nil { // h-gate
+	if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, prev, "rollback"); err != nil {
 		var nm *NotMovedError
 		if errors.As(err, &nm) {
 			err = d.unmarkRollback(ctx, prev, live, err)
@@ -106,7 +106,7 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	res.Freeze = sw.moved()
 	res.FreezeBudget, res.Window = sw.figures()
 	sw.overran(res.Freeze)
-	res.Held = sw.held() // h-gate
+	res.Held = sw.held()
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()
 	return d.finishRollback(ctx, res)
@@ -180,7 +180,7 @@ func (d *Deployer) finishRollback(ctx context.Context, res *RollbackResult) (*Ro
 // droplet, if any, is marked as the rollback's target first: a re-run
 // after the destroy finds the step done, instead of rolling back further.
 func (d *Deployer) discardCandidate(ctx context.Context, c, live *Member) (*RollbackResult, error) {
-	if err := d.refuseDiscard(ctx, c, live); err != nil { // h-gate: forward.go
+	if err := d.refuseDiscard(ctx, c, live); err != nil { // forward.go
 		return nil, err
 	}
 	if live != nil && !live.HasTag(TagRollbackTarget) {

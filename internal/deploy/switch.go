@@ -36,7 +36,7 @@ type switchover struct {
 	full bool
 	// idleChecked: the droplet taking the IP was idle before the freeze.
 	idleChecked bool
-	fw          *forwarding // h-gate: hold and forward (forward.go)
+	fw          *forwarding // hold and forward (forward.go)
 }
 
 func (d *Deployer) dialMember(ctx context.Context, m *Member) (*remote.Client, error) {
@@ -175,7 +175,7 @@ func (sw *switchover) abort(ctx context.Context, cause error) error {
 		return cause
 	}
 	if sw.forwarding() {
-		return cause // h-gate: past the commit point nothing is undone (forward.go)
+		return cause // past the commit point nothing is undone (forward.go)
 	}
 	var unknown *MoveUnknownError
 	if errors.As(cause, &unknown) {
