@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/fleetdeploy/fleet/internal/spec"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,8 +124,13 @@ func (sw *switchover) freezeFrom(ctx context.Context) error {
 // markerCheck is the shell line that prints the marker's droplet ID if it
 // is newer than the droplet's promoted-at.
 func markerCheck(project string) string {
+	return ifFreshMarker(project, sh("cat", forwardMarkerFile(project)))
+}
+
+// ifFreshMarker runs cmd if the marker is newer than promoted-at.
+func ifFreshMarker(project, cmd string) string {
 	m, p := word(forwardMarkerFile(project)), word(promotedAtFile(project))
-	return "if [ -f " + m + " ] && { [ ! -f " + p + " ] || [ " + m + " -nt " + p + " ]; }; then " + sh("cat", forwardMarkerFile(project)) + "; fi"
+	return "if [ -f " + m + " ] && { [ ! -f " + p + " ] || [ " + m + " -nt " + p + " ]; }; then " + cmd + "; fi"
 }
 
 // forwardTarget is the droplet ID c's fresh marker names; 0 when none.
@@ -300,6 +306,70 @@ func (d *Deployer) markForwarding(m *Member) {
 		d.forwardingFrom = map[int]bool{}
 	}
 	d.forwardingFrom[m.ID] = true
+}
+
+// forwardDrain is how long after its forward began a droplet may still
+// serve connections that reached it before the move (the local cloud
+// drains them for 30 s; on DigitalOcean the move resets them): a prune of
+// its own keeps it that long.
+const forwardDrain = time.Minute
+
+// keepDraining marks, before a prune of its own (not a promote's), the
+// newest previous droplet if prune would destroy it while it may still
+// forward to the live droplet: its fresh marker names the live droplet and
+// is younger than forwardDrain, or fleet cannot read it.
+func (d *Deployer) keepDraining(ctx context.Context, st *State, keep int) {
+	data := d.Spec.Stack
+	live, prev := st.Live(), st.Previous()
+	if data == nil || data.Data == nil || data.Data.Forward == "" || live == nil || prev == nil ||
+		!slices.ContainsFunc(d.pruneTargets(st, keep), func(m Member) bool { return m.ID == prev.ID }) {
+		return
+	}
+	id, age, err := d.forwardAge(ctx, prev)
+	switch {
+	case err != nil:
+		d.warn("cannot tell whether %s still forwards to %s (%v)", prev.Name, live.Name, err)
+	case id != live.ID || age >= forwardDrain:
+		return
+	}
+	d.markForwarding(prev)
+}
+
+// forwardAge reads m's fresh forward marker: the droplet ID it names (0:
+// none) and its age by m's own clock (0 when m cannot tell).
+func (d *Deployer) forwardAge(ctx context.Context, m *Member) (int, time.Duration, error) {
+	c, err := d.dialMember(ctx, m)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	mk := forwardMarkerFile(d.Spec.Project)
+	line := ifFreshMarker(d.Spec.Project, sh("cat", mk)+" && echo $(( $(date +%s) - $(stat -c %Y "+word(mk)+") ))")
+	out, err := c.Output(ctx, line)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading %s on %s: %w", forwardMarkerFile(d.Spec.Project), m.Name, err)
+	}
+	return parseForwardAge(string(out))
+}
+
+// parseForwardAge reads "ID\nSECONDS\n"; nothing is no marker.
+func parseForwardAge(out string) (int, time.Duration, error) {
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return 0, 0, nil
+	}
+	id, err := strconv.Atoi(f[0])
+	if err != nil || id <= 0 || len(f) > 2 {
+		return 0, 0, fmt.Errorf("unexpected forward marker %.80q", out)
+	}
+	if len(f) == 1 {
+		return id, 0, nil
+	}
+	s, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || s < 0 || s > 1<<32 {
+		return id, 0, nil // a clock set back, or no stat: count it as fresh
+	}
+	return id, time.Duration(s) * time.Second, nil
 }
 
 // keepForwarding reports whether prune must keep m: it forwards to the

@@ -302,3 +302,77 @@ func TestCarryRefusesForwardingLive(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneKeepsDraining: `fleet prune` on its own keeps the previous
+// droplet while it may still forward to the live one (a fresh marker
+// naming it, younger than forwardDrain, or a marker fleet cannot read),
+// and asks nothing over SSH when the stack does not forward.
+func TestPruneKeepsDraining(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		marker  string // fwd-read's answer on the previous droplet
+		noFwd   bool   // the stack has no forward
+		down    bool   // the previous droplet refuses logins
+		kept    bool
+		warning string
+	}{
+		{name: "forwards to live, 5 s ago", marker: "2\n5\n", kept: true, warning: "keeping {1}"},
+		{name: "forwards to live, 2 min ago", marker: "2\n120\n"},
+		{name: "no marker", marker: ""},
+		{name: "forwards elsewhere", marker: "7\n5\n"},
+		{name: "age unknown", marker: "2\n", kept: true, warning: "keeping {1}"},
+		{name: "unreadable", down: true, kept: true, warning: "cannot tell whether {1} still forwards to {2}"},
+		{name: "stack without forward", noFwd: true, down: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := holdWorld(t,
+				member{id: 1, version: "v1.0.0", tags: []string{P}},
+				member{id: 2, version: "v1.1.0", tags: []string{P}, live: true})
+			w.drops[1].script("fwd-read", step{stdout: tc.marker})
+			if tc.noFwd {
+				w.d.Spec.Stack.Data.Forward = ""
+			}
+			if tc.down {
+				w.unreachable(1)
+			}
+			ctx, cancel := runCtx(t)
+			defer cancel()
+			pruned, err := w.d.Prune(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(pruned) == 0; got != tc.kept {
+				t.Errorf("pruned %v, want kept %v", pruned, tc.kept)
+			}
+			if tc.warning != "" && !strings.Contains(w.warn.String(), w.expand(tc.warning)) {
+				t.Errorf("warnings %q, want %q", w.warn, w.expand(tc.warning))
+			}
+			if n := len(w.drops[1].srv.Commands()); tc.noFwd && n != 0 {
+				t.Errorf("%d commands on the previous droplet, want none", n)
+			}
+		})
+	}
+}
+
+func TestParseForwardAge(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		id     int
+		age    time.Duration
+		hasErr bool
+	}{
+		{"", 0, 0, false},
+		{"12\n30\n", 12, 30 * time.Second, false},
+		{"12\n", 12, 0, false},
+		{"12\n-3\n", 12, 0, false},
+		{"12\nx\n", 12, 0, false},
+		{"x\n", 0, 0, true},
+		{"0\n", 0, 0, true},
+		{"1 2 3", 0, 0, true},
+	} {
+		id, age, err := parseForwardAge(tc.in)
+		if id != tc.id || age != tc.age || (err != nil) != tc.hasErr {
+			t.Errorf("parseForwardAge(%q) = %d, %v, %v", tc.in, id, age, err)
+		}
+	}
+}

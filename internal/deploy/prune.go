@@ -12,6 +12,7 @@ func (d *Deployer) Prune(ctx context.Context, keep int) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.keepDraining(ctx, st, keep) // forward.go
 	return d.prune(ctx, st, keep)
 }
 
