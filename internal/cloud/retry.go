@@ -33,6 +33,7 @@ func (c *Client) httpClients() (retrying, once *http.Client) {
 	rc := retryablehttp.NewClient()
 	rc.Logger = nil // godo's default: retries are not logged
 	rc.HTTPClient.Timeout = requestTimeout
+	rc.HTTPClient.Transport = committed{base: rc.HTTPClient.Transport}
 	rc.RetryMax = c.cfg.RetryMax
 	rc.RetryWaitMin, rc.RetryWaitMax = c.cfg.RetryWaitMin, c.cfg.RetryWaitMax
 	rc.CheckRetry = c.checkRetry
@@ -40,7 +41,7 @@ func (c *Client) httpClients() (retrying, once *http.Client) {
 	rc.ErrorHandler = giveUp
 	retrying = &http.Client{Transport: &tracked{base: &oauth2.Transport{Source: ts, Base: &retryablehttp.RoundTripper{Client: rc}}}}
 	once = &http.Client{
-		Transport: &tracked{base: &oauth2.Transport{Source: ts, Base: http.DefaultTransport.(*http.Transport).Clone()}},
+		Transport: &tracked{base: &oauth2.Transport{Source: ts, Base: committed{base: http.DefaultTransport.(*http.Transport).Clone()}}},
 		Timeout:   requestTimeout,
 	}
 	return retrying, once
@@ -51,6 +52,9 @@ func (c *Client) httpClients() (retrying, once *http.Client) {
 // call's budget is not made: a server-stated wait (Retry-After) fails with
 // a RateLimitError, and a back-off returns the answer (or error) in hand.
 func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil && err == nil && resp != nil {
+		return false, nil // a committed request's answer: it stands, unretried
+	}
 	retry, cerr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	if !retry && err != nil && ctx.Err() == nil && strings.Contains(err.Error(), "INTERNAL_ERROR") &&
 		strings.Contains(reflect.TypeOf(err).String(), "http2") {
@@ -282,4 +286,49 @@ func roundBudget(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(100 * time.Millisecond)
+}
+
+// committed lets a request that changes something, once sent, run to its
+// answer although the command's context is cancelled (Ctrl-C): otherwise
+// fleet cannot know whether the API acted on it. A move read back as "not
+// moved" while its POST was still on the wire, and done by the API just
+// after, made the re-run of a rollback roll back again (kill-and-rerun,
+// rollback SIGINT2 after the first tag: 2 of 480 tries). A request not
+// yet sent when the context ends is not sent; one that is keeps the
+// context's deadline (the client's requestTimeout) and its values. Reads
+// stay cancellable.
+type committed struct{ base http.RoundTripper }
+
+func (t committed) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if req.Method == http.MethodGet || req.Method == http.MethodHead {
+		return t.base.RoundTrip(req)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(requestTimeout)
+	}
+	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	resp, err := t.base.RoundTrip(req.WithContext(dctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases a committed request's context with its body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
