@@ -282,7 +282,7 @@ def keep_sent_base(stage, db, manifest, ident, stats):
             old = f.read().strip()
     except OSError:
         pass
-    if valid_id(old) and old != ident and load_sent(old) is None:
+    if valid_id(old) and old != ident and not os.path.exists(sent_path(old)):
         try:
             m = check_manifest(load_json(os.path.join(BASE_DIR, MANIFEST_NAME), "base manifest"), "base manifest")
             if manifest_id(m) == old:
