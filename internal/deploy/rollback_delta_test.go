@@ -14,6 +14,7 @@ import (
 // again after the move instead of inside the window.
 func TestRollbackPreSync(t *testing.T) {
 	const prevState = baseID + "\n"
+	presynced := []string{"state", "restore", "state", "restore"} // pre-sync, then the final sync
 	for _, tc := range []struct {
 		name    string
 		writes  string
@@ -29,7 +30,7 @@ func TestRollbackPreSync(t *testing.T) {
 		{name: "writes: pre-synced, final delta, counted after the move", writes: "3\n",
 			end: end{holder: 1, tags: rolledBack, logs: map[int][]string{
 				2: {"since", "writes", "backup", "freeze", "backup", "since", "writes"},
-				1: {"state", "restore", "state", "restore", "mark", "unfreeze"}}},
+				1: append(presynced, prevWritable...)}},
 			window: []string{PhaseFreeze, PhaseSync, PhaseHealth, PhaseUnfreeze, PhaseMove}, wantBase: "bb",
 			check: func(t *testing.T, res *RollbackResult) {
 				if res.Writes != 3 || res.Data == nil {
@@ -73,7 +74,7 @@ func TestRollbackPreSync(t *testing.T) {
 			setup: func(w *world) { w.drops[2].writesSeq = []step{{}, {code: 1, stderr: "database is locked\n"}} },
 			end: end{holder: 1, tags: rolledBack, logs: map[int][]string{
 				2: {"since", "writes", "backup", "freeze", "backup", "since", "writes"},
-				1: {"state", "restore", "state", "restore", "mark", "unfreeze"}}},
+				1: append(presynced, prevWritable...)}},
 			window: []string{PhaseFreeze, PhaseSync, PhaseHealth, PhaseUnfreeze, PhaseMove}, wantBase: "bb",
 			check: func(t *testing.T, res *RollbackResult) {
 				if res.Writes != 3 || res.Data == nil {
@@ -84,7 +85,7 @@ func TestRollbackPreSync(t *testing.T) {
 			setup: func(w *world) { w.drops[2].writesSeq = []step{{}, {stdout: "5\n"}} },
 			end: end{holder: 1, tags: rolledBack, logs: map[int][]string{
 				2: {"since", "writes", "backup", "freeze", "backup", "since", "writes"},
-				1: {"state", "restore", "state", "restore", "mark", "unfreeze"}}},
+				1: append(presynced, prevWritable...)}},
 			wantBase: "bb",
 			check: func(t *testing.T, res *RollbackResult) {
 				if res.Writes != 5 {
