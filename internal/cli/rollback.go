@@ -38,6 +38,8 @@ it took since its promote are counted. They are carried back (its backup
 restored onto the previous droplet, which migrates it); when the previous
 release cannot read that data, rollback refuses, says how many writes would
 be lost, and leaves everything as it was, unless --discard-writes is given.
+With stack.data.state, writes are counted and carried over (a pre-sync)
+before the freeze, so the window carries only what changed since.
 
 Rollback is undo, and running it again does not undo twice: the droplet a
 rollback made live stays marked until the next promote, so a re-run (after

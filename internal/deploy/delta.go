@@ -149,11 +149,3 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *limitedBuffer) String() string { return l.b.String() }
-
-// transferFull is a transfer that does not ask for a base: for a rollback,
-// whose sender never sent the base the previous droplet holds (it got its
-// data from an older droplet), so asking would only cost time inside the
-// freeze. (Suggested for prepareRollback's transfer in switch.go.)
-func (d *Deployer) transferFull(ctx context.Context, from *remote.Client, fromName string, to *remote.Client, toName string, out outputs) (*Transfer, error) {
-	return d.transferBase(ctx, from, fromName, to, toName, "", out)
-}

@@ -299,26 +299,6 @@ func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 	}
 }
 
-// transferFull (rollback's) never asks the receiver for a base.
-func TestTransferFull(t *testing.T) {
-	payload := []byte("rollback data")
-	oldSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{"fleet-data backup": backupHandler(payload)})})
-	candSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
-		"fleet-data restore": restoreHandler(), "fleet-data state": remotetest.Reply{Stdout: baseID + "\n"}.Handle})})
-	d, oc, cc, _ := twoDroplets(t, oldSrv, candSrv, &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd})
-	out := d.outputs(nil)
-	if _, err := d.transferFull(t.Context(), oc, "blog-1", cc, "blog-2", out); err != nil {
-		t.Fatal(err)
-	}
-	out.flush()
-	if got := strings.Join(ran(oldSrv), ","); got != "backup(empty base)" {
-		t.Errorf("old ran %s, want backup(empty base)", got)
-	}
-	if got := strings.Join(ran(candSrv), ","); got != "restore" {
-		t.Errorf("candidate ran %s, want restore", got)
-	}
-}
-
 // A pre-sync that would not fit the freeze budget is followed by another
 // round (carrying only what changed meanwhile); when every round is too
 // slow, the estimate refuses before anything is frozen. The estimate uses

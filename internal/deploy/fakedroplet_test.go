@@ -30,6 +30,10 @@ var abortData = spec.Data{
 	Writes:   "fleet-data writes",
 }
 
+// stateData is the state command of tests that give the stack one
+// (abortData has none): `state` prints fakeDroplet.state.
+const stateData = "fleet-data state"
+
 // promotedAt is what a droplet's promoted-at file says.
 const promotedAt = "1767225600"
 
@@ -46,7 +50,8 @@ type step struct {
 	// restore: exit before reading stdin, as the wrapper does when its
 	// mkfifo fails
 	noRead bool
-	gone   bool // with drop: refuse every login after (the droplet is gone)
+	gone   bool          // with drop: refuse every login after (the droplet is gone)
+	delay  time.Duration // wait this long first (or until the client gives up)
 }
 
 func (s step) fails() bool { return s.code != 0 || s.midway || s.drop || s.hang }
@@ -58,10 +63,14 @@ type fakeDroplet struct {
 	srv     *remotetest.Server
 	payload []byte // what its backup writes
 
-	mu      sync.Mutex
-	steps   map[string]step
-	writes  string // what `writes` prints (default 0)
-	journal []byte // the audit journal file
+	mu     sync.Mutex
+	steps  map[string]step
+	writes string // what `writes` prints (default 0)
+	state  string // what `state` prints (default none)
+	// writesSeq scripts the next `writes` runs, one step each, before
+	// steps["writes"] applies.
+	writesSeq []step
+	journal   []byte // the audit journal file
 	// lastSync is the freeze budget's record of the last sync onto it.
 	lastSync string
 }
@@ -111,6 +120,8 @@ func kindOf(calls []remotetest.Call) string {
 				return "restore"
 			case abortData.Writes:
 				return "writes"
+			case stateData:
+				return "state"
 			case holdHold:
 				return "hold"
 			case holdForward:
@@ -140,6 +151,20 @@ func sumLine(b []byte) string { return sumMarker + sha(b) + "\n" }
 func (fd *fakeDroplet) handle(ctx context.Context, x *remotetest.Exec) remotetest.Result {
 	k := kindOf(x.Calls)
 	s := fd.step(k)
+	if k == "writes" {
+		fd.mu.Lock()
+		if len(fd.writesSeq) > 0 {
+			s, fd.writesSeq = fd.writesSeq[0], fd.writesSeq[1:]
+		}
+		fd.mu.Unlock()
+	}
+	if s.delay > 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return remotetest.Result{Signal: "TERM"}
+		}
+	}
 	end := func() remotetest.Result {
 		io.WriteString(x.Stderr, s.stderr)
 		if s.hang {
@@ -208,6 +233,15 @@ func (fd *fakeDroplet) handle(ctx context.Context, x *remotetest.Exec) remotetes
 		out := promotedAt + "\n"
 		if s.stdout != "" {
 			out = s.stdout
+		}
+		io.WriteString(x.Stdout, out)
+		return end()
+	case "state":
+		fd.mu.Lock()
+		out := fd.state
+		fd.mu.Unlock()
+		if out == "" {
+			out = "none\n"
 		}
 		io.WriteString(x.Stdout, out)
 		return end()

@@ -109,6 +109,7 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	res.Held = sw.held()
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()
+	res.Writes = sw.recounted(ctx, res.Writes)
 	return d.finishRollback(ctx, res)
 }
 

@@ -30,10 +30,10 @@ type switchover struct {
 	// preSynced is the last pre-sync's transfer (nil: none finished): the
 	// budget's estimate of the final sync.
 	preSynced *Transfer
-	// full: the final sync sends a whole archive. A rollback's sender
-	// never holds the previous droplet's base, so asking for it would only
-	// cost time inside the window.
-	full bool
+	// recount: a rollback that knew before the freeze that it carries
+	// writes back did not count them in the window; it counts them after
+	// the move, for the result.
+	recount bool
 	// idleChecked: the droplet taking the IP was idle before the freeze.
 	idleChecked bool
 	fw          *forwarding // hold and forward (forward.go)
@@ -129,11 +129,7 @@ func (sw *switchover) freezeBoth(ctx context.Context) error {
 // as a lower bound, so a re-run's estimate refuses before freezing again.
 func (sw *switchover) finalSync(ctx context.Context) error {
 	err := sw.phase(ctx, PhaseSync, func(ctx context.Context) (err error) {
-		if sw.full {
-			sw.transfer, err = sw.d.transferFull(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
-		} else {
-			sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
-		}
+		sw.transfer, err = sw.d.transfer(ctx, sw.from, sw.fromName, sw.to, sw.toName, sw.out)
 		return err
 	})
 	var fb *FreezeBudgetError
@@ -271,9 +267,10 @@ func (e *WritesAtRiskError) Unwrap() error { return e.Reason }
 // prepareRollback readies prev to take ip back from live: freeze live,
 // count the writes it took since its promote, carry them back (prev's
 // restore migrates them) unless discard, and make prev writable, all
-// within the freeze budget.
+// within the freeze budget. With a state command, writes counted before
+// the freeze are pre-synced (preSyncBack), and the final sync is a delta.
 func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip string, discard bool) (sw *switchover, writes int, err error) {
-	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip, full: true}
+	sw = &switchover{d: d, out: d.outputs(nil), fromName: live.Name, fromM: live, toName: prev.Name, ip: ip}
 	writes = -1
 	defer func() {
 		if err != nil {
@@ -293,6 +290,9 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 		return sw, writes, err
 	}
 	sw.planForward(prev)
+	if writes, err = sw.preSyncBack(ctx, discard); err != nil {
+		return sw, writes, err
+	}
 	if err = sw.estimate(ctx); err != nil {
 		return sw, writes, err
 	}
@@ -306,11 +306,13 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 	if err = sw.phase(ctx, PhaseFreeze, sw.freezeFrom); err != nil { // hold instead when forwarding
 		return sw, writes, err
 	}
-	if err = sw.phase(ctx, PhaseWrites, func(ctx context.Context) (err error) {
-		writes, err = d.writesSince(ctx, sw.from, sw.out)
-		return err
-	}); err != nil {
-		return sw, writes, err
+	if !sw.recount {
+		if err = sw.phase(ctx, PhaseWrites, func(ctx context.Context) (err error) {
+			writes, err = d.writesSince(ctx, sw.from, sw.out)
+			return err
+		}); err != nil {
+			return sw, writes, err
+		}
 	}
 	switch {
 	case writes == 0:
@@ -331,6 +333,53 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 		}
 	}
 	return sw, writes, sw.phase(ctx, PhaseUnfreeze, func(ctx context.Context) error { return sw.makeWritable(ctx, prev.Name) })
+}
+
+// preSyncBack is a rollback's pre-sync, before the freeze while live
+// still takes writes: when the stack says what data a droplet holds and
+// live has writes to carry back (counted now; -1, unknown, carries too),
+// live's data goes to prev as in a promote's pre-sync. prev sent its
+// final data at the promote and keeps it as its base, which live restored
+// then, so the pre-sync is a delta, and the final sync inside the window
+// carries only what changed since the pre-sync. Writes counted here need
+// not be counted inside the window (there will be some to carry): they
+// are counted again after the move (sw.recount). A prev whose release
+// cannot read live's data refuses here, before anything is frozen. It
+// returns the writes counted, or -1 when it counted none.
+func (sw *switchover) preSyncBack(ctx context.Context, discard bool) (int, error) {
+	d, data := sw.d, sw.d.Spec.Stack.Data
+	if discard || data.State == "" {
+		return -1, nil
+	}
+	n, err := d.writesSince(ctx, sw.from, sw.out)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	sw.recount = true
+	d.step("%s on %s since its promote: carrying them to %s before the freeze", Plural(n, "write"), sw.fromName, sw.toName)
+	if err := sw.preSync(ctx); err != nil {
+		var inc *IncompatibleDataError
+		if errors.As(err, &inc) {
+			return n, fmt.Errorf("%w\nnothing was frozen or moved: %s is live and writable", &WritesAtRiskError{Writes: n, From: sw.fromName, To: sw.toName, Reason: err}, sw.fromName)
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// recounted is the writes a rollback carried back, counted after the move
+// when it did not count them in the window (sw.recount); else, or when
+// counting fails (the data went anyway), n.
+func (sw *switchover) recounted(ctx context.Context, n int) int {
+	if sw == nil || !sw.recount || sw.from == nil {
+		return n
+	}
+	m, err := sw.d.writesSince(ctx, sw.from, sw.out)
+	if err != nil {
+		sw.d.warn("counting the writes carried back from %s: %v", sw.fromName, err)
+		return n
+	}
+	return m
 }
 
 // Plural is "1 write", "3 writes" or "an unknown number of writes" (n < 0).

@@ -118,22 +118,23 @@ class DeltaTest(unittest.TestCase):
         with open(p, "wb") as f:
             f.write(data)
 
-    def backup(self, base=""):
+    def backup(self, base="", data=None):
         out = os.path.join(self.tmp.name, f"app-{len(os.listdir(self.tmp.name))}.tar")
         with open(out, "wb") as f:
             p = subprocess.run([sys.executable, "-c", BACKUP_DRIVER, BACKUP], stdout=f, stderr=subprocess.PIPE,
-                               env=self.env(self.src, FLEET_BASE=base), timeout=60)
+                               env=self.env(data or self.src, FLEET_BASE=base), timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         return out, p.stderr.decode()
 
-    def restore(self, archive):
+    def restore(self, archive, data=None):
         p = subprocess.run([sys.executable, "-c", DRIVER, RESTORE, archive], capture_output=True,
-                           env=self.env(self.dst), timeout=60)
+                           env=self.env(data or self.dst), timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         return json.loads(p.stdout)
 
-    def state(self):
-        p = subprocess.run([sys.executable, RESTORE, "--state"], capture_output=True, env=self.env(self.dst), timeout=60)
+    def state(self, data=None):
+        p = subprocess.run([sys.executable, RESTORE, "--state"], capture_output=True, env=self.env(data or self.dst),
+                           timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         return p.stdout.decode().strip()
 
@@ -235,6 +236,67 @@ class DeltaTest(unittest.TestCase):
         res = self.restore(bad)
         # Refused as a base mismatch: fleet then sends a full archive.
         self.assertIn("does not hash to the target", res.get("mismatch", ""), res)
+
+    def test_rollback_delta(self):
+        """A promote then a rollback: the old droplet (src) keeps what it
+        sent last as its base; the new one (dst), migrated and written to,
+        sends a delta back that rebuilds exactly its data on src."""
+        full, _ = self.backup()
+        self.restore(full)
+        self.write_media("a/late.bin", b"late upload")
+        final, log = self.backup(self.state())
+        self.assertIn("(kept as the base)", log)
+        self.restore(final)
+        sent = self.state()
+        self.assertEqual(self.state(self.src), sent)  # src holds what it sent
+
+        # dst after the promote: a migration (a new table, a changed row in
+        # every page of blog_post would be too much: one column's default),
+        # writes, an upload, a removed file.
+        con = sqlite3.connect(os.path.join(self.dst, "db.sqlite3"))
+        con.execute("CREATE TABLE blog_comment(id INTEGER PRIMARY KEY, body TEXT)")
+        con.execute("INSERT INTO django_migrations(app, name, applied) VALUES ('blog', '0002_comment', 'now')")
+        con.executemany("INSERT INTO blog_comment(body) VALUES (?)", [(f"c{i}",) for i in range(50)])
+        con.execute("UPDATE blog_post SET body = 'edited' WHERE id = 3000")
+        con.commit()
+        con.close()
+        with open(os.path.join(self.dst, "media", "a", "new.bin"), "wb") as f:
+            f.write(b"uploaded after the promote")
+        os.unlink(os.path.join(self.dst, "media", "a", "f3.bin"))
+
+        back, log = self.backup(sent, data=self.dst)
+        self.assertIn("delta against " + sent[:12], log)
+        m = self.members(back)
+        self.assertIn("db.pages", m)
+        self.assertNotIn("db.sqlite3", m)
+        self.assertEqual([x for x in m if x.startswith("media/")], ["media/a/new.bin"])
+        res = self.restore(back, data=self.src)
+        self.assertTrue(res.get("ok", "").startswith("delta against " + sent[:12]), res)
+        self.assertEqual(rows(os.path.join(self.src, "db.sqlite3")), rows(os.path.join(self.dst, "db.sqlite3")))
+        self.assertEqual(tree(os.path.join(self.src, "media")), tree(os.path.join(self.dst, "media")))
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        self.assertEqual(con.execute("SELECT count(*) FROM blog_comment").fetchone()[0], 50)
+        con.close()
+
+        # dst's base went to its sent manifests: a later backup still
+        # knows it; an unknown id still gives a full archive.
+        again, log = self.backup(sent, data=self.dst)
+        self.assertIn("delta against " + sent[:12], log)
+        _, log = self.backup("e" * 64, data=self.dst)
+        self.assertIn("unknown here: a full archive", log)
+
+    def test_sender_base_stale_media_refused(self):
+        """A sender's kept base whose media changed since is no base: its
+        state is none, and a delta against it is refused (exit 4)."""
+        full, _ = self.backup()
+        self.restore(full)
+        sent = self.state(self.src)
+        self.assertEqual(sent, self.state())
+        with open(os.path.join(self.src, "media", "a", "f0.bin"), "ab") as f:
+            f.write(b"changed on the sender after it sent")
+        self.assertEqual(self.state(self.src), "none")
+        back, _ = self.backup(sent, data=self.dst)
+        self.assertIn("mismatch", self.restore(back, data=self.src))
 
     def outer(self, fmt, members):
         """A fleet-data archive of the given {name: bytes}."""

@@ -171,6 +171,80 @@ class FleetDataTest(unittest.TestCase):
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assertIsNone(self.get("restored-le.tar"))
 
+    def droplet(self, name):
+        """A second droplet: its own fleet-data (backups dir) and stub dir;
+        returns run(*args, stdin=b"", **env) and put(name, data)."""
+        root = os.path.join(self.tmp, name)
+        stub = os.path.join(root, "stub")
+        os.makedirs(stub)
+        with open(os.path.join(self.tmp, "lib.sh")) as f:
+            text = f.read().replace(self.tmp + "/backups", root + "/backups")
+        with open(os.path.join(root, "lib.sh"), "w") as f:
+            f.write(text)
+        with open(self.fd) as f:
+            text = f.read().replace(os.path.join(self.tmp, "lib.sh"), os.path.join(root, "lib.sh"))
+        fd = os.path.join(root, "fleet-data")
+        with open(fd, "w") as f:
+            f.write(text)
+        os.chmod(fd, 0o755)
+
+        def run(*args, stdin=b"", **env):
+            e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=stub, COMPOSE_PROJECT_NAME="proj")
+            e.update(env)
+            return subprocess.run([fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
+
+        def put(n, data):
+            with open(os.path.join(stub, n), "wb") as f:
+                f.write(data)
+        put("app.tar", b"APP" * 1000)
+        put("state", b"a" * 64 + b"\n")
+        return run, put, stub
+
+    def test_rollback_keeps_certificates(self):
+        """A promote from P to C carries P's certificates; the rollback's
+        delta from C back to P must not carry them again (certbot-restore
+        and an nginx reload inside the freeze): P names its certificates
+        as it last sent them, which is what C restored."""
+        p_run, p_put, p_stub = self.droplet("p")
+        c_run, c_put, c_stub = self.droplet("c")
+        p_put("le.tar", b"LE-P")
+        # P got its certificates from an older droplet O: it calls them
+        # by the name of O's tar.
+        os.makedirs(os.path.join(self.tmp, "p", "backups", ".fleet-state"))
+        with open(os.path.join(self.tmp, "p", "backups", ".fleet-state", "letsencrypt"), "w") as f:
+            f.write("d" * 64 + " " + sha(b"LE-P") + "\n")
+        c_put("le.tar", b"PLACEHOLDER-C")
+
+        # The promote: pre-sync, then the final delta.
+        state = c_run("state").stdout.decode().strip()
+        b = p_run("backup", FLEET_BASE=state)
+        self.assertIn("letsencrypt.tar", self.members(b.stdout))
+        c_put("le.tar", b"LE-P as C's certbot-backup tars it")
+        self.assertEqual(c_run("restore", stdin=b.stdout).returncode, 0)
+        state = c_run("state").stdout.decode().strip()
+        self.assertEqual(state, "a" * 64 + "-" + sha(b"LE-P"))
+        b = p_run("backup", FLEET_BASE=state)
+        self.assertNotIn("letsencrypt.tar", self.members(b.stdout))
+        r = c_run("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+        # The rollback: P's state, then C's delta back.
+        state = p_run("state").stdout.decode().strip()
+        self.assertEqual(state, "a" * 64 + "-" + sha(b"LE-P"))
+        b = c_run("backup", FLEET_BASE=state)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertNotIn("letsencrypt.tar", self.members(b.stdout))
+        r = p_run("restore", stdin=b.stdout)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"certificates unchanged", r.stderr)
+        with open(os.path.join(p_stub, "calls")) as f:
+            self.assertNotIn("blog-tls", f.read())
+
+        # A renewal on C since: the rollback carries them.
+        c_put("le.tar", b"RENEWED ON C")
+        b = c_run("backup", FLEET_BASE=state)
+        self.assertIn("letsencrypt.tar", self.members(b.stdout))
+
     def test_bad_inputs(self):
         r = self.run_fd("backup", FLEET_BASE="x; reboot")
         self.assertEqual(r.returncode, 1)

@@ -7,12 +7,15 @@ size, sha256). Its id is the sha256 of its canonical JSON. The sending side
 keeps the manifests it sent (SENT_DIR, the newest KEEP_SENT) so a later
 backup can send only what differs from one the receiver holds; the
 receiving side keeps the manifest it restored last with an unmigrated copy
-of that database (BASE_DIR).
+of that database (BASE_DIR). A sender keeps what it sent last as its base
+too (keep_sent_base): at a rollback it receives, and the droplet sending
+then restored exactly that data at the promote.
 """
 import hashlib
 import json
 import os
 import posixpath
+import shutil
 import struct
 import tempfile
 
@@ -248,6 +251,60 @@ def load_sent(ident):
     except DeltaError:
         return None
     return m if manifest_id(m) == ident else None
+
+
+def load_known(ident):
+    """The manifest ident names if this droplet sent it (SENT_DIR) or holds
+    it as its base (BASE_DIR, restored or sent); else None. Only the
+    manifest: a sender diffs against it, its live data need not match."""
+    m = load_sent(ident)
+    if m is not None or not valid_id(ident):
+        return m
+    try:
+        m = check_manifest(load_json(os.path.join(BASE_DIR, MANIFEST_NAME), "base manifest"), "base manifest")
+    except DeltaError:
+        return None
+    return m if manifest_id(m) == ident else None
+
+
+def keep_sent_base(stage, db, manifest, ident, stats):
+    """Makes what this droplet just sent its base: db (the snapshot sent,
+    moved, so it must be in DATA_DIR), the manifest and the media's stat
+    keys (stats: path -> HashCache key, taken before each file was
+    hashed). stage is an empty dir in DATA_DIR to build it in. The base it
+    replaces stays known to load_known through SENT_DIR. Returns False
+    (nothing changed) when a media file has no stat key."""
+    if any(stats.get(p) is None for p, _, _ in manifest["media"]):
+        return False
+    old = None
+    try:
+        with open(os.path.join(BASE_DIR, "id"), encoding="ascii") as f:
+            old = f.read().strip()
+    except OSError:
+        pass
+    if valid_id(old) and old != ident and not os.path.exists(sent_path(old)):
+        try:
+            m = check_manifest(load_json(os.path.join(BASE_DIR, MANIFEST_NAME), "base manifest"), "base manifest")
+            if manifest_id(m) == old:
+                record_sent(m, old)
+        except DeltaError:
+            pass
+    os.rename(db, os.path.join(stage, "db.sqlite3"))
+    with open(os.path.join(stage, MANIFEST_NAME), "wb") as f:
+        f.write(canonical(manifest))
+    with open(os.path.join(stage, "stat.json"), "wb") as f:
+        f.write(canonical({p: stats[p] for p, _, _ in manifest["media"]}))
+    with open(os.path.join(stage, "id"), "w", encoding="ascii") as f:
+        f.write(ident + "\n")
+    aside = None
+    if os.path.lexists(BASE_DIR):
+        aside = BASE_DIR + ".old"
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(BASE_DIR, aside)
+    os.rename(stage, BASE_DIR)
+    if aside:
+        shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def changed_pages(base_db, target_db):
