@@ -430,14 +430,16 @@ func TestLost(t *testing.T) {
 	t.Run("renewed while held", func(t *testing.T) {
 		keys := newKeys(t)
 		o := opts("hello")
-		o.TTL = 600 * time.Millisecond
+		// Each renewal must land within the TTL: 600 ms lost the lock on a
+		// busy machine (a fresh container's make test, both cores taken).
+		o.TTL = 3 * time.Second
 		l, err := Acquire(context.Background(), keys, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Release()
 		k1, _ := lockKey(t, keys, "hello")
-		time.Sleep(1500 * time.Millisecond) // past its TTL: only renewals keep it
+		time.Sleep(4 * time.Second) // past its TTL: only renewals keep it
 		if l.Context().Err() != nil {
 			t.Fatalf("lost: %v", context.Cause(l.Context()))
 		}
