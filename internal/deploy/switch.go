@@ -123,7 +123,7 @@ func (sw *switchover) freezeTo(ctx context.Context) error {
 func (sw *switchover) freezeOld(ctx context.Context) error {
 	sw.d.step("freezing writes on %s", sw.fromName)
 	sw.frozenAt = time.Now()
-	sw.fromFroze = true // a freeze that failed halfway is undone too
+	sw.fromFroze = true                              // a freeze that failed halfway is undone too
 	return sw.phase(ctx, PhaseFreeze, sw.freezeFrom) // hold instead when forwarding
 }
 
