@@ -29,9 +29,34 @@ project() {
 	echo "$p"
 }
 
+# containers: every running service container of this project, looked up
+# once (one docker inspect, one docker ps) for container() to answer from:
+# each lookup costs a docker CLI start, and a freeze window pays for them.
+# Call it in the main shell (not in $(...)), before container().
+containers() {
+	CONTAINERS_OF=$(project) || exit 1
+	CONTAINERS=$(docker ps --no-trunc \
+		--filter "label=com.docker.compose.project=$CONTAINERS_OF" \
+		--filter "label=com.docker.compose.oneoff=False" \
+		--filter status=running \
+		--format '{{.Label "com.docker.compose.service"}} {{.ID}}') ||
+		die "cannot list the containers of compose project $CONTAINERS_OF"
+}
+
 # container SERVICE: the id of the running container of SERVICE in this
 # project (not one-off `compose run` containers).
 container() {
+	if [ -n "${CONTAINERS_OF:-}" ]; then
+		c=$(printf '%s\n' "$CONTAINERS" | while read -r s id; do
+			if [ "$s" = "$1" ]; then
+				echo "$id"
+				break
+			fi
+		done)
+		[ -n "$c" ] || die "no running $1 container in compose project $CONTAINERS_OF"
+		echo "$c"
+		return
+	fi
 	p=$(project) || exit 1
 	c=$(docker ps -q --no-trunc \
 		--filter "label=com.docker.compose.project=$p" \

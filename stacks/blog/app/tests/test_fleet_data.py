@@ -23,8 +23,14 @@ STUB = r'''#!/bin/sh
 # stub docker: $STUB_DIR holds app.tar (what blog-backup writes), le.tar
 # (certbot-backup), restore.code (blog-restore's exit), state (its --state).
 case $1 in
-inspect) echo proj; exit 0 ;;
-ps) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done; exit 0 ;;
+inspect) echo inspect >>"$STUB_DIR/lookups"; echo proj; exit 0 ;;
+ps)
+	echo ps >>"$STUB_DIR/lookups"
+	case "$*" in
+	*--format*) for s in app certbot nginx gate; do echo "$s c-$s"; done ;;
+	*) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done ;;
+	esac
+	exit 0 ;;
 exec) shift ;;
 *) echo "stub docker: $*" >&2; exit 9 ;;
 esac
@@ -45,6 +51,7 @@ case "$c $*" in
 "c-app blog-restore") cat >"$STUB_DIR/restored-app.tar"; exit $(cat "$STUB_DIR/restore.code" 2>/dev/null || echo 0) ;;
 "c-certbot certbot-restore") cat >"$STUB_DIR/restored-le.tar" ;;
 "c-nginx blog-tls reload") echo reloaded >&2 ;;
+"c-app blog-drain") echo "blog-drain: drained in 0.001 s" >&2 ;;
 *) echo "stub docker exec: unknown $c $*" >&2; exit 9 ;;
 esac
 '''
@@ -170,6 +177,30 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 4, r.stderr)
         self.assertIsNone(self.get("restored-le.tar"))
+
+    def test_one_lookup_per_run(self):
+        # The containers are looked up once per run (one docker inspect,
+        # one docker ps), however many a command reaches: each lookup is a
+        # docker CLI start inside the freeze window.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        for cmd, stdin in (("restore", b.stdout), ("freeze", b""), ("state", b""), ("backup", b"")):
+            with self.subTest(cmd=cmd):
+                open(os.path.join(self.stub, "lookups"), "w").close()
+                r = self.run_fd(cmd, stdin=stdin)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(sorted(self.get("lookups").decode().split()), ["inspect", "ps"], cmd)
+        open(os.path.join(self.stub, "lookups"), "w").close()
+        self.assertEqual(self.run_fd("unfreeze").returncode, 0)
+        self.assertFalse(self.get("lookups"))  # flags only
+
+    def test_missing_service(self):
+        # A service that is not running is named, as before the cache.
+        with open(os.path.join(self.bin, "docker"), "w") as f:
+            f.write(STUB.replace("for s in app certbot nginx gate", "for s in certbot nginx gate"))
+        r = self.run_fd("freeze")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"no running app container in compose project proj", r.stderr)
 
     def test_bad_inputs(self):
         r = self.run_fd("backup", FLEET_BASE="x; reboot")
