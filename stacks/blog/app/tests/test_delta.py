@@ -83,7 +83,9 @@ def rows(db):
         con.close()
 
 
-class DeltaTest(unittest.TestCase):
+class Pair(unittest.TestCase):
+    """A sender's and a receiver's data dirs, and the steps between them."""
+
     def setUp(self):
         if sys.version_info < (3, 11, 4):
             self.skipTest("needs tarfile extraction filters (Python 3.11.4+)")
@@ -145,6 +147,9 @@ class DeltaTest(unittest.TestCase):
         with tarfile.open(path) as t:
             return sorted(m.name for m in t if m.isreg())
 
+
+
+class DeltaTest(Pair):
     def test_full_then_deltas(self):
         self.assertEqual(self.state(), "none")
         full, _ = self.backup()
@@ -286,6 +291,81 @@ class DeltaTest(unittest.TestCase):
         self.assertEqual(code, 0, out)
         self.assertIn("a delta against", out)
         self.assertIn("1 of 5 media files sent", out)
+
+
+# Runs blog-restore's main as is, but as the test's user (no chown, no
+# switch to user blog); stdin is the archive.
+MAIN_DRIVER = r'''
+import runpy, sys
+from blogops import common
+common.drop_privileges = lambda: None
+common.prepare_dirs = lambda **k: None
+sys.argv = [sys.argv[1]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+class LazyDjangoTest(Pair):
+    """blog-restore with BLOG_RESTORE_DJANGO=lazy (fleet-data's delta) must
+    not start Django unless it has to migrate. A stand-in django package
+    that refuses to import tells whether it tried."""
+
+    def setUp(self):
+        super().setUp()
+        fake = os.path.join(self.tmp.name, "fake", "django")
+        os.makedirs(fake)
+        with open(os.path.join(fake, "__init__.py"), "w") as f:
+            f.write("raise ImportError('test: Django was imported')\n")
+        self.known = os.path.join(self.tmp.name, "known-migrations")
+        # The receiver holds a base; the sender then changes a row.
+        full, _ = self.backup()
+        self.restore(full)
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        con.execute("UPDATE blog_post SET body = 'after the base' WHERE id = 3")
+        con.commit()
+        con.close()
+        self.delta, _ = self.backup(self.state())
+        self.before = rows(os.path.join(self.dst, "db.sqlite3"))
+
+    def main(self, known=None, **env):
+        if known is not None:
+            with open(self.known, "w") as f:
+                f.write("".join(k + "\n" for k in known))
+        e = self.env(self.dst, **dict({"BLOG_KNOWN_MIGRATIONS": self.known, "BLOG_RESTORE_DJANGO": "lazy"}, **env))
+        e["PYTHONPATH"] = os.path.join(self.tmp.name, "fake") + ":" + e["PYTHONPATH"]
+        with open(self.delta, "rb") as f:
+            p = subprocess.run([sys.executable, "-c", MAIN_DRIVER, RESTORE], stdin=f, capture_output=True, env=e, timeout=60)
+        return p.returncode, p.stderr.decode()
+
+    def test_delta_without_pending_migrations(self):
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertIn("Django not started", log)
+        self.assertSame()
+
+    def test_pending_migration_starts_django(self):
+        code, log = self.main(["blog.0001_initial", "blog.0002_more"])
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
+        # Started before the swap: the live data is untouched.
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_no_list_asks_django(self):
+        code, log = self.main()
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_unknown_migration_refused_without_django(self):
+        code, log = self.main(["other.0001_initial"])
+        self.assertEqual(code, 3, log)
+        self.assertIn("does not know: blog.0001_initial", log)
+        self.assertNotIn("Django was imported", log)
+
+    def test_eager_starts_django_first(self):
+        code, log = self.main(["blog.0001_initial"], BLOG_RESTORE_DJANGO="eager")
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,8 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)
+        # A full archive: blog-restore starts Django while it arrives.
+        self.assertIn("c-app blog-restore [ BLOG_RESTORE_DJANGO=eager ]", self.get("calls").decode())
         self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
         self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
 
@@ -170,6 +172,9 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
+        # A delta: blog-restore starts Django only if it must.
+        self.assertIn("c-app blog-restore [ BLOG_RESTORE_DJANGO=lazy ]", self.get("calls").decode())
+        self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)  # the whole stream, after the peek
 
     def test_app_exit_4_passed_on(self):
         self.put("restore.code", b"4")
