@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unittest
 
 APP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -300,7 +301,7 @@ import runpy, sys
 from blogops import common
 common.drop_privileges = lambda: None
 common.prepare_dirs = lambda **k: None
-sys.argv = [sys.argv[1]]
+sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
@@ -366,6 +367,104 @@ class LazyDjangoTest(Pair):
         code, log = self.main(["blog.0001_initial"], BLOG_RESTORE_DJANGO="eager")
         self.assertEqual(code, 1, log)
         self.assertIn("Django was imported", log)
+
+
+# A stand-in Django that works as far as blog-restore uses it: setup, the
+# migration loader (STUB_KNOWN's list) and call_command, which says what
+# it ran on the stream it is given.
+STUB_DJANGO = {
+    "django/__init__.py": "def setup():\n    pass\n",
+    "django/db/__init__.py": "class _C:\n    def close_all(self):\n        pass\n\n\nconnections = _C()\n",
+    "django/db/migrations/__init__.py": "",
+    "django/db/migrations/loader.py": (
+        "import os\n\n\nclass MigrationLoader:\n    def __init__(self, connection, ignore_no_migrations=False):\n"
+        "        with open(os.environ['STUB_KNOWN']) as f:\n"
+        "            self.disk_migrations = {tuple(l.strip().split('.', 1)): None for l in f if l.strip()}\n"),
+    "django/core/__init__.py": "",
+    "django/core/management/__init__.py": (
+        "import sys\n\n\ndef call_command(name, *args, **kw):\n"
+        "    print('stub ' + name, file=kw.get('stdout') or sys.stdout, flush=True)\n"),
+    "django/core/management/commands/__init__.py": "",
+    "django/core/management/commands/migrate.py": "",
+}
+
+
+class HelperTest(LazyDjangoTest):
+    """blog-restore --serve: a warm helper restores the next archive a plain
+    blog-restore hands it; the plain one never starts Django itself."""
+
+    def setUp(self):
+        super().setUp()
+        self.ok = os.path.join(self.tmp.name, "stub")
+        for rel, text in STUB_DJANGO.items():
+            os.makedirs(os.path.dirname(os.path.join(self.ok, rel)), exist_ok=True)
+            with open(os.path.join(self.ok, rel), "w") as f:
+                f.write(text)
+        with open(self.known, "w") as f:
+            f.write("blog.0001_initial\nblog.0002_more\n")  # one pending: the helper migrates
+        self.sock = os.path.join(self.dst, ".restore.sock")
+
+    def helper(self, **env):
+        e = self.env(self.dst, BLOG_KNOWN_MIGRATIONS=self.known, STUB_KNOWN=self.known, **env)
+        e["PYTHONPATH"] = self.ok + ":" + e["PYTHONPATH"]
+        p = subprocess.Popen([sys.executable, "-c", MAIN_DRIVER, RESTORE, "--serve"], env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(p.kill)
+        return p
+
+    def wait_sock(self, p):
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                return
+            if p.poll() is not None:
+                self.fail(f"helper exited {p.returncode}: {p.stderr.read().decode()}")
+            time.sleep(0.05)
+        self.fail("no helper socket after 10 s")
+
+    # The inherited tests run without a helper: the plain path is unchanged.
+
+    def test_helper_restores_and_migrates(self):
+        p = self.helper()
+        self.wait_sock(p)
+        code, log = self.main()  # its own Django refuses to import
+        self.assertEqual(code, 0, log)
+        self.assertIn("a warm helper restores this archive", log)
+        self.assertIn("stub migrate", log)
+        self.assertIn("1 applied now", log)
+        self.assertIn("in the warm helper", log)
+        self.assertNotIn("Django was imported", log)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertFalse(os.path.exists(self.sock))  # one archive only
+        self.assertSame()
+
+    def test_helper_failure_is_relayed(self):
+        p = self.helper()
+        self.wait_sock(p)
+        # A damaged archive: the helper's failure comes back as the exit status.
+        with open(self.delta, "r+b") as f:
+            f.seek(600)
+            f.write(b"\xff" * 64)
+        code, log = self.main()
+        self.assertIn(code, (1, 4), log)  # 4: the damage hit the pages (a full archive follows)
+        self.assertIn("a warm helper restores this archive", log)
+        self.assertEqual(p.wait(timeout=10), code)
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_helper_gives_up(self):
+        p = self.helper(BLOG_RESTORE_HELPER_WAIT="0.3")
+        self.assertEqual(p.wait(timeout=20), 0)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_stale_socket_restores_here(self):
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.sock)
+        s.close()  # the path stays, nobody listens
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertNotIn("warm helper", log)
+        self.assertIn("Django not started", log)
+        self.assertSame()
 
 
 if __name__ == "__main__":

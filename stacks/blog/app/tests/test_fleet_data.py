@@ -37,7 +37,7 @@ esac
 env=
 while :; do
 	case $1 in
-	-i) shift ;;
+	-i | -d) shift ;;
 	-e) env="$env $2"; shift 2 ;;
 	*) break ;;
 	esac
@@ -52,6 +52,7 @@ case "$c $*" in
 "c-certbot certbot-restore") cat >"$STUB_DIR/restored-le.tar" ;;
 "c-nginx blog-tls reload") echo reloaded >&2 ;;
 "c-app blog-drain") echo "blog-drain: drained in 0.001 s" >&2 ;;
+"c-app blog-restore --serve") ;;
 *) echo "stub docker exec: unknown $c $*" >&2; exit 9 ;;
 esac
 '''
@@ -175,6 +176,26 @@ class FleetDataTest(unittest.TestCase):
         # A delta: blog-restore starts Django only if it must.
         self.assertIn("c-app blog-restore [ BLOG_RESTORE_DJANGO=lazy ]", self.get("calls").decode())
         self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)  # the whole stream, after the peek
+
+    def test_warm_helper_after_a_pre_sync(self):
+        # A delta onto a writable droplet (a pre-sync): a warm blog-restore
+        # is started for the final sync. Frozen (the final sync itself) or
+        # a full archive (up): none.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        cases = (("delta, writable", b.stdout, False, True), ("delta, frozen", b.stdout, True, False),
+                 ("full", self.run_fd("backup").stdout, False, False))
+        for name, archive, frozen, want in cases:
+            with self.subTest(name):
+                open(os.path.join(self.stub, "calls"), "w").close()
+                os.makedirs(os.path.join(self.tmp, "flags"), exist_ok=True)
+                flag = os.path.join(self.tmp, "flags", "readonly")
+                if frozen:
+                    open(flag, "w").close()
+                elif os.path.exists(flag):
+                    os.unlink(flag)
+                r = self.run_fd("restore", stdin=archive)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual("c-app blog-restore --serve" in self.get("calls").decode(), want, self.get("calls"))
 
     def test_app_exit_4_passed_on(self):
         self.put("restore.code", b"4")
