@@ -71,6 +71,10 @@ func TestPromoteHoldForward(t *testing.T) {
 	if res.Held == nil || *res.Held != (Held{Count: 3, LongestMS: 1234}) {
 		t.Errorf("held %+v, want 3 and 1234 ms", res.Held)
 	}
+	// The forward is a phase of its own, not part of the move's.
+	if got, want := windowNames(res.Window), []string{"freeze", "sync", "health", "unfreeze", "forward", "move"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("window %v, want %v", got, want)
+	}
 	// The hold's budget reaches the stack.
 	for _, c := range w.drops[1].srv.Commands() {
 		if kind(c) == "hold" && !strings.Contains(c.Line, "FLEET_HOLD_MS=8000") {
