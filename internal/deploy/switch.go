@@ -155,14 +155,15 @@ func (sw *switchover) checkHealth(ctx context.Context, m *Member) error {
 }
 
 // makeWritable records on the droplet taking the IP that it is live from
-// now (rollback counts writes from then) and unfreezes it.
+// now (rollback counts writes from then) and unfreezes it, in one SSH run
+// (each run costs round trips inside the window); no unfreeze without the
+// record.
 func (sw *switchover) makeWritable(ctx context.Context, name string) error {
-	if err := sw.d.markPromoted(ctx, sw.to); err != nil {
-		return fmt.Errorf("recording the promote time on %s: %w", name, err)
-	}
-	sw.d.step("unfreezing %s", name)
-	if err := sw.d.runData(ctx, sw.to, "unfreeze", sw.d.Spec.Stack.Data.Unfreeze, sw.out); err != nil {
-		return err
+	d := sw.d
+	d.step("unfreezing %s", name)
+	line := then(markLine(d.Spec.Project), dataCmd(d.Spec.Project, d.Spec.Stack.Data.Unfreeze))
+	if err := sw.to.Run(ctx, line, nil, sw.out.stdout, sw.out.stderr); err != nil {
+		return fmt.Errorf("recording the promote time and unfreezing on %s: %w", name, err)
 	}
 	sw.toFroze = false
 	return nil
