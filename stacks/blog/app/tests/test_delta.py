@@ -306,10 +306,10 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
-class LazyDjangoTest(Pair):
-    """blog-restore with BLOG_RESTORE_DJANGO=lazy (fleet-data's delta) must
-    not start Django unless it has to migrate. A stand-in django package
-    that refuses to import tells whether it tried."""
+class LazyBase(Pair):
+    """A receiver holding a base, a delta for it, and blog-restore's main
+    run with BLOG_RESTORE_DJANGO=lazy (fleet-data's delta). A stand-in
+    django package that refuses to import tells whether it tried."""
 
     def setUp(self):
         super().setUp()
@@ -337,6 +337,11 @@ class LazyDjangoTest(Pair):
         with open(self.delta, "rb") as f:
             p = subprocess.run([sys.executable, "-c", MAIN_DRIVER, RESTORE], stdin=f, capture_output=True, env=e, timeout=60)
         return p.returncode, p.stderr.decode()
+
+
+
+class LazyDjangoTest(LazyBase):
+    """A delta with nothing to migrate never starts Django."""
 
     def test_delta_without_pending_migrations(self):
         code, log = self.main(["blog.0001_initial"])
@@ -389,7 +394,7 @@ STUB_DJANGO = {
 }
 
 
-class HelperTest(LazyDjangoTest):
+class HelperTest(LazyBase):
     """blog-restore --serve: a warm helper restores the next archive a plain
     blog-restore hands it; the plain one never starts Django itself."""
 
@@ -421,8 +426,6 @@ class HelperTest(LazyDjangoTest):
             time.sleep(0.05)
         self.fail("no helper socket after 10 s")
 
-    # The inherited tests run without a helper: the plain path is unchanged.
-
     def test_helper_restores_and_migrates(self):
         p = self.helper()
         self.wait_sock(p)
@@ -449,6 +452,31 @@ class HelperTest(LazyDjangoTest):
         self.assertIn("a warm helper restores this archive", log)
         self.assertEqual(p.wait(timeout=10), code)
         self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_restore_waits_for_a_warming_helper(self):
+        # The restore starts while the helper still warms up (here: its
+        # Django takes 1 s to set up): it waits for it, never starts its own.
+        with open(os.path.join(self.ok, "django", "__init__.py"), "w") as f:
+            f.write("import time\n\n\ndef setup():\n    time.sleep(1)\n")
+        p = self.helper()
+        for _ in range(200):
+            if os.path.exists(os.path.join(self.dst, ".restore.starting")):
+                break
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists(self.sock))
+        code, log = self.main()
+        self.assertEqual(code, 0, log)
+        self.assertIn("in the warm helper", log)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertFalse(os.path.exists(os.path.join(self.dst, ".restore.starting")))
+        self.assertSame()
+
+    def test_dead_helper_pid_restores_here(self):
+        with open(os.path.join(self.dst, ".restore.starting"), "w") as f:
+            f.write("999999\n")  # no such process
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertIn("Django not started", log)
 
     def test_helper_gives_up(self):
         p = self.helper(BLOG_RESTORE_HELPER_WAIT="0.3")
