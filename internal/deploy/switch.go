@@ -123,8 +123,9 @@ func (sw *switchover) freezeTo(ctx context.Context) error {
 func (sw *switchover) freezeOld(ctx context.Context) error {
 	sw.d.step("freezing writes on %s", sw.fromName)
 	sw.frozenAt = time.Now()
-	sw.fromFroze = true                              // a freeze that failed halfway is undone too
-	return sw.phase(ctx, PhaseFreeze, sw.freezeFrom) // hold instead when forwarding
+	sw.fromFroze = true // a freeze that failed halfway is undone too
+	// hold instead when forwarding (forward.go)
+	return sw.phase(ctx, PhaseFreeze, sw.freezeFrom)
 }
 
 // finalSync carries the frozen droplet's final backup to the one taking
