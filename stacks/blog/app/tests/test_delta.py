@@ -414,6 +414,8 @@ class HelperTest(LazyBase):
         e["PYTHONPATH"] = self.ok + ":" + e["PYTHONPATH"]
         p = subprocess.Popen([sys.executable, "-c", MAIN_DRIVER, RESTORE, "--serve"], env=e,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(p.stderr.close)
+        self.addCleanup(p.stdout.close)
         self.addCleanup(p.kill)
         return p
 
@@ -438,6 +440,21 @@ class HelperTest(LazyBase):
         self.assertNotIn("Django was imported", log)
         self.assertEqual(p.wait(timeout=10), 0)
         self.assertFalse(os.path.exists(self.sock))  # one archive only
+        self.assertSame()
+
+    def test_helper_answers_with_unread_input(self):
+        # The stream goes on after the tar's end (padding, here 4 MiB): the
+        # helper reads none of it, yet its answer must arrive (closing a
+        # socket with unread input resets the connection).
+        with open(self.delta, "ab") as f:
+            f.write(b"\0" * (4 << 20))
+        p = self.helper()
+        self.wait_sock(p)
+        code, log = self.main()
+        self.assertEqual(code, 0, log)
+        self.assertIn("in the warm helper", log)
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(p.wait(timeout=10), 0)
         self.assertSame()
 
     def test_helper_failure_is_relayed(self):
