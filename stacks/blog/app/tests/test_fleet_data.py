@@ -27,7 +27,13 @@ inspect) echo inspect >>"$STUB_DIR/lookups"; echo proj; exit 0 ;;
 ps)
 	echo ps >>"$STUB_DIR/lookups"
 	case "$*" in
-	*--format*) for s in app certbot nginx gate; do echo "$s c-$s"; done ;;
+	*--format*)
+		# This container first (fleet-data finds its project by its id),
+		# then another project's app, then this project's services.
+		self=$(sed -n 's|.*/containers/\([0-9a-f]\{64\}\)/hostname .*|\1|p' /proc/self/mountinfo | head -n 1)
+		echo "${STUB_SELF_ID:-${self:-$(hostname)}} proj utility"
+		echo "c-other other app"
+		for s in app certbot nginx gate; do echo "c-$s proj $s"; done ;;
 	*) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done ;;
 	esac
 	exit 0 ;;
@@ -205,9 +211,9 @@ class FleetDataTest(unittest.TestCase):
         self.assertIsNone(self.get("restored-le.tar"))
 
     def test_one_lookup_per_run(self):
-        # The containers are looked up once per run (one docker inspect,
-        # one docker ps), however many a command reaches: each lookup is a
-        # docker CLI start inside the freeze window.
+        # The containers are looked up once per run (one docker ps),
+        # however many a command reaches: each lookup is a docker CLI start
+        # inside the freeze window.
         b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
         self.assertEqual(b.returncode, 0, b.stderr)
         for cmd, stdin in (("restore", b.stdout), ("freeze", b""), ("state", b""), ("backup", b"")):
@@ -215,10 +221,19 @@ class FleetDataTest(unittest.TestCase):
                 open(os.path.join(self.stub, "lookups"), "w").close()
                 r = self.run_fd(cmd, stdin=stdin)
                 self.assertEqual(r.returncode, 0, r.stderr)
-                self.assertEqual(sorted(self.get("lookups").decode().split()), ["inspect", "ps"], cmd)
+                self.assertEqual(self.get("lookups").decode().split(), ["ps"], cmd)
         open(os.path.join(self.stub, "lookups"), "w").close()
         self.assertEqual(self.run_fd("unfreeze").returncode, 0)
         self.assertFalse(self.get("lookups"))  # flags only
+
+    def test_project_not_found_by_id(self):
+        # This container is not in the list (not started by compose, or an
+        # id it cannot tell): its labels name the project, as before.
+        open(os.path.join(self.stub, "lookups"), "w").close()
+        r = self.run_fd("freeze", STUB_SELF_ID="f" * 64)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.get("lookups").decode().split(), ["ps", "inspect"])
+        self.assertIn("c-app blog-drain", self.get("calls").decode())
 
     def test_missing_service(self):
         # A service that is not running is named, as before the cache.
