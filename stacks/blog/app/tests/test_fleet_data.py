@@ -51,8 +51,8 @@ done
 c=$1; shift
 echo "$c $* [$env ]" >>"$STUB_DIR/calls"
 case "$c $*" in
-"c-app blog-backup") cat "$STUB_DIR/app.tar" ;;
-"c-certbot certbot-backup") cat "$STUB_DIR/le.tar" ;;
+"c-app blog-backup") sleep "${STUB_SLOW:-0}"; cat "$STUB_DIR/app.tar" ;;
+"c-certbot certbot-backup") sleep "${STUB_SLOW:-0}"; cat "$STUB_DIR/le.tar"; exit $(cat "$STUB_DIR/le.code" 2>/dev/null || echo 0) ;;
 "c-app blog-restore --state") cat "$STUB_DIR/state" ;;
 "c-app blog-restore") cat >"$STUB_DIR/restored-app.tar"; exit $(cat "$STUB_DIR/restore.code" 2>/dev/null || echo 0) ;;
 "c-certbot certbot-restore") cat >"$STUB_DIR/restored-le.tar" ;;
@@ -202,6 +202,23 @@ class FleetDataTest(unittest.TestCase):
                 r = self.run_fd("restore", stdin=archive)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual("c-app blog-restore --serve" in self.get("calls").decode(), want, self.get("calls"))
+
+    def test_backup_runs_app_and_certbot_at_once(self):
+        # Each takes 1 s here: together well under 2 s.
+        import time
+        t0 = time.monotonic()
+        b = self.run_fd("backup", STUB_SLOW="1")
+        took = time.monotonic() - t0
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertLess(took, 1.8, "blog-backup and certbot-backup ran one after the other")
+        self.assertEqual(self.members(b.stdout)["letsencrypt.tar"], b"LE" * 100)
+
+    def test_backup_fails_with_certbot(self):
+        self.put("le.code", b"5")
+        b = self.run_fd("backup")
+        self.assertEqual(b.returncode, 1, b.stderr)
+        self.assertIn(b"certbot-backup in the certbot container exited 5", b.stderr)
+        self.assertEqual(b.stdout, b"")
 
     def test_app_exit_4_passed_on(self):
         self.put("restore.code", b"4")
