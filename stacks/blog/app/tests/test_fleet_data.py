@@ -220,6 +220,31 @@ class FleetDataTest(unittest.TestCase):
         self.assertIn(b"certbot-backup in the certbot container exited 5", b.stderr)
         self.assertEqual(b.stdout, b"")
 
+    def app_started_before_the_archive(self, archive):
+        """Whether restore starts blog-restore before any byte arrives."""
+        import time
+        open(os.path.join(self.stub, "calls"), "w").close()
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj")
+        p = subprocess.Popen([self.fd, "restore"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+        time.sleep(1.5)
+        early = "c-app blog-restore [" in self.get("calls").decode()
+        out, err = p.communicate(archive, timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        return early
+
+    def test_due_helper_starts_blog_restore_at_once(self):
+        # After a pre-sync started a helper, the next restore starts
+        # blog-restore before the archive arrives (the helper takes it);
+        # else only once MANIFEST says the format.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64).stdout
+        self.assertFalse(self.app_started_before_the_archive(b))  # no helper yet; this one starts one
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "backups", ".fleet-state", "helper")))
+        self.assertTrue(self.app_started_before_the_archive(b))
+        # A stale record (the helper gave up) does not count.
+        with open(os.path.join(self.tmp, "backups", ".fleet-state", "helper"), "w") as f:
+            f.write("1000\n")
+        self.assertFalse(self.app_started_before_the_archive(b))
+
     def test_app_exit_4_passed_on(self):
         self.put("restore.code", b"4")
         b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
