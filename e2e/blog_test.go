@@ -196,18 +196,18 @@ stack:
   health: {host: %s, paths: [/healthz], timeout: 4m}
   data:
     service: app
-    backup: docker compose exec -T -e FLEET_BASE utility fleet-data backup
-    restore: docker compose exec -T utility fleet-data restore
-    freeze: docker compose exec -T utility fleet-data freeze
-    unfreeze: docker compose exec -T utility fleet-data unfreeze
-    writes: docker compose exec -T -e FLEET_SINCE utility fleet-data writes
+    backup: docker exec -e FLEET_BASE "$COMPOSE_PROJECT_NAME-utility-1" fleet-data backup
+    restore: docker exec -i "$COMPOSE_PROJECT_NAME-utility-1" fleet-data restore
+    freeze: docker exec "$COMPOSE_PROJECT_NAME-utility-1" fleet-data freeze
+    unfreeze: docker exec "$COMPOSE_PROJECT_NAME-utility-1" fleet-data unfreeze
+    writes: docker exec -e FLEET_SINCE "$COMPOSE_PROJECT_NAME-utility-1" fleet-data writes
     verify: blog-verify
     # 4-6 s under the cutover load on a 2-core machine; TestBlogFreezeBudget
     # covers the budget itself.
     freeze_budget: 15s
-    state: docker compose exec -T utility fleet-data state
-    hold: docker compose exec -T -e FLEET_HOLD_MS utility fleet-data hold
-    forward: docker compose exec -T -e FLEET_FORWARD_TO utility fleet-data forward
+    state: docker exec "$COMPOSE_PROJECT_NAME-utility-1" fleet-data state
+    hold: docker exec -e FLEET_HOLD_MS "$COMPOSE_PROJECT_NAME-utility-1" fleet-data hold
+    forward: docker exec -e FLEET_FORWARD_TO "$COMPOSE_PROJECT_NAME-utility-1" fleet-data forward
   after_promote: docker compose exec -T certbot certbot-ensure
 `, reservedIP, blogHost)
 	if len(env) > 0 {

@@ -149,6 +149,10 @@ func BenchmarkBlogCutover(b *testing.B) {
 					Phase   string  `json:"phase"`
 					Seconds float64 `json:"seconds"`
 				} `json:"phases"`
+				Window []struct {
+					Phase   string  `json:"phase"`
+					Seconds float64 `json:"seconds"`
+				} `json:"window"`
 			}
 			prOut, prErr, code := e.r.run("promote", "--json")
 			if code != 0 {
@@ -159,10 +163,16 @@ func BenchmarkBlogCutover(b *testing.B) {
 			// time, Django's start), and on stdout: a benchmark's log keeps
 			// only its first lines.
 			for _, l := range strings.Split(prErr, "\n") {
-				if strings.Contains(l, "blog-backup: ok") || strings.Contains(l, "blog-restore: restored") || strings.Contains(l, "pre-sync:") {
+				if strings.Contains(l, "blog-backup: ok") || strings.Contains(l, "blog-restore: restored") || strings.Contains(l, "pre-sync:") ||
+					strings.Contains(l, "fleet-data: timing") || strings.Contains(l, "blog-drain: drained") {
 					fmt.Printf("media %d MB: %s\n", mb, strings.TrimSpace(l))
 				}
 			}
+			fmt.Printf("media %d MB: freeze window:", mb)
+			for _, p := range pr.Window {
+				fmt.Printf(" [%s %.2fs]", p.Phase, p.Seconds)
+			}
+			fmt.Println()
 			fmt.Printf("media %d MB: promote phases:", mb)
 			for _, p := range pr.Phases {
 				fmt.Printf(" [%s %.2fs]", p.Phase, p.Seconds)

@@ -222,7 +222,7 @@ func toPromoteJSON(res *deploy.PromoteResult) promoteJSON {
 
 // windowJSON is one phase of the freeze window.
 type windowJSON struct {
-	Phase   string  `json:"phase"`   // freeze, writes (rollback), sync, health, unfreeze, move
+	Phase   string  `json:"phase"`   // freeze, writes (rollback), sync, health, unfreeze, forward (hold), move
 	Seconds float64 `json:"seconds"` // how long it took
 }
 

@@ -100,7 +100,7 @@ var (
 	promoted     = map[int][]string{1: {P}, 2: {H, P}}
 	notPromoted  = map[int][]string{1: {P}, 2: {H}}
 	oldFinal     = []string{"freeze", "backup"} // frozen for good: it is not live
-	candWritable = []string{"freeze", "restore", "mark", "unfreeze"}
+	candWritable = []string{"freeze", "restore", "mark+unfreeze"}
 	oldUnfrozen  = []string{"freeze", "backup", "unfreeze"}
 )
 
@@ -165,8 +165,9 @@ func TestPromoteAbort(t *testing.T) {
 				err: []string{"freeze on {1}", "nginx: busy", "{1} is live and writable again"}}},
 		{name: "candidate's freeze fails",
 			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("freeze", step{code: 2}) },
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {"freeze", "unfreeze"}, 2: {"freeze!"}},
-				err: []string{"freeze on {2}", "{1} is live and writable again"}}},
+			// Before the window: nothing was frozen on {1}, nothing to undo.
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {}, 2: {"freeze!"}},
+				err: []string{"freeze on {2}"}}},
 		{name: "backup fails midway",
 			setup: func(w *world, _ context.CancelFunc) {
 				w.drops[1].script("backup", step{midway: true, stderr: "pg_dump: lost\n"})
@@ -210,14 +211,10 @@ func TestPromoteAbort(t *testing.T) {
 			setup: func(w *world, _ context.CancelFunc) { w.unhealthy() },
 			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: {"freeze", "restore"}},
 				err: []string{"health paths", "{1} is live and writable again"}}},
-		{name: "recording promoted-at fails",
-			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("mark", step{code: 1}) },
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: {"freeze", "restore", "mark!"}},
-				err: []string{"recording the promote time on {2}", "{1} is live and writable again"}}},
-		{name: "candidate's unfreeze fails",
-			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("unfreeze", step{code: 1}) },
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: {"freeze", "restore", "mark", "unfreeze!"}},
-				err: []string{"unfreeze on {2}", "{1} is live and writable again"}}},
+		{name: "recording promoted-at or the candidate's unfreeze fails", // one SSH run
+			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("mark+unfreeze", step{code: 1}) },
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: {"freeze", "restore", "mark+unfreeze!"}},
+				err: []string{"recording the promote time and unfreezing on {2}", "{1} is live and writable again"}}},
 		{name: "old droplet's unfreeze fails too",
 			setup: func(w *world, _ context.CancelFunc) {
 				w.drops[2].script("restore", step{code: 1})
@@ -239,13 +236,13 @@ func TestPromoteAbort(t *testing.T) {
 			setup: func(w *world, _ context.CancelFunc) {
 				w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503")})
 			},
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:4:4], "freeze")},
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:3:3], "freeze")},
 				err: []string{"assign: API answered 503", "did not move", "{1} is live and writable again"}, as: new(*NotMovedError)}},
 		{name: "assign times out, its action errors",
 			setup: func(w *world, _ context.CancelFunc) {
 				w.cloud.inject("Assign", fault{mode: failPendingLost, err: errors.New("timed out waiting for the assign")})
 			},
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:4:4], "freeze")},
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:3:3], "freeze")},
 				err: []string{"did not move", "{1} is live and writable again"}}},
 		{name: "assign's answer lost, it moved",
 			setup: func(w *world, _ context.CancelFunc) { w.cloud.inject("Assign", fault{mode: failAfter}) },
@@ -277,7 +274,7 @@ func TestPromoteAbort(t *testing.T) {
 			setup: func(w *world, cancel context.CancelFunc) {
 				w.cloud.inject("Assign", fault{err: context.Canceled, hook: cancel})
 			},
-			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:4:4], "freeze")},
+			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: oldUnfrozen, 2: append(candWritable[:3:3], "freeze")},
 				err: []string{"did not move", "{1} is live and writable again"}}},
 		{name: "tagging the new live droplet fails after the move",
 			setup: func(w *world, _ context.CancelFunc) {
@@ -288,26 +285,26 @@ func TestPromoteAbort(t *testing.T) {
 
 		// First promote (reserved_ip: auto): nothing to freeze or undo.
 		{name: "first promote", first: true,
-			end: end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}}}},
+			end: end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}}}},
 		{name: "first promote: reserving fails", first: true,
 			setup: func(w *world, _ context.CancelFunc) {
 				w.cloud.inject("CreateReservedIP", fault{err: errors.New("API answered 422: quota")})
 			},
-			end: end{ip: firstIP, holder: -1, tags: map[int][]string{2: {H}}, logs: map[int][]string{2: {"mark", "unfreeze"}},
+			end: end{ip: firstIP, holder: -1, tags: map[int][]string{2: {H}}, logs: map[int][]string{2: {"mark+unfreeze"}},
 				err: []string{"quota"}}},
 		{name: "first promote: reserved, assign completes later", first: true,
 			setup: func(w *world, _ context.CancelFunc) { w.cloud.inject("CreateReservedIP", fault{mode: failPending}) },
-			end:   end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}}}},
+			end:   end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}}}},
 		{name: "first promote: reserved, assign errors", first: true,
 			setup: func(w *world, _ context.CancelFunc) { w.cloud.inject("CreateReservedIP", fault{mode: failPendingLost}) },
-			end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}},
+			end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}},
 				err: []string{firstIP + " was reserved for {2} but is not assigned to it", "reuses it"}}},
 		{name: "first promote: reserved, read-back fails", first: true,
 			setup: func(w *world, _ context.CancelFunc) {
 				w.cloud.inject("CreateReservedIP", fault{mode: failPending})
 				w.cloud.inject("Settle", fault{})
 			},
-			end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}},
+			end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}},
 				err: []string{"cannot tell whether it moved"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,8 +345,8 @@ var (
 	notRolledBack = map[int][]string{1: {P}, 2: {H, P}}
 	counted       = []string{"freeze", "since", "writes"}
 	liveUnfrozen  = []string{"freeze", "since", "writes", "unfreeze"}
-	prevWritable  = []string{"mark", "unfreeze"}
-	prevRefrozen  = []string{"mark", "unfreeze", "freeze"}
+	prevWritable  = []string{"mark+unfreeze"}
+	prevRefrozen  = []string{"mark+unfreeze", "freeze"}
 )
 
 func TestRollbackAbort(t *testing.T) {
@@ -370,7 +367,7 @@ func TestRollbackAbort(t *testing.T) {
 		{name: "3 writes carried back",
 			setup: func(w *world, _ context.CancelFunc) { w.drops[2].writes = "3\n" },
 			end: end{holder: 1, tags: rolledBack, logs: map[int][]string{
-				2: {"freeze", "since", "writes", "backup"}, 1: {"restore", "mark", "unfreeze"}}},
+				2: {"freeze", "since", "writes", "backup"}, 1: {"restore", "mark+unfreeze"}}},
 			check: func(t *testing.T, w *world, res *RollbackResult) {
 				if res.Writes != 3 || res.Data == nil || res.Data.Bytes != int64(len(w.drops[2].payload)) {
 					t.Errorf("result %+v", res)
@@ -383,7 +380,7 @@ func TestRollbackAbort(t *testing.T) {
 		{name: "no record of the promote: unknown writes are carried",
 			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("since", step{stdout: "\n"}) },
 			end: end{holder: 1, tags: rolledBack, logs: map[int][]string{
-				2: {"freeze", "since", "backup"}, 1: {"restore", "mark", "unfreeze"}}},
+				2: {"freeze", "since", "backup"}, 1: {"restore", "mark+unfreeze"}}},
 			check: func(t *testing.T, w *world, res *RollbackResult) {
 				if res.Writes != -1 || res.Data == nil {
 					t.Errorf("result %+v", res)
@@ -456,14 +453,10 @@ func TestRollbackAbort(t *testing.T) {
 			},
 			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: {"freeze", "since", "writes", "backup", "unfreeze"}, 1: {"restore"}},
 				err: []string{"health paths", "{2} is live and writable again"}}},
-		{name: "recording promoted-at fails",
-			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("mark", step{code: 1}) },
-			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: liveUnfrozen, 1: {"mark!"}},
-				err: []string{"recording the promote time on {1}", "{2} is live and writable again"}}},
-		{name: "previous droplet's unfreeze fails",
-			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("unfreeze", step{code: 1}) },
-			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: liveUnfrozen, 1: {"mark", "unfreeze!"}},
-				err: []string{"unfreeze on {1}", "{2} is live and writable again"}}},
+		{name: "recording promoted-at or the previous droplet's unfreeze fails", // one SSH run
+			setup: func(w *world, _ context.CancelFunc) { w.drops[1].script("mark+unfreeze", step{code: 1}) },
+			end: end{holder: 2, tags: notRolledBack, logs: map[int][]string{2: liveUnfrozen, 1: {"mark+unfreeze!"}},
+				err: []string{"recording the promote time and unfreezing on {1}", "{2} is live and writable again"}}},
 		{name: "marking the target fails",
 			setup: func(w *world, _ context.CancelFunc) {
 				w.cloud.inject("Tag:"+RT, fault{err: errors.New("API answered 500")})
@@ -620,9 +613,9 @@ func TestRerunAfterAbort(t *testing.T) {
 			world: firstPromoteWorld, cmd: promote,
 			runs: []run{
 				{setup: func(w *world) { w.cloud.inject("CreateReservedIP", fault{mode: failPendingLost, times: 1}) },
-					end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}}, err: []string{"reuses it"}}},
+					end: end{ip: firstIP, holder: 0, tags: map[int][]string{2: {H, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}}, err: []string{"reuses it"}}},
 				// The recorded address is reused, not a second one reserved.
-				{end: end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark", "unfreeze"}}}},
+				{end: end{ip: firstIP, holder: 2, tags: map[int][]string{2: {H, P, ReservedIPTag(firstIP)}}, logs: map[int][]string{2: {"mark+unfreeze"}}}},
 			}},
 		{name: "rollback: done, and run again",
 			world: threeWorld, cmd: rollback,

@@ -26,6 +26,7 @@ const (
 	PhaseSync     = "sync"     // the final backup → restore
 	PhaseHealth   = "health"   // the HTTP gate on the droplet taking the IP
 	PhaseUnfreeze = "unfreeze" // promoted-at, then unfreeze, on the droplet taking the IP
+	PhaseForward  = "forward"  // hold: the forward on the droplet giving up the IP (the commit point)
 	PhaseMove     = "move"     // the reserved IP's assign, read back
 )
 

@@ -196,7 +196,7 @@ func TestRollbackWindow(t *testing.T) {
 	defer cancel()
 	res, err := w.d.Rollback(ctx, RollbackOptions{})
 	w.check(t, end{holder: 1, tags: rolledBack,
-		logs: map[int][]string{2: {"freeze", "since", "writes", "backup"}, 1: {"last-sync", "restore", "mark", "unfreeze"}}}, err)
+		logs: map[int][]string{2: {"freeze", "since", "writes", "backup"}, 1: {"last-sync", "restore", "mark+unfreeze"}}}, err)
 	if err != nil {
 		return
 	}

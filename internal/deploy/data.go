@@ -291,9 +291,10 @@ func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out output
 	return n, nil
 }
 
-// markPromoted records on c, by its own clock, that it is live from now.
-func (d *Deployer) markPromoted(ctx context.Context, c *remote.Client) error {
-	return c.Run(ctx, replace(sh("date", "+%s"), promotedAtFile(d.Spec.Project)), nil, nil, nil)
+// markLine records on a droplet, by its own clock, that it is live from
+// now.
+func markLine(project string) string {
+	return replace(sh("date", "+%s"), promotedAtFile(project))
 }
 
 // stackSaid is the last n lines a stack command wrote on stderr, without

@@ -279,6 +279,8 @@ func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 		var out []string
 		for _, c := range ran(srv) {
 			switch {
+			case strings.Contains(c, "fleet-data unfreeze") && strings.Contains(c, "promoted-at"):
+				c = "promoted-at+unfreeze" // one SSH run
 			case strings.Contains(c, "fleet-data unfreeze"):
 				c = "unfreeze"
 			case strings.Contains(c, "fleet-data freeze"):
@@ -294,8 +296,53 @@ func TestPrepareSwitchPreSyncOrder(t *testing.T) {
 		t.Errorf("old ran %s, want %s", got, want)
 	}
 	// The final sync's base is asked for before the freeze, not inside it.
-	if got, want := name(candSrv), "state,restore,state,freeze,restore,promoted-at,unfreeze"; got != want {
+	if got, want := name(candSrv), "state,restore,state,freeze,restore,promoted-at+unfreeze"; got != want {
 		t.Errorf("candidate ran %s, want %s", got, want)
+	}
+}
+
+// The candidate's freeze runs before the window: it has ended when the
+// old droplet's freeze starts, and the window's freeze phase (old's freeze
+// alone) does not include its time.
+func TestCandidateFrozenBeforeWindow(t *testing.T) {
+	const slow = 400 * time.Millisecond
+	var candFrozen, oldFreezing atomic.Int64
+	ok := remotetest.Reply{Stdout: "ok\n"}.Handle
+	oldSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+		"fleet-data backup": backupHandler([]byte("site data")), "fleet-data unfreeze": ok,
+		"fleet-data freeze": func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
+			oldFreezing.Store(time.Now().UnixNano())
+			return remotetest.Result{}
+		}})})
+	candSrv := remotetest.NewServer(t, remotetest.Options{Exec: route(map[string]remotetest.Handler{
+		"fleet-data restore": restoreHandler(), "fleet-data state": remotetest.Reply{Stdout: baseID + "\n"}.Handle,
+		"fleet-data unfreeze": ok, "promoted-at": ok,
+		"fleet-data freeze": func(ctx context.Context, x *remotetest.Exec) remotetest.Result {
+			time.Sleep(slow) // a drain that waits for writes in flight
+			candFrozen.Store(time.Now().UnixNano())
+			return remotetest.Result{}
+		}})})
+	data := &spec.Data{Backup: backupCmd, Restore: restoreCmd, State: stateCmd,
+		Freeze: "docker compose exec -T utility fleet-data freeze", Unfreeze: "docker compose exec -T utility fleet-data unfreeze"}
+	d, _, _, log := twoDroplets(t, oldSrv, candSrv, data)
+	old := &Member{Droplet: cloud.Droplet{ID: 1, Name: "blog-1", PublicIPv4: oldSrv.Addr}}
+	cand := &Member{Droplet: cloud.Droplet{ID: 2, Name: "blog-2", PublicIPv4: candSrv.Addr}}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	sw, err := d.prepareSwitch(ctx, old, cand, "")
+	if err != nil {
+		t.Fatalf("prepareSwitch: %v\n%s", err, log)
+	}
+	defer sw.close()
+	if c, o := candFrozen.Load(), oldFreezing.Load(); c == 0 || o == 0 || c > o {
+		t.Errorf("candidate frozen at %d, old freezing at %d: want the candidate's freeze done first", c, o)
+	}
+	_, window := sw.figures()
+	if len(window) == 0 || window[0].Name != PhaseFreeze {
+		t.Fatalf("window %v, want freeze first", windowNames(window))
+	}
+	if window[0].Duration >= slow {
+		t.Errorf("the window's freeze took %s: it includes the candidate's (%s)", window[0].Duration, slow)
 	}
 }
 

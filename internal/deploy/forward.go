@@ -289,7 +289,12 @@ func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string
 // forward on the droplet giving up the IP (nil-safe; once).
 func (sw *switchover) beginForward(ctx context.Context) {
 	if sw != nil {
+		start := time.Now()
 		sw.startForward(ctx)
+		if sw.fw != nil && sw.fw.tried && !sw.frozenAt.IsZero() {
+			// Past the commit point: timed, never stopped by the budget.
+			sw.window = append(sw.window, WindowPhase{Name: PhaseForward, Duration: time.Since(start)})
+		}
 		if sw.forwarding() {
 			sw.d.markForwarding(sw.fromM)
 		}

@@ -51,7 +51,7 @@ func TestPromoteHoldForward(t *testing.T) {
 	res, err := w.d.Promote(ctx, false)
 	w.check(t, end{holder: 2, tags: promoted, logs: map[int][]string{
 		1: {"fwd-read", "hold", "backup", "forward"},
-		2: {"freeze", "restore", "mark", "unfreeze"},
+		2: {"freeze", "restore", "mark+unfreeze"},
 	}}, err)
 	if err != nil {
 		return
@@ -70,6 +70,10 @@ func TestPromoteHoldForward(t *testing.T) {
 	}
 	if res.Held == nil || *res.Held != (Held{Count: 3, LongestMS: 1234}) {
 		t.Errorf("held %+v, want 3 and 1234 ms", res.Held)
+	}
+	// The forward is a phase of its own, not part of the move's.
+	if got, want := windowNames(res.Window), []string{"freeze", "sync", "health", "unfreeze", "forward", "move"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("window %v, want %v", got, want)
 	}
 	// The hold's budget reaches the stack.
 	for _, c := range w.drops[1].srv.Commands() {
@@ -93,7 +97,7 @@ func TestPromoteMoveFailsAfterForward(t *testing.T) {
 	defer cancel()
 	_, err := w.d.Promote(ctx, false)
 	w.check(t, end{holder: 1, tags: notPromoted,
-		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward"}, 2: {"freeze", "restore", "mark", "unfreeze"}},
+		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward"}, 2: {"freeze", "restore", "mark+unfreeze"}},
 		err:  []string{"after {1} started forwarding", "nothing was undone", "re-run `fleet promote`"}, as: new(*ForwardingError)}, err)
 	if !strings.Contains(w.warn.String(), "tries once more") {
 		t.Errorf("no retry warning: %s", w.warn)
@@ -104,7 +108,7 @@ func TestPromoteMoveFailsAfterForward(t *testing.T) {
 	w.d.forwardingFrom = nil
 	res, err := w.d.Promote(ctx, false)
 	w.check(t, end{holder: 2, tags: promoted,
-		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward", "fwd-read"}, 2: {"freeze", "restore", "mark", "unfreeze"}}}, err)
+		logs: map[int][]string{1: {"fwd-read", "hold", "backup", "forward", "fwd-read"}, 2: {"freeze", "restore", "mark+unfreeze"}}}, err)
 	if err == nil && (res.Data != nil || res.Freeze != 0) {
 		t.Errorf("re-run carried data or froze: %+v", res)
 	}
@@ -120,9 +124,9 @@ func TestForwardRefused(t *testing.T) {
 		end      end
 	}{
 		{name: "moves anyway", end: end{holder: 2, tags: promoted, logs: map[int][]string{
-			1: {"fwd-read", "hold", "backup", "forward!"}, 2: {"freeze", "restore", "mark", "unfreeze"}}}},
+			1: {"fwd-read", "hold", "backup", "forward!"}, 2: {"freeze", "restore", "mark+unfreeze"}}}},
 		{name: "move fails: abort", moveFail: true, end: end{holder: 1, tags: notPromoted, logs: map[int][]string{
-			1: {"fwd-read", "hold", "backup", "forward!", "unfreeze"}, 2: {"freeze", "restore", "mark", "unfreeze", "freeze"}},
+			1: {"fwd-read", "hold", "backup", "forward!", "unfreeze"}, 2: {"freeze", "restore", "mark+unfreeze", "freeze"}},
 			err: []string{"{1} is live and writable again"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,7 +172,7 @@ func TestRollbackHoldForward(t *testing.T) {
 	defer cancel()
 	res, err := w.d.Rollback(ctx, RollbackOptions{})
 	w.check(t, end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
-		1: {"restore", "mark", "unfreeze"},
+		1: {"restore", "mark+unfreeze"},
 		2: {"fwd-read", "hold", "since", "writes", "backup", "forward"},
 	}}, err)
 	if err == nil && (res.Held == nil || res.Held.Count != 3) {
@@ -251,14 +255,14 @@ func TestRollbackMoveFailsAfterForward(t *testing.T) {
 	defer cancel()
 	_, err := w.d.Rollback(ctx, RollbackOptions{})
 	w.check(t, end{holder: 2, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
-		1: {"restore", "mark", "unfreeze"},
+		1: {"restore", "mark+unfreeze"},
 		2: {"fwd-read", "hold", "since", "writes", "backup", "forward"},
 	}, err: []string{"after {2} started forwarding", "re-run `fleet rollback`"}, as: new(*ForwardingError)}, err)
 
 	w.drops[2].script("fwd-read", step{stdout: "1\n"})
 	res, err := w.d.Rollback(ctx, RollbackOptions{})
 	w.check(t, end{holder: 1, tags: map[int][]string{1: {P, RT}, 2: {H, P, F}}, logs: map[int][]string{
-		1: {"restore", "mark", "unfreeze"},
+		1: {"restore", "mark+unfreeze"},
 		2: {"fwd-read", "hold", "since", "writes", "backup", "forward", "fwd-read"},
 	}}, err)
 	if err == nil && res.Data != nil {

@@ -78,6 +78,7 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
 		sw.beginForward(ctx) // the commit point when holding (forward.go)
+		moveStart = time.Now()
 		d.step("moving %s to %s", res.ReservedIP, cand.Name)
 		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil {
 			return nil, sw.abort(ctx, err)

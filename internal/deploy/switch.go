@@ -85,7 +85,14 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 		if err = sw.waitIdle(ctx, cand); err != nil {
 			return sw, err
 		}
-		if err = sw.freezeBoth(ctx); err != nil {
+		// cand is not live: freezing it just before the window costs the
+		// site nothing and keeps its freeze out of the window. From here a
+		// write on cand's own address is refused, never overwritten by the
+		// final sync.
+		if err = sw.freezeTo(ctx); err != nil {
+			return sw, err
+		}
+		if err = sw.freezeOld(ctx); err != nil {
 			return sw, err
 		}
 		d.step("final backup of %s onto %s", old.Name, cand.Name)
@@ -101,27 +108,24 @@ func (d *Deployer) prepareSwitch(ctx context.Context, old, cand *Member, ip stri
 	return sw, sw.phase(ctx, PhaseUnfreeze, func(ctx context.Context) error { return sw.makeWritable(ctx, cand.Name) })
 }
 
-// freezeBoth freezes the old live droplet and the candidate at once: the
-// freeze window is the site's downtime for writes, and it starts here.
-func (sw *switchover) freezeBoth(ctx context.Context) error {
-	d, data := sw.d, sw.d.Spec.Stack.Data
-	d.step("freezing writes on %s (and on %s until its data is final)", sw.fromName, sw.toName)
+// freezeTo freezes the droplet taking the IP until its data is final,
+// before the freeze window.
+func (sw *switchover) freezeTo(ctx context.Context) error {
+	d := sw.d
+	d.step("freezing writes on %s until its data is final", sw.toName)
+	sw.toFroze = true // a freeze that failed halfway is left as it is: cand is not live
+	return d.runData(ctx, sw.to, "freeze", d.Spec.Stack.Data.Freeze, sw.out)
+}
+
+// freezeOld freezes (or holds) the old live droplet: the freeze window
+// is the site's downtime for writes, and it starts here. The droplet
+// taking the IP was frozen before (freezeTo).
+func (sw *switchover) freezeOld(ctx context.Context) error {
+	sw.d.step("freezing writes on %s", sw.fromName)
 	sw.frozenAt = time.Now()
 	sw.fromFroze = true // a freeze that failed halfway is undone too
-	sw.toFroze = true
-	return sw.phase(ctx, PhaseFreeze, func(ctx context.Context) error {
-		candErr := make(chan error, 1)
-		candOut := d.outputs(nil) // redactors are not shared between sessions
-		go func() {
-			candErr <- d.runData(ctx, sw.to, "freeze", data.Freeze, candOut)
-			candOut.flush()
-		}()
-		err := sw.freezeFrom(ctx) // hold instead when forwarding
-		if cerr := <-candErr; err == nil {
-			err = cerr
-		}
-		return err
-	})
+	// hold instead when forwarding (forward.go)
+	return sw.phase(ctx, PhaseFreeze, sw.freezeFrom)
 }
 
 // finalSync carries the frozen droplet's final backup to the one taking
@@ -148,14 +152,15 @@ func (sw *switchover) checkHealth(ctx context.Context, m *Member) error {
 }
 
 // makeWritable records on the droplet taking the IP that it is live from
-// now (rollback counts writes from then) and unfreezes it.
+// now (rollback counts writes from then) and unfreezes it, in one SSH run
+// (each run costs round trips inside the window); no unfreeze without the
+// record.
 func (sw *switchover) makeWritable(ctx context.Context, name string) error {
-	if err := sw.d.markPromoted(ctx, sw.to); err != nil {
-		return fmt.Errorf("recording the promote time on %s: %w", name, err)
-	}
-	sw.d.step("unfreezing %s", name)
-	if err := sw.d.runData(ctx, sw.to, "unfreeze", sw.d.Spec.Stack.Data.Unfreeze, sw.out); err != nil {
-		return err
+	d := sw.d
+	d.step("unfreezing %s", name)
+	line := then(markLine(d.Spec.Project), dataCmd(d.Spec.Project, d.Spec.Stack.Data.Unfreeze))
+	if err := sw.to.Run(ctx, line, nil, sw.out.stdout, sw.out.stderr); err != nil {
+		return fmt.Errorf("recording the promote time and unfreezing on %s: %w", name, err)
 	}
 	sw.toFroze = false
 	return nil

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unittest
 
 APP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +84,9 @@ def rows(db):
         con.close()
 
 
-class DeltaTest(unittest.TestCase):
+class Pair(unittest.TestCase):
+    """A sender's and a receiver's data dirs, and the steps between them."""
+
     def setUp(self):
         if sys.version_info < (3, 11, 4):
             self.skipTest("needs tarfile extraction filters (Python 3.11.4+)")
@@ -146,6 +149,9 @@ class DeltaTest(unittest.TestCase):
         with tarfile.open(path) as t:
             return sorted(m.name for m in t if m.isreg())
 
+
+
+class DeltaTest(Pair):
     def test_full_then_deltas(self):
         self.assertEqual(self.state(), "none")
         full, _ = self.backup()
@@ -348,6 +354,224 @@ class DeltaTest(unittest.TestCase):
         self.assertEqual(code, 0, out)
         self.assertIn("a delta against", out)
         self.assertIn("1 of 5 media files sent", out)
+
+
+# Runs blog-restore's main as is, but as the test's user (no chown, no
+# switch to user blog); stdin is the archive.
+MAIN_DRIVER = r'''
+import runpy, sys
+from blogops import common
+common.drop_privileges = lambda: None
+common.prepare_dirs = lambda **k: None
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
+class LazyBase(Pair):
+    """A receiver holding a base, a delta for it, and blog-restore's main
+    run with BLOG_RESTORE_DJANGO=lazy (fleet-data's delta). A stand-in
+    django package that refuses to import tells whether it tried."""
+
+    def setUp(self):
+        super().setUp()
+        fake = os.path.join(self.tmp.name, "fake", "django")
+        os.makedirs(fake)
+        with open(os.path.join(fake, "__init__.py"), "w") as f:
+            f.write("raise ImportError('test: Django was imported')\n")
+        self.known = os.path.join(self.tmp.name, "known-migrations")
+        # The receiver holds a base; the sender then changes a row.
+        full, _ = self.backup()
+        self.restore(full)
+        con = sqlite3.connect(os.path.join(self.src, "db.sqlite3"))
+        con.execute("UPDATE blog_post SET body = 'after the base' WHERE id = 3")
+        con.commit()
+        con.close()
+        self.delta, _ = self.backup(self.state())
+        self.before = rows(os.path.join(self.dst, "db.sqlite3"))
+
+    def main(self, known=None, **env):
+        if known is not None:
+            with open(self.known, "w") as f:
+                f.write("".join(k + "\n" for k in known))
+        e = self.env(self.dst, **dict({"BLOG_KNOWN_MIGRATIONS": self.known, "BLOG_RESTORE_DJANGO": "lazy"}, **env))
+        e["PYTHONPATH"] = os.path.join(self.tmp.name, "fake") + ":" + e["PYTHONPATH"]
+        with open(self.delta, "rb") as f:
+            p = subprocess.run([sys.executable, "-c", MAIN_DRIVER, RESTORE], stdin=f, capture_output=True, env=e, timeout=60)
+        return p.returncode, p.stderr.decode()
+
+
+
+class LazyDjangoTest(LazyBase):
+    """A delta with nothing to migrate never starts Django."""
+
+    def test_delta_without_pending_migrations(self):
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertIn("Django not started", log)
+        self.assertSame()
+
+    def test_pending_migration_starts_django(self):
+        code, log = self.main(["blog.0001_initial", "blog.0002_more"])
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
+        # Started before the swap: the live data is untouched.
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_no_list_asks_django(self):
+        code, log = self.main()
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_unknown_migration_refused_without_django(self):
+        code, log = self.main(["other.0001_initial"])
+        self.assertEqual(code, 3, log)
+        self.assertIn("does not know: blog.0001_initial", log)
+        self.assertNotIn("Django was imported", log)
+
+    def test_eager_starts_django_first(self):
+        code, log = self.main(["blog.0001_initial"], BLOG_RESTORE_DJANGO="eager")
+        self.assertEqual(code, 1, log)
+        self.assertIn("Django was imported", log)
+
+
+# A stand-in Django that works as far as blog-restore uses it: setup, the
+# migration loader (STUB_KNOWN's list) and call_command, which says what
+# it ran on the stream it is given.
+STUB_DJANGO = {
+    "django/__init__.py": "def setup():\n    pass\n",
+    "django/db/__init__.py": "class _C:\n    def close_all(self):\n        pass\n\n\nconnections = _C()\n",
+    "django/db/migrations/__init__.py": "",
+    "django/db/migrations/loader.py": (
+        "import os\n\n\nclass MigrationLoader:\n    def __init__(self, connection, ignore_no_migrations=False):\n"
+        "        with open(os.environ['STUB_KNOWN']) as f:\n"
+        "            self.disk_migrations = {tuple(l.strip().split('.', 1)): None for l in f if l.strip()}\n"),
+    "django/core/__init__.py": "",
+    "django/core/management/__init__.py": (
+        "import sys\n\n\ndef call_command(name, *args, **kw):\n"
+        "    print('stub ' + name, file=kw.get('stdout') or sys.stdout, flush=True)\n"),
+    "django/core/management/commands/__init__.py": "",
+    "django/core/management/commands/migrate.py": "",
+}
+
+
+class HelperTest(LazyBase):
+    """blog-restore --serve: a warm helper restores the next archive a plain
+    blog-restore hands it; the plain one never starts Django itself."""
+
+    def setUp(self):
+        super().setUp()
+        self.ok = os.path.join(self.tmp.name, "stub")
+        for rel, text in STUB_DJANGO.items():
+            os.makedirs(os.path.dirname(os.path.join(self.ok, rel)), exist_ok=True)
+            with open(os.path.join(self.ok, rel), "w") as f:
+                f.write(text)
+        with open(self.known, "w") as f:
+            f.write("blog.0001_initial\nblog.0002_more\n")  # one pending: the helper migrates
+        self.sock = os.path.join(self.dst, ".restore.sock")
+
+    def helper(self, **env):
+        e = self.env(self.dst, BLOG_KNOWN_MIGRATIONS=self.known, STUB_KNOWN=self.known, **env)
+        e["PYTHONPATH"] = self.ok + ":" + e["PYTHONPATH"]
+        p = subprocess.Popen([sys.executable, "-c", MAIN_DRIVER, RESTORE, "--serve"], env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(p.stderr.close)
+        self.addCleanup(p.stdout.close)
+        self.addCleanup(p.kill)
+        return p
+
+    def wait_sock(self, p):
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                return
+            if p.poll() is not None:
+                self.fail(f"helper exited {p.returncode}: {p.stderr.read().decode()}")
+            time.sleep(0.05)
+        self.fail("no helper socket after 10 s")
+
+    def test_helper_restores_and_migrates(self):
+        p = self.helper()
+        self.wait_sock(p)
+        code, log = self.main()  # its own Django refuses to import
+        self.assertEqual(code, 0, log)
+        self.assertIn("a warm helper restores this archive", log)
+        self.assertIn("stub migrate", log)
+        self.assertIn("1 applied now", log)
+        self.assertIn("in the warm helper", log)
+        self.assertNotIn("Django was imported", log)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertFalse(os.path.exists(self.sock))  # one archive only
+        self.assertSame()
+
+    def test_helper_answers_with_unread_input(self):
+        # The stream goes on after the tar's end (padding, here 4 MiB): the
+        # helper reads none of it, yet its answer must arrive (closing a
+        # socket with unread input resets the connection).
+        with open(self.delta, "ab") as f:
+            f.write(b"\0" * (4 << 20))
+        p = self.helper()
+        self.wait_sock(p)
+        code, log = self.main()
+        self.assertEqual(code, 0, log)
+        self.assertIn("in the warm helper", log)
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertSame()
+
+    def test_helper_failure_is_relayed(self):
+        p = self.helper()
+        self.wait_sock(p)
+        # A damaged archive: the helper's failure comes back as the exit status.
+        with open(self.delta, "r+b") as f:
+            f.seek(600)
+            f.write(b"\xff" * 64)
+        code, log = self.main()
+        self.assertIn(code, (1, 4), log)  # 4: the damage hit the pages (a full archive follows)
+        self.assertIn("a warm helper restores this archive", log)
+        self.assertEqual(p.wait(timeout=10), code)
+        self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+
+    def test_restore_waits_for_a_warming_helper(self):
+        # The restore starts while the helper still warms up (here: its
+        # Django takes 1 s to set up): it waits for it, never starts its own.
+        with open(os.path.join(self.ok, "django", "__init__.py"), "w") as f:
+            f.write("import time\n\n\ndef setup():\n    time.sleep(1)\n")
+        p = self.helper()
+        for _ in range(200):
+            if os.path.exists(os.path.join(self.dst, ".restore.starting")):
+                break
+            time.sleep(0.02)
+        self.assertFalse(os.path.exists(self.sock))
+        code, log = self.main()
+        self.assertEqual(code, 0, log)
+        self.assertIn("in the warm helper", log)
+        self.assertEqual(p.wait(timeout=10), 0)
+        self.assertFalse(os.path.exists(os.path.join(self.dst, ".restore.starting")))
+        self.assertSame()
+
+    def test_dead_helper_pid_restores_here(self):
+        with open(os.path.join(self.dst, ".restore.starting"), "w") as f:
+            f.write("999999\n")  # no such process
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertIn("Django not started", log)
+
+    def test_helper_gives_up(self):
+        p = self.helper(BLOG_RESTORE_HELPER_WAIT="0.3")
+        self.assertEqual(p.wait(timeout=20), 0)
+        self.assertFalse(os.path.exists(self.sock))
+
+    def test_stale_socket_restores_here(self):
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.sock)
+        s.close()  # the path stays, nobody listens
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertNotIn("warm helper", log)
+        self.assertIn("Django not started", log)
+        self.assertSame()
 
 
 if __name__ == "__main__":

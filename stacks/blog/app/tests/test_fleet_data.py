@@ -23,15 +23,27 @@ STUB = r'''#!/bin/sh
 # stub docker: $STUB_DIR holds app.tar (what blog-backup writes), le.tar
 # (certbot-backup), restore.code (blog-restore's exit), state (its --state).
 case $1 in
-inspect) echo proj; exit 0 ;;
-ps) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done; exit 0 ;;
+inspect) echo inspect >>"$STUB_DIR/lookups"; echo proj; exit 0 ;;
+ps)
+	echo ps >>"$STUB_DIR/lookups"
+	case "$*" in
+	*--format*)
+		# This container first (fleet-data finds its project by its id),
+		# then another project's app, then this project's services.
+		self=$(sed -n 's|.*/containers/\([0-9a-f]\{64\}\)/hostname .*|\1|p' /proc/self/mountinfo | head -n 1)
+		echo "${STUB_SELF_ID:-${self:-$(hostname)}} proj utility"
+		echo "c-other other app"
+		for s in app certbot nginx gate; do echo "c-$s proj $s"; done ;;
+	*) for a; do case $a in *service=*) echo "c-${a#*service=}";; esac; done ;;
+	esac
+	exit 0 ;;
 exec) shift ;;
 *) echo "stub docker: $*" >&2; exit 9 ;;
 esac
 env=
 while :; do
 	case $1 in
-	-i) shift ;;
+	-i | -d) shift ;;
 	-e) env="$env $2"; shift 2 ;;
 	*) break ;;
 	esac
@@ -39,12 +51,14 @@ done
 c=$1; shift
 echo "$c $* [$env ]" >>"$STUB_DIR/calls"
 case "$c $*" in
-"c-app blog-backup") cat "$STUB_DIR/app.tar" ;;
-"c-certbot certbot-backup") cat "$STUB_DIR/le.tar" ;;
+"c-app blog-backup") sleep "${STUB_SLOW:-0}"; cat "$STUB_DIR/app.tar" ;;
+"c-certbot certbot-backup") sleep "${STUB_SLOW:-0}"; cat "$STUB_DIR/le.tar"; exit $(cat "$STUB_DIR/le.code" 2>/dev/null || echo 0) ;;
 "c-app blog-restore --state") cat "$STUB_DIR/state" ;;
 "c-app blog-restore") cat >"$STUB_DIR/restored-app.tar"; exit $(cat "$STUB_DIR/restore.code" 2>/dev/null || echo 0) ;;
 "c-certbot certbot-restore") cat >"$STUB_DIR/restored-le.tar" ;;
 "c-nginx blog-tls reload") echo reloaded >&2 ;;
+"c-app blog-drain") echo "blog-drain: drained in 0.001 s" >&2 ;;
+"c-app blog-restore --serve") ;;
 *) echo "stub docker exec: unknown $c $*" >&2; exit 9 ;;
 esac
 '''
@@ -115,6 +129,8 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)
+        # A full archive: blog-restore starts Django while it arrives.
+        self.assertIn("c-app blog-restore [ BLOG_RESTORE_DJANGO=eager ]", self.get("calls").decode())
         self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
         self.assertEqual(self.run_fd("state").stdout.decode().strip(), "a" * 64 + "-" + sha(b"LE" * 100))
 
@@ -163,6 +179,71 @@ class FleetDataTest(unittest.TestCase):
         r = self.run_fd("restore", stdin=b.stdout)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.get("restored-le.tar"), b"LE" * 100)
+        # A delta: blog-restore starts Django only if it must.
+        self.assertIn("c-app blog-restore [ BLOG_RESTORE_DJANGO=lazy ]", self.get("calls").decode())
+        self.assertEqual(self.get("restored-app.tar"), b"APP" * 1000)  # the whole stream, after the peek
+
+    def test_warm_helper_after_a_pre_sync(self):
+        # A delta onto a writable droplet (a pre-sync): a warm blog-restore
+        # is started for the final sync. Frozen (the final sync itself) or
+        # a full archive (up): none.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        cases = (("delta, writable", b.stdout, False, True), ("delta, frozen", b.stdout, True, False),
+                 ("full", self.run_fd("backup").stdout, False, False))
+        for name, archive, frozen, want in cases:
+            with self.subTest(name):
+                open(os.path.join(self.stub, "calls"), "w").close()
+                os.makedirs(os.path.join(self.tmp, "flags"), exist_ok=True)
+                flag = os.path.join(self.tmp, "flags", "readonly")
+                if frozen:
+                    open(flag, "w").close()
+                elif os.path.exists(flag):
+                    os.unlink(flag)
+                r = self.run_fd("restore", stdin=archive)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual("c-app blog-restore --serve" in self.get("calls").decode(), want, self.get("calls"))
+
+    def test_backup_runs_app_and_certbot_at_once(self):
+        # Each takes 1 s here: together well under 2 s.
+        import time
+        t0 = time.monotonic()
+        b = self.run_fd("backup", STUB_SLOW="1")
+        took = time.monotonic() - t0
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertLess(took, 1.8, "blog-backup and certbot-backup ran one after the other")
+        self.assertEqual(self.members(b.stdout)["letsencrypt.tar"], b"LE" * 100)
+
+    def test_backup_fails_with_certbot(self):
+        self.put("le.code", b"5")
+        b = self.run_fd("backup")
+        self.assertEqual(b.returncode, 1, b.stderr)
+        self.assertIn(b"certbot-backup in the certbot container exited 5", b.stderr)
+        self.assertEqual(b.stdout, b"")
+
+    def app_started_before_the_archive(self, archive):
+        """Whether restore starts blog-restore before any byte arrives."""
+        import time
+        open(os.path.join(self.stub, "calls"), "w").close()
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj")
+        p = subprocess.Popen([self.fd, "restore"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+        time.sleep(1.5)
+        early = "c-app blog-restore [" in self.get("calls").decode()
+        out, err = p.communicate(archive, timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        return early
+
+    def test_due_helper_starts_blog_restore_at_once(self):
+        # After a pre-sync started a helper, the next restore starts
+        # blog-restore before the archive arrives (the helper takes it);
+        # else only once MANIFEST says the format.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64).stdout
+        self.assertFalse(self.app_started_before_the_archive(b))  # no helper yet; this one starts one
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "backups", ".fleet-state", "helper")))
+        self.assertTrue(self.app_started_before_the_archive(b))
+        # A stale record (the helper gave up) does not count.
+        with open(os.path.join(self.tmp, "backups", ".fleet-state", "helper"), "w") as f:
+            f.write("1000\n")
+        self.assertFalse(self.app_started_before_the_archive(b))
 
     def test_app_exit_4_passed_on(self):
         self.put("restore.code", b"4")
@@ -244,6 +325,39 @@ class FleetDataTest(unittest.TestCase):
         c_put("le.tar", b"RENEWED ON C")
         b = c_run("backup", FLEET_BASE=state)
         self.assertIn("letsencrypt.tar", self.members(b.stdout))
+
+    def test_one_lookup_per_run(self):
+        # The containers are looked up once per run (one docker ps),
+        # however many a command reaches: each lookup is a docker CLI start
+        # inside the freeze window.
+        b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        for cmd, stdin in (("restore", b.stdout), ("freeze", b""), ("state", b""), ("backup", b"")):
+            with self.subTest(cmd=cmd):
+                open(os.path.join(self.stub, "lookups"), "w").close()
+                r = self.run_fd(cmd, stdin=stdin)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(self.get("lookups").decode().split(), ["ps"], cmd)
+        open(os.path.join(self.stub, "lookups"), "w").close()
+        self.assertEqual(self.run_fd("unfreeze").returncode, 0)
+        self.assertFalse(self.get("lookups"))  # flags only
+
+    def test_project_not_found_by_id(self):
+        # This container is not in the list (not started by compose, or an
+        # id it cannot tell): its labels name the project, as before.
+        open(os.path.join(self.stub, "lookups"), "w").close()
+        r = self.run_fd("freeze", STUB_SELF_ID="f" * 64)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.get("lookups").decode().split(), ["ps", "inspect"])
+        self.assertIn("c-app blog-drain", self.get("calls").decode())
+
+    def test_missing_service(self):
+        # A service that is not running is named, as before the cache.
+        with open(os.path.join(self.bin, "docker"), "w") as f:
+            f.write(STUB.replace("for s in app certbot nginx gate", "for s in certbot nginx gate"))
+        r = self.run_fd("freeze")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"no running app container in compose project proj", r.stderr)
 
     def test_bad_inputs(self):
         r = self.run_fd("backup", FLEET_BASE="x; reboot")
