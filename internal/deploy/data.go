@@ -267,6 +267,12 @@ func (d *Deployer) runData(ctx context.Context, c *remote.Client, what, cmd stri
 // writesSince asks the stack how many writes it took since the droplet
 // became live; -1 = unknown (no writes command, or no record of when).
 func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out outputs) (int, error) {
+	return d.writesAfter(ctx, c, out, 0)
+}
+
+// writesAfter counts the writes on c since its promote or, if later, since
+// floor (unix seconds by c's clock).
+func (d *Deployer) writesAfter(ctx context.Context, c *remote.Client, out outputs, floor int64) (int, error) {
 	data := d.Spec.Stack.Data
 	if data.Writes == "" {
 		return -1, nil
@@ -276,8 +282,12 @@ func (d *Deployer) writesSince(ctx context.Context, c *remote.Client, out output
 		return -1, err
 	}
 	since := strings.TrimSpace(string(at))
-	if _, err := strconv.ParseInt(since, 10, 64); err != nil {
+	t, err := strconv.ParseInt(since, 10, 64)
+	if err != nil {
 		return -1, nil
+	}
+	if floor > t {
+		since = strconv.FormatInt(floor, 10)
 	}
 	var so bytes.Buffer
 	if err := c.Run(ctx, dataCmd(d.Spec.Project, data.Writes, "FLEET_SINCE="+since), nil, &so, out.stderr); err != nil {

@@ -99,7 +99,7 @@ func kind(c remotetest.Command) string {
 
 func kindOf(calls []remotetest.Call) string {
 	// makeWritable's one run: promoted-at, then the unfreeze.
-	if len(calls) > 0 && calls[0].Args[0] == "date" && kindOf(calls[len(calls)-1:]) == "unfreeze" {
+	if len(calls) > 1 && calls[0].Args[0] == "date" && kindOf(calls[len(calls)-1:]) == "unfreeze" {
 		return "mark+unfreeze"
 	}
 	for _, c := range calls {
@@ -131,8 +131,14 @@ func kindOf(calls []remotetest.Call) string {
 			case holdForward:
 				return "forward"
 			}
+		case len(a) == 2 && a[0] == "date" && len(calls) == 1:
+			return "clock" // the live droplet's time before a rollback's pre-sync
 		case len(a) >= 1 && a[0] == "date":
 			return "mark"
+		case len(a) == 2 && a[0] == "cat" && a[1] == carriedFile("blog"):
+			return "carried-read"
+		case len(a) == 3 && a[0] == "mv" && a[2] == carriedFile("blog"):
+			return "carried-write"
 		case len(a) == 2 && a[0] == "cat" && a[1] == promotedAtFile("blog"):
 			return "since"
 		case len(a) == 2 && a[0] == "cat" && a[1] == forwardMarkerFile("blog"):

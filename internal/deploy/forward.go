@@ -127,9 +127,15 @@ func markerCheck(project string) string {
 	return ifFreshMarker(project, sh("cat", forwardMarkerFile(project)))
 }
 
-// ifFreshMarker runs cmd if the marker is newer than promoted-at.
+// ifFreshMarker runs cmd if the forward marker is newer than promoted-at.
 func ifFreshMarker(project, cmd string) string {
-	m, p := word(forwardMarkerFile(project)), word(promotedAtFile(project))
+	return ifFresh(project, forwardMarkerFile(project), cmd)
+}
+
+// ifFresh runs cmd if file is newer than the droplet's promoted-at (a
+// droplet made live since does not count it).
+func ifFresh(project, file, cmd string) string {
+	m, p := word(file), word(promotedAtFile(project))
 	return "if [ -f " + m + " ] && { [ ! -f " + p + " ] || [ " + m + " -nt " + p + " ]; }; then " + cmd + "; fi"
 }
 

@@ -109,8 +109,11 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	res.Held = sw.held()
 	ctx, cancel := afterCommit(ctx)
 	defer cancel()
-	res.Writes = sw.recounted(ctx, res.Writes)
-	return d.finishRollback(ctx, res)
+	res, err = d.finishRollback(ctx, res)
+	if err == nil {
+		res.Writes = sw.recounted(ctx, res.Writes)
+	}
+	return res, err
 }
 
 // markRollback records the target, then marks the live droplet failed:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/remote"
@@ -34,6 +36,9 @@ type switchover struct {
 	// writes back did not count them in the window; it counts them after
 	// the move, for the result.
 	recount bool
+	// carried: a --discard-writes rollback's target holds the live
+	// droplet's data as of this time (its clock, unix s) already.
+	carried int64
 	// idleChecked: the droplet taking the IP was idle before the freeze.
 	idleChecked bool
 	fw          *forwarding // hold and forward (forward.go)
@@ -313,7 +318,7 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 	}
 	if !sw.recount {
 		if err = sw.phase(ctx, PhaseWrites, func(ctx context.Context) (err error) {
-			writes, err = d.writesSince(ctx, sw.from, sw.out)
+			writes, err = d.writesAfter(ctx, sw.from, sw.out, sw.carried)
 			return err
 		}); err != nil {
 			return sw, writes, err
@@ -353,7 +358,10 @@ func (d *Deployer) prepareRollback(ctx context.Context, live, prev *Member, ip s
 // returns the writes counted, or -1 when it counted none.
 func (sw *switchover) preSyncBack(ctx context.Context, discard bool) (int, error) {
 	d, data := sw.d, sw.d.Spec.Stack.Data
-	if discard || data.State == "" {
+	if discard {
+		return -1, sw.readCarried(ctx)
+	}
+	if data.State == "" {
 		return -1, nil
 	}
 	n, err := d.writesSince(ctx, sw.from, sw.out)
@@ -362,6 +370,10 @@ func (sw *switchover) preSyncBack(ctx context.Context, discard bool) (int, error
 	}
 	sw.recount = true
 	d.step("%s on %s since its promote: carrying them to %s before the freeze", Plural(n, "write"), sw.fromName, sw.toName)
+	at, err := sw.from.Output(ctx, sh("date", "+%s"))
+	if err != nil {
+		return n, fmt.Errorf("reading the clock of %s: %w", sw.fromName, err)
+	}
 	if err := sw.preSync(ctx); err != nil {
 		var inc *IncompatibleDataError
 		if errors.As(err, &inc) {
@@ -369,8 +381,39 @@ func (sw *switchover) preSyncBack(ctx context.Context, discard bool) (int, error
 		}
 		return n, err
 	}
+	if sw.preSynced != nil {
+		// A rollback stopped after this leaves prev holding these writes:
+		// a later --discard-writes discards only those after them.
+		if err := sw.to.Run(ctx, then(sh("mkdir", "-p", "/etc/fleet/"+d.Spec.Project), replace(sh("echo", strings.TrimSpace(string(at))), carriedFile(d.Spec.Project))), nil, sw.out.stdout, sw.out.stderr); err != nil {
+			return n, fmt.Errorf("recording on %s what the pre-sync carried: %w", sw.toName, err)
+		}
+	}
 	return n, nil
 }
+
+// carriedFile records, on a rollback's target, the live droplet's clock
+// when a rollback's pre-sync read the data it carried there.
+func carriedFile(project string) string { return "/etc/fleet/" + project + "/carried-since" }
+
+// readCarried reads, for a --discard-writes rollback, whether an earlier
+// rollback's pre-sync left prev holding the live droplet's data as of a
+// time (sw.carried, 0: no): only the writes after it are discarded.
+func (sw *switchover) readCarried(ctx context.Context) error {
+	p := sw.d.Spec.Project
+	out, err := sw.to.Output(ctx, ifFresh(p, carriedFile(p), sh("cat", carriedFile(p))))
+	if err != nil {
+		return fmt.Errorf("reading %s on %s: %w", carriedFile(p), sw.toName, err)
+	}
+	if t, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && t > 0 {
+		sw.carried = t
+		sw.d.warn("%s holds the data of %s as of %s (carried by a rollback that stopped): only the writes since are discarded",
+			sw.toName, sw.fromName, time.Unix(t, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// recountWait bounds the count of a rollback's writes after its move.
+const recountWait = 20 * time.Second
 
 // recounted is the writes a rollback carried back, counted after the move
 // when it did not count them in the window (sw.recount); else, or when
@@ -379,6 +422,13 @@ func (sw *switchover) recounted(ctx context.Context, n int) int {
 	if sw == nil || !sw.recount || sw.from == nil {
 		return n
 	}
+	if interrupted(ctx) {
+		sw.d.warn("interrupted: the writes carried back from %s are the count before the freeze", sw.fromName)
+		return n
+	}
+	// Only a figure, after the commit: a hung app must not hold the command.
+	ctx, cancel := context.WithTimeout(ctx, recountWait)
+	defer cancel()
 	m, err := sw.d.writesSince(ctx, sw.from, sw.out)
 	if err != nil {
 		sw.d.warn("counting the writes carried back from %s: %v", sw.fromName, err)
