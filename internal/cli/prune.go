@@ -26,9 +26,9 @@ func NewCmdPrune(f *Factory, runF func(context.Context, *PruneOptions) error) *c
 		Long: `Destroy all but the --keep newest previous droplets (default: the spec's keep),
 and every failed droplet except a failed candidate that is the newest droplet
 (fleet rollback removes that one). The live droplet and the candidate are
-never touched, nor, for a minute after a promote or rollback, the previous
-droplet that forwards to the live one (stack.data.forward) while its
-connections drain. Without a terminal, --yes is required.`,
+never touched, nor, for a minute after the reserved IP moved, a droplet
+that forwards to the live one (stack.data.forward) while its connections
+drain. Without a terminal, --yes is required.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Keep < -1 || opts.Keep > 20 {

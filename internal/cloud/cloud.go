@@ -95,6 +95,8 @@ type Cloud interface {
 	// does it first, unless Timeouts.Idle says the caller just did).
 	WaitIdle(ctx context.Context, dropletID int, t Timeouts) error
 	Settle(ctx context.Context, ip string, t Timeouts) (*ReservedIP, error)
+	// LastMove is when ip's newest completed assign finished (zero: none).
+	LastMove(ctx context.Context, ip string) (time.Time, error)
 	Unassign(ctx context.Context, ip string, t Timeouts) error
 
 	// Images (images.go): what `fleet image bake` and `up` from a bake need.

@@ -88,3 +88,31 @@ func TestCommittedRequests(t *testing.T) {
 		})
 	}
 }
+
+// LastMove is the newest completed assign's end, read from the API's
+// action list; an address assigned only at creation has none.
+func TestLastMove(t *testing.T) {
+	e := newEnv(t, "", nil)
+	ctx := context.Background()
+	a := e.create(t, "web-a", "fleet-deploy:a")
+	ip, err := e.c.CreateReservedIP(ctx, a.ID, quick, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.c.LastMove(ctx, ip.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.create(t, "web-b", "fleet-deploy:b")
+	before := time.Now().Add(-time.Second) // the API's clock stamps to the second
+	if err := e.c.Assign(ctx, ip.IP, b.ID, quick); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.c.LastMove(ctx, ip.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Before(before) || got.After(time.Now().Add(time.Second)) || !got.After(first) {
+		t.Errorf("LastMove %v (before the assign: %v), want the assign's end, after %v", got, first, before)
+	}
+}

@@ -35,6 +35,8 @@ type fakeCloud struct {
 	created   map[int]cloud.CreateRequest
 	nextImage int
 	now       time.Time // the clock snapshots are stamped with; ticks a minute per snapshot
+	// moved: when each IP's last assign took effect (LastMove).
+	moved map[string]time.Time
 }
 
 var _ cloud.Cloud = (*fakeCloud)(nil)
@@ -437,6 +439,7 @@ func (c *fakeCloud) assign(method, ip string, id int) error {
 	f := c.fire(method)
 	if f == nil {
 		r.DropletID = id
+		c.markMoved(ip, id)
 		return nil
 	}
 	switch f.mode {
@@ -470,6 +473,7 @@ func (c *fakeCloud) Settle(ctx context.Context, ip string, _ cloud.Timeouts) (*c
 	if p, ok := c.pending[ip]; ok {
 		if p.effect {
 			r.DropletID = p.dropletID
+			c.markMoved(ip, p.dropletID)
 		}
 		delete(c.pending, ip)
 	}
@@ -623,4 +627,28 @@ func (c *fakeCloud) Sizes(ctx context.Context) (map[string]cloud.Price, error) {
 		return nil, f.error()
 	}
 	return maps.Clone(fakePrices), nil
+}
+
+// markMoved records an assign that took effect; the caller holds mu.
+func (c *fakeCloud) markMoved(ip string, id int) {
+	if id == 0 {
+		return
+	}
+	if c.moved == nil {
+		c.moved = map[string]time.Time{}
+	}
+	c.moved[ip] = time.Now()
+}
+
+func (c *fakeCloud) LastMove(ctx context.Context, ip string) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logCall("LastMove %s", ip)
+	if f := c.fire("LastMove"); f != nil {
+		return time.Time{}, f.error()
+	}
+	return c.moved[ip], nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/fleetdeploy/fleet/internal/spec"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -325,26 +324,46 @@ func (d *Deployer) markForwarding(m *Member) {
 // its own keeps it that long.
 const forwardDrain = time.Minute
 
-// keepDraining marks, before a prune of its own (not a promote's), the
-// newest previous droplet if prune would destroy it while it may still
-// forward to the live droplet: its fresh marker names the live droplet and
-// is younger than forwardDrain, or fleet cannot read it.
+// keepDraining marks, before a prune of its own (not a promote's or a
+// rollback's), the droplets prune would destroy that may still forward to
+// the live droplet: only within forwardDrain of the reserved IP's last
+// move (the API says when), a promoted droplet whose fresh marker names
+// the live one and is younger than that, or whose marker fleet cannot read.
 func (d *Deployer) keepDraining(ctx context.Context, st *State, keep int) {
-	data := d.Spec.Stack
-	live, prev := st.Live(), st.Previous()
-	if data == nil || data.Data == nil || data.Data.Forward == "" || live == nil || prev == nil ||
-		!slices.ContainsFunc(d.pruneTargets(st, keep), func(m Member) bool { return m.ID == prev.ID }) {
+	s, live := d.Spec.Stack, st.Live()
+	if s == nil || s.Data == nil || s.Data.Forward == "" || live == nil || st.ReservedIP == nil {
 		return
 	}
-	id, age, err := d.forwardAge(ctx, prev)
-	switch {
-	case err != nil:
-		d.warn("cannot tell whether %s still forwards to %s (%v)", prev.Name, live.Name, err)
-	case id != live.ID || age >= forwardDrain:
+	var maybe []Member // newest first: the one that gave up the IP is among them
+	for _, m := range d.pruneTargets(st, keep) {
+		if m.promoted() && len(maybe) < maxDrainChecks {
+			maybe = append(maybe, m)
+		}
+	}
+	if len(maybe) == 0 {
 		return
 	}
-	d.markForwarding(prev)
+	moved, err := d.Cloud.LastMove(ctx, st.ReservedIP.IP)
+	if err != nil {
+		d.warn("cannot tell when %s last moved (%v): asking the droplets whether they forward", st.ReservedIP.IP, err)
+	} else if moved.IsZero() || time.Since(moved) >= forwardDrain {
+		return
+	}
+	for i := range maybe {
+		m := &maybe[i]
+		id, age, err := d.forwardAge(ctx, m)
+		switch {
+		case err != nil:
+			d.warn("cannot tell whether %s still forwards to %s (%v)", m.Name, live.Name, err)
+		case id != live.ID || age >= forwardDrain:
+			continue
+		}
+		d.markForwarding(m)
+	}
 }
+
+// maxDrainChecks bounds the droplets a prune asks whether they forward.
+const maxDrainChecks = 3
 
 // forwardAge reads m's fresh forward marker: the droplet ID it names (0:
 // none) and its age by m's own clock (0 when m cannot tell).

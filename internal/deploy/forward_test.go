@@ -307,32 +307,49 @@ func TestCarryRefusesForwardingLive(t *testing.T) {
 	}
 }
 
-// TestPruneKeepsDraining: `fleet prune` on its own keeps the previous
-// droplet while it may still forward to the live one (a fresh marker
-// naming it, younger than forwardDrain, or a marker fleet cannot read),
-// and asks nothing over SSH when the stack does not forward.
+// TestPruneKeepsDraining: `fleet prune` on its own keeps a droplet that
+// may still forward to the live one: within forwardDrain of the IP's last
+// move (the API's action), a promoted droplet whose fresh marker names the
+// live one, younger than that, or one fleet cannot read. It asks no
+// droplet when the move is older, or the stack does not forward.
 func TestPruneKeepsDraining(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		marker  string // fwd-read's answer on the previous droplet
-		noFwd   bool   // the stack has no forward
-		down    bool   // the previous droplet refuses logins
-		kept    bool
-		warning string
+		name     string
+		marker   string        // fwd-read's answer on the droplet that gave up the IP
+		movedAgo time.Duration // the IP's last move (0: never)
+		noFwd    bool          // the stack has no forward
+		down     bool          // that droplet refuses logins
+		rollback bool          // it gave up the IP in a rollback: failed, not previous
+		kept     bool
+		asked    bool // the droplet was asked over SSH
+		warning  string
 	}{
-		{name: "forwards to live, 5 s ago", marker: "2\n5\n", kept: true, warning: "keeping {1}"},
-		{name: "forwards to live, 2 min ago", marker: "2\n120\n"},
-		{name: "no marker", marker: ""},
-		{name: "forwards elsewhere", marker: "7\n5\n"},
-		{name: "age unknown", marker: "2\n", kept: true, warning: "keeping {1}"},
-		{name: "unreadable", down: true, kept: true, warning: "cannot tell whether {1} still forwards to {2}"},
-		{name: "stack without forward", noFwd: true, down: true},
+		{name: "forwards to live, 5 s ago", marker: "2\n5\n", movedAgo: 5 * time.Second, kept: true, asked: true, warning: "keeping {1}"},
+		{name: "after a rollback: failed, forwards to live", marker: "2\n5\n", movedAgo: 5 * time.Second, rollback: true, kept: true, asked: true, warning: "keeping {1}"},
+		{name: "marker 2 min old", marker: "2\n120\n", movedAgo: 5 * time.Second, asked: true},
+		{name: "no marker", marker: "", movedAgo: 5 * time.Second, asked: true},
+		{name: "forwards elsewhere", marker: "7\n5\n", movedAgo: 5 * time.Second, asked: true},
+		{name: "age unknown", marker: "2\n", movedAgo: 5 * time.Second, kept: true, asked: true, warning: "keeping {1}"},
+		{name: "unreadable, just after the move", down: true, movedAgo: 5 * time.Second, kept: true, warning: "cannot tell whether {1} still forwards to {2}"},
+		{name: "unreadable, the move long ago", down: true, movedAgo: 10 * time.Minute},
+		{name: "moved long ago: nobody asked", marker: "2\n5\n", movedAgo: 10 * time.Minute},
+		{name: "never moved", marker: "2\n5\n"},
+		{name: "stack without forward", noFwd: true, down: true, movedAgo: 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			tags := []string{P}
+			if tc.rollback {
+				tags = []string{P, F}
+			}
 			w := holdWorld(t,
-				member{id: 1, version: "v1.0.0", tags: []string{P}},
+				member{id: 1, version: "v1.0.0", tags: tags},
 				member{id: 2, version: "v1.1.0", tags: []string{P}, live: true})
 			w.drops[1].script("fwd-read", step{stdout: tc.marker})
+			if tc.movedAgo > 0 {
+				w.cloud.mu.Lock()
+				w.cloud.moved = map[string]time.Time{testIP: time.Now().Add(-tc.movedAgo)}
+				w.cloud.mu.Unlock()
+			}
 			if tc.noFwd {
 				w.d.Spec.Stack.Data.Forward = ""
 			}
@@ -341,9 +358,15 @@ func TestPruneKeepsDraining(t *testing.T) {
 			}
 			ctx, cancel := runCtx(t)
 			defer cancel()
-			pruned, err := w.d.Prune(ctx, 0)
+			pruned, err := w.d.Prune(ctx, 1) // keep 1: a failed droplet goes anyway
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !tc.rollback {
+				pruned, err = w.d.Prune(ctx, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 			if got := len(pruned) == 0; got != tc.kept {
 				t.Errorf("pruned %v, want kept %v", pruned, tc.kept)
@@ -351,8 +374,8 @@ func TestPruneKeepsDraining(t *testing.T) {
 			if tc.warning != "" && !strings.Contains(w.warn.String(), w.expand(tc.warning)) {
 				t.Errorf("warnings %q, want %q", w.warn, w.expand(tc.warning))
 			}
-			if n := len(w.drops[1].srv.Commands()); tc.noFwd && n != 0 {
-				t.Errorf("%d commands on the previous droplet, want none", n)
+			if n := len(w.drops[1].srv.Commands()); (n != 0) != tc.asked {
+				t.Errorf("%d commands on the droplet that gave up the IP, want asked %v", n, tc.asked)
 			}
 		})
 	}
