@@ -620,7 +620,7 @@ func TestBlog(t *testing.T) {
 	}
 	appOf := "$(docker ps -aq --filter label=com.docker.compose.service=app)"
 	e.r.ok("ssh", cand, "--", "docker", "stop", appOf)
-	if _, errOut, code := e.r.run("promote"); code == 0 || !strings.Contains(errOut, "the reserved IP did not move") {
+	if _, errOut, code := e.r.run("promote"); code == 0 || !strings.Contains(errOut, "did not touch the reserved IP") {
 		t.Fatalf("promote with the candidate's app down: exit %d\n%s", code, errOut)
 	}
 	if e.live() != liveName {

@@ -167,7 +167,7 @@ func TestPromoteAbort(t *testing.T) {
 			setup: func(w *world, _ context.CancelFunc) { w.drops[2].script("freeze", step{code: 2}) },
 			// Before the window: nothing was frozen on {1}, nothing to undo.
 			end: end{holder: 1, tags: notPromoted, logs: map[int][]string{1: {}, 2: {"freeze!"}},
-				err: []string{"freeze on {2}"}}},
+				err: []string{"freeze on {2}", "this run froze nothing on {1} and did not touch the reserved IP"}}},
 		{name: "backup fails midway",
 			setup: func(w *world, _ context.CancelFunc) {
 				w.drops[1].script("backup", step{midway: true, stderr: "pg_dump: lost\n"})

@@ -177,6 +177,10 @@ func (sw *switchover) makeWritable(ctx context.Context, name string) error {
 // move's outcome is unknown nothing is unfrozen: writes on the wrong side
 // would be lost, a read-only site for a re-run's length is not.
 func (sw *switchover) abort(ctx context.Context, cause error) error {
+	if sw != nil && !sw.fromFroze && sw.from != nil && !strings.Contains(cause.Error(), "nothing was frozen") {
+		// Before the freeze (the candidate's freeze runs first): say so.
+		return fmt.Errorf("%w\nthis run froze nothing on %s and did not touch the reserved IP", cause, sw.fromName)
+	}
 	if sw == nil || !sw.fromFroze || sw.from == nil {
 		return cause
 	}
