@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -114,5 +115,37 @@ func TestLastMove(t *testing.T) {
 	}
 	if got.Before(before) || got.After(time.Now().Add(time.Second)) || !got.After(first) {
 		t.Errorf("LastMove %v (before the assign: %v), want the assign's end, after %v", got, first, before)
+	}
+}
+
+// A change still waiting for a connection when the context ends is
+// dropped at once, unsent (a dead network must not hold Ctrl-C for the
+// request timeout).
+func TestCommittedDropsUnsent(t *testing.T) {
+	dialing := make(chan struct{})
+	tr := committed{base: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		close(dialing)
+		<-ctx.Done() // a network that never answers
+		return nil, ctx.Err()
+	}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://192.0.2.1/v2/tags", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.RoundTrip(req)
+		done <- err
+	}()
+	<-dialing
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("RoundTrip: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a POST still dialling outlived its context")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"reflect"
 	"sort"
 	"strconv"
@@ -288,15 +289,16 @@ func roundBudget(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-// committed lets a request that changes something, once sent, run to its
-// answer although the command's context is cancelled (Ctrl-C): otherwise
-// fleet cannot know whether the API acted on it. A move read back as "not
-// moved" while its POST was still on the wire, and done by the API just
-// after, made the re-run of a rollback roll back again (kill-and-rerun,
-// rollback SIGINT2 after the first tag: 2 of 480 tries). A request not
-// yet sent when the context ends is not sent; one that is keeps the
-// context's deadline (the client's requestTimeout) and its values. Reads
-// stay cancellable.
+// committed lets a request that changes something, once on the wire, run
+// to its answer although the command's context is cancelled (Ctrl-C):
+// otherwise fleet cannot know whether the API acted on it. A move read
+// back as "not moved" while its POST was still on the wire, and done by
+// the API just after, made the re-run of a rollback roll back again
+// (kill-and-rerun, rollback SIGINT2 after the first tag: 2 of 480 tries).
+// Until the request has a connection (dial, TLS, a free connection) the
+// cancel still applies, and the request is not sent; from then on only
+// the context's deadline (the client's requestTimeout) does. Reads stay
+// cancellable throughout.
 type committed struct{ base http.RoundTripper }
 
 func (t committed) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -312,9 +314,30 @@ func (t committed) RoundTrip(req *http.Request) (*http.Response, error) {
 		dl = time.Now().Add(requestTimeout)
 	}
 	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	var mu sync.Mutex
+	sent, dropped := false, false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !sent {
+			dropped = true
+			cancel()
+		}
+	})
+	dctx = httptrace.WithClientTrace(dctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = !dropped
+	}})
 	resp, err := t.base.RoundTrip(req.WithContext(dctx))
+	stop()
 	if err != nil {
 		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		if dropped {
+			return nil, ctx.Err() // cancelled before it left
+		}
 		return nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
