@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,6 +72,9 @@ type DockerBackend struct {
 
 	cgroupOnce sync.Once
 	cgroupV2   bool
+	// noCapDrop: this engine refuses --cap-drop SYS_RESOURCE (newer
+	// Docker, where the host lacks the capability, so ALL lacks it too).
+	noCapDrop atomic.Bool
 	// vpcMu serialises this backend's checks and creations of VPC
 	// networks (other processes' are handled as they come: docker_vpc.go).
 	vpcMu sync.Mutex
@@ -296,9 +300,18 @@ func (b *DockerBackend) create(ctx context.Context, c string, m Machine) error {
 		"--restart", "unless-stopped", "--stop-timeout", "20",
 		"-p", m.PublicIPv4+":22:22", "-p", m.PublicIPv4+":80:80", "-p", m.PublicIPv4+":443:443",
 		b.bootImage(m))
-	if _, err := docker(ctx, nil, args...); err != nil {
+	if b.noCapDrop.Load() {
+		args = withoutCapDrop(args)
+	}
+	_, err := docker(ctx, nil, args...)
+	var de *dockerError
+	if err != nil && errors.As(err, &de) && strings.Contains(de.stderr, "capability not supported") && strings.Contains(de.stderr, "SYS_RESOURCE") {
+		// A newer Docker on a host without CAP_SYS_RESOURCE: ALL lacks it.
+		b.noCapDrop.Store(true)
+		_, err = docker(ctx, nil, withoutCapDrop(args)...)
+	}
+	if err != nil {
 		b.removeVolume(vol)
-		var de *dockerError
 		if errors.As(err, &de) && strings.Contains(de.stderr, "is already in use") {
 			return fmt.Errorf("creating droplet %q: the container name %s is taken by a container that is not this droplet's (a droplet of the same name in another local cloud?)", m.Name, c)
 		}
@@ -828,4 +841,17 @@ func docker(ctx context.Context, stdin io.Reader, args ...string) (string, error
 func isNoSuch(err error) bool {
 	var de *dockerError
 	return errors.As(err, &de) && strings.Contains(strings.ToLower(de.stderr), "no such")
+}
+
+// withoutCapDrop is a create's args without --cap-drop SYS_RESOURCE.
+func withoutCapDrop(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--cap-drop" && i+1 < len(args) && args[i+1] == "SYS_RESOURCE" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
 }

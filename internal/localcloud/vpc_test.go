@@ -256,3 +256,11 @@ func TestIsNoNetwork(t *testing.T) {
 		t.Error("isNoNetwork of a non-docker error")
 	}
 }
+
+func TestWithoutCapDrop(t *testing.T) {
+	in := []string{"create", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--cap-drop", "NET_ADMIN", "img"}
+	got := strings.Join(withoutCapDrop(in), " ")
+	if want := "create --cap-add ALL --cap-drop NET_ADMIN img"; got != want {
+		t.Errorf("withoutCapDrop = %q, want %q", got, want)
+	}
+}
