@@ -281,6 +281,11 @@ func (g *Gate) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	arrived := time.Now()
+	// The flags as of now, not of the last poll: nginx routed this write
+	// here because it saw the hold; passed to the app on a stale "open" it
+	// would get the app's 418, which nothing intercepts on this path (2
+	// writes of 2,636 answered 418 in a TestBlog rollback).
+	g.refresh()
 	g.mu.Lock()
 	st := g.st
 	inOrder := g.running || len(g.queue) > 0

@@ -37,6 +37,12 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	return newRigPoll(t, 2*time.Millisecond)
+}
+
+// newRigPoll is newRig whose gate reads the flags every poll.
+func newRigPoll(t *testing.T, poll time.Duration) *rig {
+	t.Helper()
 	r := &rig{t: t, flags: t.TempDir()}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.record(w, req, "app")
@@ -45,7 +51,7 @@ func newRig(t *testing.T) *rig {
 	u, _ := url.Parse(app.URL)
 	r.cert = filepath.Join(t.TempDir(), "fullchain.pem")
 	r.g = New(r.flags, u, r.cert)
-	r.g.Poll = 2 * time.Millisecond
+	r.g.Poll = poll
 	r.g.Logf = t.Logf
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -418,5 +424,23 @@ func TestQueueCap(t *testing.T) {
 	r.g.mu.Unlock()
 	if a := get(t, r.send("POST", "/c", "x")); a.code != http.StatusServiceUnavailable || a.waits > time.Second {
 		t.Fatalf("write past the cap: %d after %v, want 503 at once", a.code, a.waits)
+	}
+}
+
+// TestHoldSeenAtOnce: a write that arrives as the hold begins is held,
+// though the poll has not seen the flags yet (nginx has).
+func TestHoldSeenAtOnce(t *testing.T) {
+	r := newRigPoll(t, time.Hour) // only the request's own read can see the flags
+	r.flag(flagHold, "5000")
+	r.flag(flagReadonly, "")
+	ch := r.send("POST", "/c", "raced")
+	r.waitQueued(1)
+	if s := r.seenList(); len(s) != 0 {
+		t.Fatalf("the app got %v while the site was held", s)
+	}
+	r.unflag(flagReadonly, flagHold)
+	r.g.refresh() // the unfreeze, as the poll would see it
+	if a := get(t, ch); a.code != http.StatusCreated {
+		t.Fatalf("released write: %d, want 201", a.code)
 	}
 }
