@@ -301,6 +301,13 @@ func (d *Deployer) writesAfter(ctx context.Context, c *remote.Client, out output
 	return n, nil
 }
 
+// recordLine writes value to file (one of the project's /etc/fleet
+// records), making the directory first; a reader sees the old file or the
+// new one.
+func recordLine(project, file, value string) string {
+	return then(sh("mkdir", "-p", "/etc/fleet/"+project), replace(sh("echo", value), file))
+}
+
 // markLine records on a droplet, by its own clock, that it is live from
 // now.
 func markLine(project string) string {

@@ -229,7 +229,7 @@ func (sw *switchover) startForward(ctx context.Context) {
 // forwardLine writes the marker (naming id), then runs the stack's
 // forward to addr; on its exit 4 (nothing forwarded) the marker goes again.
 func forwardLine(project, marker string, id int, addr, forward string) string {
-	return then(sh("mkdir", "-p", "/etc/fleet/"+project), replace(sh("echo", strconv.Itoa(id)), marker)) +
+	return recordLine(project, marker, strconv.Itoa(id)) +
 		" && { " + dataCmd(project, forward, "FLEET_FORWARD_TO="+addr) +
 		"; rc=$?; if [ $rc -eq 4 ]; then " + sh("rm", "-f", marker) + "; fi; exit $rc; }"
 }

@@ -388,7 +388,7 @@ func (sw *switchover) preSyncBack(ctx context.Context, discard bool) (int, error
 	if sw.preSynced != nil {
 		// A rollback stopped after this leaves prev holding these writes:
 		// a later --discard-writes discards only those after them.
-		if err := sw.to.Run(ctx, then(sh("mkdir", "-p", "/etc/fleet/"+d.Spec.Project), replace(sh("echo", strings.TrimSpace(string(at))), carriedFile(d.Spec.Project))), nil, sw.out.stdout, sw.out.stderr); err != nil {
+		if err := sw.to.Run(ctx, recordLine(d.Spec.Project, carriedFile(d.Spec.Project), strings.TrimSpace(string(at))), nil, sw.out.stdout, sw.out.stderr); err != nil {
 			return n, fmt.Errorf("recording on %s what the pre-sync carried: %w", sw.toName, err)
 		}
 	}
