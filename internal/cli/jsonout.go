@@ -222,15 +222,16 @@ func toPromoteJSON(res *deploy.PromoteResult) promoteJSON {
 
 // windowJSON is one phase of the freeze window.
 type windowJSON struct {
-	Phase   string  `json:"phase"`   // freeze, writes (rollback), sync, health, unfreeze, forward (hold), move
-	Seconds float64 `json:"seconds"` // how long it took
+	Phase        string  `json:"phase"`         // freeze, writes (rollback), sync, health, unfreeze, forward (hold), move
+	StartSeconds float64 `json:"start_seconds"` // when it began, after the freeze began (forward and move begin together)
+	Seconds      float64 `json:"seconds"`       // how long it took
 }
 
 // windowsJSON never returns nil: no freeze prints as [].
 func windowsJSON(ws []deploy.WindowPhase) []windowJSON {
 	out := make([]windowJSON, 0, len(ws))
 	for _, p := range ws {
-		out = append(out, windowJSON{p.Name, p.Duration.Seconds()})
+		out = append(out, windowJSON{p.Name, p.Start.Seconds(), p.Duration.Seconds()})
 	}
 	return out
 }

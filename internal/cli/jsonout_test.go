@@ -562,8 +562,9 @@ func TestJSONStackResults(t *testing.T) {
 	bake := sampleBake()
 	phases := []deploy.Phase{{Name: "creating blog-v1-1-0-bbbbbb", Duration: 2 * time.Second}, {Name: "health gate", Duration: 500 * time.Millisecond}}
 	verify := "integrity_check ok"
-	window := []deploy.WindowPhase{{Name: "freeze", Duration: 250 * time.Millisecond}, {Name: "sync", Duration: 1500 * time.Millisecond},
-		{Name: "health", Duration: 50 * time.Millisecond}, {Name: "unfreeze", Duration: 400 * time.Millisecond}, {Name: "move", Duration: 300 * time.Millisecond}}
+	window := []deploy.WindowPhase{{Name: "freeze", Duration: 250 * time.Millisecond}, {Name: "sync", Start: 250 * time.Millisecond, Duration: 1500 * time.Millisecond},
+		{Name: "health", Start: 1750 * time.Millisecond, Duration: 50 * time.Millisecond}, {Name: "unfreeze", Start: 1800 * time.Millisecond, Duration: 400 * time.Millisecond},
+		{Name: "forward", Start: 2200 * time.Millisecond, Duration: 250 * time.Millisecond}, {Name: "move", Start: 2200 * time.Millisecond, Duration: 300 * time.Millisecond}}
 	for _, tt := range []struct {
 		golden string
 		v      any

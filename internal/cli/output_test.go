@@ -125,6 +125,11 @@ func TestPrintWindow(t *testing.T) {
 		{0, 0, nil, ""},
 		{1600 * time.Millisecond, 5 * time.Second, w, "writes were frozen for 1.6s (budget 5s: freeze 0.21s, sync 0.93s, move 0.46s)\n"},
 		{1600 * time.Millisecond, 0, nil, "writes were frozen for 1.6s\n"},
+		{1800 * time.Millisecond, 5 * time.Second, []deploy.WindowPhase{{Name: "freeze", Duration: 200 * time.Millisecond},
+			{Name: "sync", Start: 200 * time.Millisecond, Duration: 900 * time.Millisecond},
+			{Name: "forward", Start: 1100 * time.Millisecond, Duration: 300 * time.Millisecond},
+			{Name: "move", Start: 1100 * time.Millisecond, Duration: 460 * time.Millisecond}},
+			"writes were frozen for 1.8s (budget 5s: freeze 0.20s, sync 0.90s, forward 0.30s alongside move 0.46s)\n"},
 	} {
 		var b bytes.Buffer
 		printWindow(&b, tc.freeze, tc.budget, tc.window)

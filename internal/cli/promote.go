@@ -103,18 +103,32 @@ func promoteRun(ctx context.Context, opts *PromoteOptions) error {
 }
 
 // printWindow is the freeze window, phase by phase: "writes were frozen
-// for 2.4s (budget 5s: freeze 0.2s, sync 1.1s, ...)".
+// for 2.4s (budget 5s: freeze 0.2s, sync 1.1s, ..., forward 0.3s
+// alongside move 0.5s)".
 func printWindow(w io.Writer, freeze, budget time.Duration, window []deploy.WindowPhase) {
 	if freeze <= 0 {
 		return
 	}
 	fmt.Fprintf(w, "writes were frozen for %.1fs", freeze.Seconds())
 	if budget > 0 {
-		parts := make([]string, 0, len(window))
-		for _, p := range window {
-			parts = append(parts, fmt.Sprintf("%s %.2fs", p.Name, p.Duration.Seconds()))
+		var b strings.Builder
+		for i, p := range window {
+			switch {
+			case i == 0:
+			case overlaps(window[i-1], p):
+				b.WriteString(" alongside ")
+			default:
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %.2fs", p.Name, p.Duration.Seconds())
 		}
-		fmt.Fprintf(w, " (budget %s: %s)", budget, strings.Join(parts, ", "))
+		fmt.Fprintf(w, " (budget %s: %s)", budget, b.String())
 	}
 	fmt.Fprintln(w)
+}
+
+// overlaps reports whether q began before p ended (forward and move run
+// at once); the window's phases otherwise run one after the other.
+func overlaps(p, q deploy.WindowPhase) bool {
+	return q.Start > 0 && q.Start+10*time.Millisecond < p.Start+p.Duration
 }

@@ -30,9 +30,12 @@ const (
 	PhaseMove     = "move"     // the reserved IP's assign, read back
 )
 
-// WindowPhase is one phase of the freeze window and how long it took.
+// WindowPhase is one phase of the freeze window: when it began (after
+// the freeze began) and how long it took. The phases run one after the
+// other, except forward and move, which run at once.
 type WindowPhase struct {
 	Name     string
+	Start    time.Duration
 	Duration time.Duration
 }
 
@@ -172,7 +175,7 @@ func (sw *switchover) phase(ctx context.Context, name string, f func(context.Con
 		defer cancel()
 	}
 	err := f(pctx)
-	sw.window = append(sw.window, WindowPhase{Name: name, Duration: time.Since(start)})
+	sw.record(name, start)
 	if !dl.IsZero() && ctx.Err() == nil && (context.Cause(pctx) == errOverBudget || time.Now().After(dl)) {
 		return &FreezeBudgetError{Budget: sw.budget(), Elapsed: time.Since(sw.frozenAt), Stage: name,
 			Window: append([]WindowPhase(nil), sw.window...), Sync: sw.transfer, Unfreeze: sw.d.Spec.Stack.Data.Unfreeze}
@@ -180,12 +183,28 @@ func (sw *switchover) phase(ctx context.Context, name string, f func(context.Con
 	return err
 }
 
-// timeMove records the move as the window's last phase.
-func (sw *switchover) timeMove(start time.Time) {
+// record adds a phase that began at start and ends now to the window.
+func (sw *switchover) record(name string, start time.Time) { sw.recordUntil(name, start, time.Now()) }
+
+// recordUntil adds a phase that ran from start to end.
+func (sw *switchover) recordUntil(name string, start, end time.Time) {
+	sw.window = append(sw.window, WindowPhase{Name: name, Start: max(start.Sub(sw.frozenAt), 0), Duration: end.Sub(start)})
+}
+
+// timeForward records the forward (with the move, the window's last
+// phases): past the commit point, timed, never stopped by the budget.
+func (sw *switchover) timeForward(start, end time.Time) {
+	if sw != nil && sw.fw != nil && sw.fw.tried && !sw.frozenAt.IsZero() {
+		sw.recordUntil(PhaseForward, start, end)
+	}
+}
+
+// timeMove records the move, from start to end.
+func (sw *switchover) timeMove(start, end time.Time) {
 	// after the commit point the move no longer holds writes;
 	// the phase stays, for stacks that do not hold.
 	if sw != nil && !sw.frozenAt.IsZero() {
-		sw.window = append(sw.window, WindowPhase{Name: PhaseMove, Duration: time.Since(start)})
+		sw.recordUntil(PhaseMove, start, end)
 	}
 }
 

@@ -37,6 +37,8 @@ type fakeCloud struct {
 	now       time.Time // the clock snapshots are stamped with; ticks a minute per snapshot
 	// moved: when each IP's last assign took effect (LastMove).
 	moved map[string]time.Time
+	// assignDelay: how long an Assign takes (as the API's action does).
+	assignDelay time.Duration
 }
 
 var _ cloud.Cloud = (*fakeCloud)(nil)
@@ -390,6 +392,10 @@ func (c *fakeCloud) Assign(ctx context.Context, ip string, id int, t cloud.Timeo
 	if err := ctx.Err(); err != nil { // a request on a cancelled context never leaves
 		return err
 	}
+	c.mu.Lock()
+	delay := c.assignDelay
+	c.mu.Unlock()
+	time.Sleep(delay)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.Idle {

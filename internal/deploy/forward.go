@@ -199,31 +199,27 @@ func (sw *switchover) resumeForward(ctx context.Context, target *Member) (bool, 
 // startForward runs the stack's forward on the droplet giving up the IP,
 // with the marker written first in the same run (removed again when the
 // stack says it could not forward, exit 4). Any other outcome counts as
-// started: an unknown one may have forwarded writes.
-func (sw *switchover) startForward(ctx context.Context) {
+// started: an unknown one may have forwarded writes. It runs alongside
+// the move, so it returns its warning rather than printing it.
+func (sw *switchover) startForward(ctx context.Context) (warning string) {
 	fw := sw.fw
-	if fw == nil || fw.tried || fw.started {
-		return
-	}
 	fw.tried = true
 	d := sw.d
 	p := d.Spec.Project
 	mk := forwardMarkerFile(p)
-	d.step("forwarding %s to %s (%s)", sw.fromName, fw.target.Name, fw.addr)
 	line := forwardLine(p, mk, fw.target.ID, fw.addr, d.Spec.Stack.Data.Forward)
 	var so bytes.Buffer
 	err := sw.from.Run(ctx, line, nil, &so, sw.out.stderr)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Code == 4 {
-		d.warn("%s cannot forward to %s (%s): writes held there get 503 at their deadline, as without hold", sw.fromName, fw.target.Name, strings.TrimSpace(ee.Stderr))
-		return
+		return fmt.Sprintf("%s cannot forward to %s (%s): writes held there get 503 at their deadline, as without hold", sw.fromName, fw.target.Name, strings.TrimSpace(ee.Stderr))
 	}
 	fw.started, fw.at = true, time.Now()
 	if err != nil {
-		d.warn("forward on %s: %v; fleet goes on as if it forwards (%s may hold acknowledged writes)", sw.fromName, err, fw.target.Name)
-		return
+		return fmt.Sprintf("forward on %s: %v; fleet goes on as if it forwards (%s may hold acknowledged writes)", sw.fromName, err, fw.target.Name)
 	}
 	fw.held = parseHeld(so.String())
+	return ""
 }
 
 // forwardLine writes the marker (naming id), then runs the stack's
@@ -272,38 +268,63 @@ func (sw *switchover) held() *Held {
 	return sw.fw.held
 }
 
-// forwardAndMove moves ip to target once the caller began the forward
-// (beginForward, before its "moving" step). Past the commit point a
-// failed move is tried once more, then returned as a *ForwardingError,
-// which abort leaves alone.
-func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string, target *Member, command string) (bool, error) {
+// forwardAndMove moves ip to target and, when the switch holds, runs the
+// forward (the commit point) at the same time: the move never depended
+// on the forward's outcome (one the stack refuses moves too, as without
+// hold), so the window's last two phases overlap. Either order is safe:
+// the IP first sends new writes to a writable target with the final data
+// while the held ones wait a little longer; the forward first sends them
+// over the private network. The outcome is decided once both are done:
+// past the commit point a failed move is tried once more, then returned
+// as a *ForwardingError, which abort leaves alone. step is the move's
+// progress line.
+func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string, target *Member, command, step string) (bool, error) {
+	fwd := sw.pendingForward()
+	if fwd {
+		d.step("forwarding %s to %s (%s) while %s", sw.fromName, target.Name, sw.fw.addr, step)
+	} else {
+		d.step("%s", step)
+	}
+	start := time.Now()
+	var warning string
+	var fwEnd time.Time
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if fwd {
+			warning = sw.startForward(ctx)
+			fwEnd = time.Now()
+		}
+	}()
 	moved, err := d.move(ctx, ip, target, sw.idle())
+	moveEnd := time.Now()
+	<-done
+	if fwd {
+		sw.timeForward(start, fwEnd)
+		if warning != "" {
+			d.warn("%s", warning)
+		}
+		if sw.forwarding() {
+			d.markForwarding(sw.fromM)
+		}
+	}
 	if err == nil || !sw.forwarding() {
+		sw.timeMove(start, moveEnd)
 		return moved, err
 	}
 	d.warn("moving %s to %s: %v; %s forwards to it, so fleet tries once more", ip, target.Name, err, sw.fromName)
-	if moved, err2 := d.move(ctx, ip, target, false); err2 == nil {
+	moved, err = d.move(ctx, ip, target, false)
+	sw.timeMove(start, time.Now())
+	if err == nil {
 		return moved, nil
-	} else {
-		err = err2
 	}
 	return false, &ForwardingError{IP: ip, From: sw.fromName, To: target.Name, Command: command, Err: err}
 }
 
-// beginForward is the commit point of a switch that holds: the stack's
-// forward on the droplet giving up the IP (nil-safe; once).
-func (sw *switchover) beginForward(ctx context.Context) {
-	if sw != nil {
-		start := time.Now()
-		sw.startForward(ctx)
-		if sw.fw != nil && sw.fw.tried && !sw.frozenAt.IsZero() {
-			// Past the commit point: timed, never stopped by the budget.
-			sw.window = append(sw.window, WindowPhase{Name: PhaseForward, Duration: time.Since(start)})
-		}
-		if sw.forwarding() {
-			sw.d.markForwarding(sw.fromM)
-		}
-	}
+// pendingForward reports whether this switch holds and has not tried its
+// forward yet (nil-safe).
+func (sw *switchover) pendingForward() bool {
+	return sw != nil && sw.fw != nil && !sw.fw.tried && !sw.fw.started && sw.from != nil
 }
 
 // markForwarding records, for prune in this run, that m forwards: its

@@ -56,7 +56,7 @@ func TestPromoteHoldForward(t *testing.T) {
 	if err != nil {
 		return
 	}
-	want := []string{"unfreezing " + w.name(2), "forwarding " + w.name(1) + " to " + w.name(2) + " (10.10.0.2:443)", "moving " + testIP + " to " + w.name(2)}
+	want := []string{"unfreezing " + w.name(2), "forwarding " + w.name(1) + " to " + w.name(2) + " (10.10.0.2:443) while moving " + testIP + " to " + w.name(2)}
 	var got []string
 	for _, s := range steps {
 		for _, p := range []string{"unfreezing", "forwarding", "moving"} {
@@ -83,6 +83,48 @@ func TestPromoteHoldForward(t *testing.T) {
 		if kind(c) == "forward" && !strings.Contains(c.Line, "FLEET_FORWARD_TO=10.10.0.2:443") {
 			t.Errorf("forward ran %q, want FLEET_FORWARD_TO=10.10.0.2:443", c.Line)
 		}
+	}
+}
+
+// TestForwardAlongsideMove: the forward and the move run at once, so the
+// window ends when the slower of the two does, not after both.
+func TestForwardAlongsideMove(t *testing.T) {
+	const each = 300 * time.Millisecond
+	w := holdWorld(t)
+	w.drops[1].script("forward", step{stdout: heldLine, delay: each})
+	w.cloud.mu.Lock()
+	w.cloud.assignDelay = each
+	w.cloud.mu.Unlock()
+	ctx, cancel := runCtx(t)
+	defer cancel()
+	res, err := w.d.Promote(ctx, false)
+	w.check(t, end{holder: 2, tags: promoted, logs: map[int][]string{
+		1: {"fwd-read", "hold", "backup", "forward"},
+		2: {"freeze", "restore", "mark+unfreeze"},
+	}}, err)
+	if err != nil {
+		return
+	}
+	var fwd, mv WindowPhase
+	for _, p := range res.Window {
+		switch p.Name {
+		case PhaseForward:
+			fwd = p
+		case PhaseMove:
+			mv = p
+		}
+	}
+	if fwd.Duration < each || mv.Duration < each {
+		t.Fatalf("forward %v, move %v: each should take at least %v", fwd, mv, each)
+	}
+	var before time.Duration // the phases before these two
+	for _, p := range res.Window {
+		if p.Name != PhaseForward && p.Name != PhaseMove {
+			before += p.Duration
+		}
+	}
+	if res.Freeze > before+2*each-each/2 {
+		t.Errorf("window %v, %v before the forward and the move: they ran one after the other", res.Freeze, before)
 	}
 }
 

@@ -74,19 +74,20 @@ func (d *Deployer) Promote(ctx context.Context, force bool) (*PromoteResult, err
 		defer sw.close()
 		res.Data = sw.transfer
 	}
-	moveStart := time.Now()
 	if st.ReservedIP != nil {
 		res.ReservedIP = st.ReservedIP.IP
-		sw.beginForward(ctx) // the commit point when holding (forward.go)
-		moveStart = time.Now()
-		d.step("moving %s to %s", res.ReservedIP, cand.Name)
-		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote"); err != nil {
+		// With hold, the forward (the commit point) runs alongside.
+		step := fmt.Sprintf("moving %s to %s", res.ReservedIP, cand.Name)
+		if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, cand, "promote", step); err != nil {
 			return nil, sw.abort(ctx, err)
 		}
-	} else if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
-		return nil, sw.abort(ctx, err)
+	} else {
+		moveStart := time.Now()
+		if res.ReservedIP, res.Created, err = d.reserve(ctx, st, cand); err != nil {
+			return nil, sw.abort(ctx, err)
+		}
+		sw.timeMove(moveStart, time.Now())
 	}
-	sw.timeMove(moveStart)
 	res.Freeze = sw.moved()
 	res.FreezeBudget, res.Window = sw.figures()
 	sw.overran(res.Freeze)

@@ -92,17 +92,15 @@ func (d *Deployer) Rollback(ctx context.Context, opt RollbackOptions) (*Rollback
 	if err := d.markRollback(ctx, prev, live); err != nil {
 		return nil, sw.abort(ctx, d.unmarkRollback(ctx, prev, live, err))
 	}
-	sw.beginForward(ctx) // the commit point when holding (forward.go)
-	d.step("moving %s back to %s", res.ReservedIP, prev.Name)
-	moveStart := time.Now()
-	if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, prev, "rollback"); err != nil {
+	// With hold, the forward (the commit point) runs alongside.
+	step := fmt.Sprintf("moving %s back to %s", res.ReservedIP, prev.Name)
+	if _, err := d.forwardAndMove(ctx, sw, res.ReservedIP, prev, "rollback", step); err != nil {
 		var nm *NotMovedError
 		if errors.As(err, &nm) {
 			err = d.unmarkRollback(ctx, prev, live, err)
 		}
 		return nil, sw.abort(ctx, err)
 	}
-	sw.timeMove(moveStart)
 	res.Freeze = sw.moved()
 	res.FreezeBudget, res.Window = sw.figures()
 	sw.overran(res.Freeze)
