@@ -5,6 +5,9 @@ READONLY=$FLAGS/readonly
 HOLD=$FLAGS/hold       # with readonly: writes wait at the gate
 FORWARD=$FLAGS/forward # the gate forwards to the ip:port it holds
 BACKUPS=/var/backups/blog
+# The app's write lock (its data volume, mounted read-only: flock needs
+# no more).
+WRITE_LOCK=${FLEET_WRITE_LOCK:-/var/lib/blog/.write.lock}
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() {

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 import unittest
 
 UTIL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "utility")
@@ -341,6 +342,27 @@ class FleetDataTest(unittest.TestCase):
         open(os.path.join(self.stub, "lookups"), "w").close()
         self.assertEqual(self.run_fd("unfreeze").returncode, 0)
         self.assertFalse(self.get("lookups"))  # flags only
+
+    def test_drain_takes_the_write_lock(self):
+        # With the app's data volume mounted, freeze waits for the writes
+        # in flight on their lock itself: no docker exec, no lookup.
+        lock = os.path.join(self.tmp, ".write.lock")
+        open(lock, "w").close()
+        writer = subprocess.Popen(["flock", "-s", lock, "sleep", "1"])
+        try:
+            time.sleep(0.2)  # the write is in flight
+            open(os.path.join(self.stub, "lookups"), "w").close()
+            start = time.monotonic()
+            r = self.run_fd("freeze", FLEET_WRITE_LOCK=lock)
+            took = time.monotonic() - start
+        finally:
+            writer.wait()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(took, 0.5, "freeze did not wait for the write in flight")
+        self.assertIn(b"the write lock, taken here", r.stderr)
+        self.assertNotIn("blog-drain", (self.get("calls") or b"").decode())
+        self.assertFalse(self.get("lookups"))
+        self.assertEqual(self.run_fd("status").stdout.strip(), b"frozen")
 
     def test_project_not_found_by_id(self):
         # This container is not in the list (not started by compose, or an

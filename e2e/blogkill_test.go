@@ -1,0 +1,106 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// killAfter runs fleet args and SIGKILLs it delay after a line of its
+// stderr contains marker (a progress step): a runner lost mid-switch.
+// It returns what fleet printed and whether the kill came before fleet
+// exited on its own.
+func (r *runner) killAfter(marker string, delay time.Duration, args ...string) (string, bool) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.bin, args...)
+	cmd.Dir, cmd.Env = r.dir, append(os.Environ(), r.env...)
+	cmd.Stdout = io.Discard
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { err := cmd.Wait(); pw.Close(); exited <- err }()
+	var out strings.Builder
+	seen := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), marker) {
+				once = true
+				close(seen)
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case <-seen:
+		time.Sleep(delay)
+		killed := cmd.Process.Signal(syscall.SIGKILL) == nil
+		err := <-exited
+		var ee *exec.ExitError
+		killed = killed && errors.As(err, &ee) && !ee.Exited()
+		return out.String(), killed
+	case err := <-exited:
+		r.t.Fatalf("fleet %v exited (%v) before printing %q:\n%s", args, err, marker, out.String())
+	}
+	return "", false
+}
+
+// promoteKilledAtForward: the promote is killed (SIGKILL) while the old
+// droplet starts forwarding and the IP moves, at their commit point; a
+// re-run converges: the candidate is live, with the data as of the
+// freeze, and no data is carried twice over writes it acknowledged.
+func (e *blogEnv) promoteKilledAtForward(delay time.Duration) {
+	t := e.t
+	t.Helper()
+	before := e.r.status()
+	out, killed := e.r.killAfter("forwarding ", delay, "promote")
+	if !killed {
+		t.Fatalf("fleet promote finished before the kill:\n%s", out)
+	}
+	start := time.Now()
+	rerun, errOut, code := e.r.run("promote", "--json")
+	if code != 0 {
+		t.Fatalf("re-run of the killed promote: exit %d\n%s%s\nkilled run:\n%s", code, rerun, errOut, out)
+	}
+	var res map[string]any
+	json.Unmarshal([]byte(rerun), &res)
+	path := "redone from the freeze"
+	switch {
+	case strings.Contains(errOut, "only the IP moves"):
+		path = "found the forward: only the IP moved"
+	case res["resumed"] == true:
+		path = "the IP had moved: finished the bookkeeping"
+	}
+	t.Logf("promote killed %v after its forward step, re-run in %.1fs: %s (data %v)", delay, time.Since(start).Seconds(), path, res["data"])
+	if path == "redone from the freeze" && res["data"] == nil {
+		t.Errorf("the re-run neither resumed nor carried the data again:\n%s", errOut)
+	}
+	after := e.r.status()
+	live := ""
+	for _, d := range after.Droplets {
+		if d.Role == "live" {
+			live = d.Version
+		}
+	}
+	for _, d := range before.Droplets {
+		if d.Role == "candidate" && d.Version != live {
+			t.Fatalf("after the re-run %s is live, want the candidate %s", live, d.Version)
+		}
+	}
+}
