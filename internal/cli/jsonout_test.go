@@ -574,8 +574,9 @@ func TestJSONStackResults(t *testing.T) {
 		{"stack-promote", toPromoteJSON(&deploy.PromoteResult{ReservedIP: "203.0.113.7", Live: live, Previous: &prev, Data: transfer,
 			Freeze: 2500 * time.Millisecond, FreezeBudget: 5 * time.Second, Window: window, AfterPromoteError: "certbot: rate limited", Phases: phases})},
 		{"stack-rollback", toRollbackJSON(&deploy.RollbackResult{ReservedIP: "203.0.113.7", Live: &prev, Failed: &failed, Writes: 3, Data: transfer, Freeze: time.Second,
-			FreezeBudget: 5 * time.Second, Window: []deploy.WindowPhase{{Name: "freeze", Duration: 100 * time.Millisecond}, {Name: "writes", Duration: 100 * time.Millisecond},
-				{Name: "sync", Duration: 400 * time.Millisecond}, {Name: "unfreeze", Duration: 100 * time.Millisecond}, {Name: "move", Duration: 300 * time.Millisecond}}})},
+			FreezeBudget: 5 * time.Second, Window: []deploy.WindowPhase{{Name: "freeze", Duration: 100 * time.Millisecond}, {Name: "writes", Start: 100 * time.Millisecond, Duration: 100 * time.Millisecond},
+				{Name: "sync", Start: 200 * time.Millisecond, Duration: 400 * time.Millisecond}, {Name: "unfreeze", Start: 600 * time.Millisecond, Duration: 100 * time.Millisecond},
+				{Name: "move", Start: 700 * time.Millisecond, Duration: 300 * time.Millisecond}}})},
 		{"stack-backup", func() backupJSON {
 			b := toBackupJSON(&deploy.BackupResult{Path: "backups/blog/20261130T110000Z.tar.zst", Manifest: manifest, Duration: 3 * time.Second})
 			b.Verified, b.VerifyOutput = true, &verify

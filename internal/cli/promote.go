@@ -115,7 +115,7 @@ func printWindow(w io.Writer, freeze, budget time.Duration, window []deploy.Wind
 		for i, p := range window {
 			switch {
 			case i == 0:
-			case overlaps(window[i-1], p):
+			case deploy.Overlaps(window[i-1], p):
 				b.WriteString(" alongside ")
 			default:
 				b.WriteString(", ")
@@ -125,10 +125,4 @@ func printWindow(w io.Writer, freeze, budget time.Duration, window []deploy.Wind
 		fmt.Fprintf(w, " (budget %s: %s)", budget, b.String())
 	}
 	fmt.Fprintln(w)
-}
-
-// overlaps reports whether q began before p ended (forward and move run
-// at once); the window's phases otherwise run one after the other.
-func overlaps(p, q deploy.WindowPhase) bool {
-	return q.Start > 0 && q.Start+10*time.Millisecond < p.Start+p.Duration
 }

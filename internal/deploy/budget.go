@@ -39,6 +39,12 @@ type WindowPhase struct {
 	Duration time.Duration
 }
 
+// Overlaps reports whether q began before p ended (forward and move run
+// at once); the window's phases otherwise run one after the other.
+func Overlaps(p, q WindowPhase) bool {
+	return q.Start > 0 && q.Start+10*time.Millisecond < p.Start+p.Duration
+}
+
 // budgetReserve is kept for the move out of the deadline (its API action
 // takes about 300 ms once the poll asks early), at most a third of the
 // budget.
@@ -122,18 +128,24 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 
 // windowText is "freeze 0.05s, sync 0.95s of 12.3 MB".
 func windowText(w []WindowPhase, sync *Transfer) string {
-	parts := make([]string, 0, len(w))
-	for _, p := range w {
-		s := p.Name + " " + secs(p.Duration)
-		if p.Name == PhaseSync && sync != nil {
-			s += " of " + mb(sync.Bytes) + " so far"
+	var b strings.Builder
+	for i, p := range w {
+		switch {
+		case i == 0:
+		case Overlaps(w[i-1], p):
+			b.WriteString(" alongside ")
+		default:
+			b.WriteString(", ")
 		}
-		parts = append(parts, s)
+		b.WriteString(p.Name + " " + secs(p.Duration))
+		if p.Name == PhaseSync && sync != nil {
+			b.WriteString(" of " + mb(sync.Bytes) + " so far")
+		}
 	}
-	if len(parts) == 0 {
+	if len(w) == 0 {
 		return "no phase ran"
 	}
-	return strings.Join(parts, ", ")
+	return b.String()
 }
 
 func mb(n int64) string { return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB" }

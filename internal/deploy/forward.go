@@ -304,9 +304,11 @@ func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string
 		if warning != "" {
 			d.warn("%s", warning)
 		}
-		if sw.forwarding() {
-			d.markForwarding(sw.fromM)
-		}
+	}
+	if sw.forwarding() {
+		// This run's forward, or an earlier run's it resumed: the droplet
+		// drains its connections through it after the move.
+		d.markForwarding(sw.fromM)
 	}
 	if err == nil || !sw.forwarding() {
 		sw.timeMove(start, moveEnd)

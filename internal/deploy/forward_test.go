@@ -249,19 +249,37 @@ func TestDiscardRefusedWhileForwarding(t *testing.T) {
 }
 
 // TestPruneKeepsForwarding: keep 0 does not destroy the droplet that
-// forwards while its connections drain.
+// forwards while its connections drain: after this run's forward, or on
+// a re-run that found an earlier run's forward and only moved the IP.
 func TestPruneKeepsForwarding(t *testing.T) {
-	w := holdWorld(t)
-	w.d.Spec.Keep = 0
-	ctx, cancel := runCtx(t)
-	defer cancel()
-	res, err := w.d.Promote(ctx, false)
-	w.checkState(t, end{holder: 2, tags: promoted}, err)
-	if err == nil && len(res.Pruned) != 0 {
-		t.Errorf("pruned %v", res.Pruned)
-	}
-	if !strings.Contains(w.warn.String(), "keeping "+w.name(1)) {
-		t.Errorf("warnings %q", w.warn)
+	for _, tc := range []struct {
+		name    string
+		resumed bool
+	}{{"forwarded now", false}, {"resumed", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := holdWorld(t)
+			w.d.Spec.Keep = 0
+			ctx, cancel := runCtx(t)
+			defer cancel()
+			if tc.resumed {
+				// The first run forwards, then fails to move the IP twice.
+				w.cloud.inject("Assign", fault{err: errors.New("assign: API answered 503"), times: 2})
+				if _, err := w.d.Promote(ctx, false); err == nil {
+					t.Fatal("the first promote did not fail")
+				}
+				w.drops[1].script("fwd-read", step{stdout: "2\n"})
+				w.d.forwardingFrom = nil // a new process
+				w.warn.Reset()
+			}
+			res, err := w.d.Promote(ctx, false)
+			w.checkState(t, end{holder: 2, tags: promoted}, err)
+			if err == nil && len(res.Pruned) != 0 {
+				t.Errorf("pruned %v", res.Pruned)
+			}
+			if !strings.Contains(w.warn.String(), "keeping "+w.name(1)) {
+				t.Errorf("warnings %q", w.warn)
+			}
+		})
 	}
 }
 

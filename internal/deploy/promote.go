@@ -14,11 +14,13 @@ type PromoteResult struct {
 	Created    bool     // the reserved IP was reserved by this promote
 	Pruned     []Member // previous droplets destroyed beyond keep
 	// With stack.data: the final backup carried from the old live droplet,
-	// and how long writes were frozen (freeze until the IP moved).
+	// and how long writes were frozen (freeze until the IP moved, and the
+	// forward ran, when holding).
 	Data   *Transfer
 	Freeze time.Duration
 	// FreezeBudget is stack.data.freeze_budget and Window the freeze
-	// window's phases (their sum is Freeze); 0 and nil without a freeze.
+	// window's phases (they sum to Freeze, but forward and move run at
+	// once); 0 and nil without a freeze.
 	FreezeBudget time.Duration
 	Window       []WindowPhase
 	// Held: what the old live droplet held during the freeze and

@@ -21,7 +21,8 @@ type RollbackResult struct {
 	Discarded bool
 	Freeze    time.Duration
 	// FreezeBudget is stack.data.freeze_budget and Window the freeze
-	// window's phases (their sum is Freeze); 0 and nil without a freeze.
+	// window's phases (they sum to Freeze, but forward and move run at
+	// once); 0 and nil without a freeze.
 	FreezeBudget time.Duration
 	Window       []WindowPhase
 	Held         *Held // stack.data.hold: what live held and forwarded; nil without

@@ -281,5 +281,9 @@ func (d *Deployer) warn(format string, args ...any) {
 	if w == nil {
 		w = d.log()
 	}
+	// The log's lock: a warning may come while a command's output streams
+	// (the move warns while the forward runs).
+	logMu.Lock()
+	defer logMu.Unlock()
 	fmt.Fprintf(w, "warning: "+format+"\n", args...)
 }

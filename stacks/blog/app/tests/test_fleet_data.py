@@ -109,7 +109,9 @@ class FleetDataTest(unittest.TestCase):
             return None
 
     def run_fd(self, *args, stdin=b"", **env):
-        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj")
+        # No write lock unless a test makes one: blog-drain through the stub.
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
+                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"))
         e.update(env)
         return subprocess.run([self.fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
 
@@ -225,7 +227,9 @@ class FleetDataTest(unittest.TestCase):
         """Whether restore starts blog-restore before any byte arrives."""
         import time
         open(os.path.join(self.stub, "calls"), "w").close()
-        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj")
+        # No write lock unless a test makes one: blog-drain through the stub.
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
+                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"))
         p = subprocess.Popen([self.fd, "restore"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
         time.sleep(1.5)
         early = "c-app blog-restore [" in self.get("calls").decode()
