@@ -352,9 +352,13 @@ class FleetDataTest(unittest.TestCase):
         # in flight on their lock itself: no docker exec, no lookup.
         lock = os.path.join(self.tmp, ".write.lock")
         open(lock, "w").close()
-        writer = subprocess.Popen(["flock", "-s", lock, "sleep", "1"])
+        writer = subprocess.Popen(["flock", "-s", lock, "sleep", "3"])
         try:
-            time.sleep(0.2)  # the write is in flight
+            # The write is in flight once an exclusive try fails.
+            deadline = time.monotonic() + 2
+            while subprocess.run(["flock", "-n", "-x", lock, "true"]).returncode == 0:
+                self.assertLess(time.monotonic(), deadline, "the writer never took the lock")
+                time.sleep(0.02)
             open(os.path.join(self.stub, "lookups"), "w").close()
             start = time.monotonic()
             r = self.run_fd("freeze", FLEET_WRITE_LOCK=lock)
@@ -362,7 +366,7 @@ class FleetDataTest(unittest.TestCase):
         finally:
             writer.wait()
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertGreater(took, 0.5, "freeze did not wait for the write in flight")
+        self.assertGreater(took, 0.3, "freeze did not wait for the write in flight")
         self.assertIn(b"the write lock, taken here", r.stderr)
         self.assertNotIn("blog-drain", (self.get("calls") or b"").decode())
         self.assertFalse(self.get("lookups"))
