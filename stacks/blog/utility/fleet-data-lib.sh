@@ -11,9 +11,18 @@ WRITE_LOCK=${FLEET_WRITE_LOCK:-/var/lib/blog/.write.lock}
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() {
+	rm -f "$LOOKUP_CACHE" # a stale lookup may be why: the next run looks again
 	log "$*"
 	exit 1
 }
+
+# LOOKUP_CACHE: what containers() found, for the runs that follow within
+# LOOKUP_TTL seconds (a promote's pre-sync, freeze, final sync and forward
+# come within a minute). A container's id changes only when compose
+# recreates it; a command that fails on a stale id dies, and die removes
+# the cache.
+LOOKUP_CACHE=${FLEET_LOOKUP_CACHE:-/tmp/fleet-data.containers}
+LOOKUP_TTL=120
 
 # self_id: this container's id. Under compose the hostname is the short
 # id (unless the service sets hostname:); /proc/self/mountinfo names the
@@ -38,6 +47,9 @@ project() {
 # start costs 0.1-0.2 s under load, and a freeze window pays for them.
 # Call it in the main shell (not in $(...)), before container().
 containers() {
+	if cached_containers; then
+		return
+	fi
 	all=$(docker ps --no-trunc \
 		--filter "label=com.docker.compose.oneoff=False" \
 		--filter status=running \
@@ -60,6 +72,21 @@ containers() {
 			echo "$s $id"
 		fi
 	done)
+	{ printf '%s\n%s\n' "$CONTAINERS_OF" "$CONTAINERS" >"$LOOKUP_CACHE.$$" && mv -f "$LOOKUP_CACHE.$$" "$LOOKUP_CACHE"; } 2>/dev/null ||
+		rm -f "$LOOKUP_CACHE.$$"
+}
+
+# cached_containers: CONTAINERS_OF and CONTAINERS from a lookup less than
+# LOOKUP_TTL seconds old.
+cached_containers() {
+	[ -f "$LOOKUP_CACHE" ] || return 1
+	age=$(($(date +%s) - $(stat -c %Y "$LOOKUP_CACHE" 2>/dev/null || echo 0)))
+	[ "$age" -ge 0 ] && [ "$age" -lt "$LOOKUP_TTL" ] || return 1
+	{
+		read -r CONTAINERS_OF
+		CONTAINERS=$(cat)
+	} <"$LOOKUP_CACHE" || return 1
+	[ -n "$CONTAINERS_OF" ] && [ -n "$CONTAINERS" ]
 }
 
 # container SERVICE: the id of the running container of SERVICE in this

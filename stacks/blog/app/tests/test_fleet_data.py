@@ -111,7 +111,8 @@ class FleetDataTest(unittest.TestCase):
     def run_fd(self, *args, stdin=b"", **env):
         # No write lock unless a test makes one: blog-drain through the stub.
         e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
-                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"))
+                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"),
+                 FLEET_LOOKUP_CACHE=os.path.join(self.tmp, "lookup-cache"))
         e.update(env)
         return subprocess.run([self.fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
 
@@ -229,7 +230,8 @@ class FleetDataTest(unittest.TestCase):
         open(os.path.join(self.stub, "calls"), "w").close()
         # No write lock unless a test makes one: blog-drain through the stub.
         e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
-                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"))
+                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"),
+                 FLEET_LOOKUP_CACHE=os.path.join(self.tmp, "lookup-cache"))
         p = subprocess.Popen([self.fd, "restore"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
         time.sleep(1.5)
         early = "c-app blog-restore [" in self.get("calls").decode()
@@ -333,19 +335,30 @@ class FleetDataTest(unittest.TestCase):
 
     def test_one_lookup_per_run(self):
         # The containers are looked up once per run (one docker ps),
-        # however many a command reaches: each lookup is a docker CLI start
-        # inside the freeze window.
+        # however many a command reaches, and the runs that follow within
+        # two minutes reuse it: each lookup is a docker CLI start inside
+        # the freeze window.
+        def lookups(cmd, stdin=b""):
+            open(os.path.join(self.stub, "lookups"), "w").close()
+            r = self.run_fd(cmd, stdin=stdin)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return (self.get("lookups") or b"").decode().split()
+
+        self.assertEqual(lookups("backup"), ["ps"])
         b = self.run_fd("backup", FLEET_BASE="b" * 64 + "-" + "c" * 64)
         self.assertEqual(b.returncode, 0, b.stderr)
-        for cmd, stdin in (("restore", b.stdout), ("freeze", b""), ("state", b""), ("backup", b"")):
+        for cmd, stdin in (("restore", b.stdout), ("freeze", b""), ("state", b""), ("backup", b""), ("unfreeze", b"")):
             with self.subTest(cmd=cmd):
-                open(os.path.join(self.stub, "lookups"), "w").close()
-                r = self.run_fd(cmd, stdin=stdin)
-                self.assertEqual(r.returncode, 0, r.stderr)
-                self.assertEqual(self.get("lookups").decode().split(), ["ps"], cmd)
-        open(os.path.join(self.stub, "lookups"), "w").close()
-        self.assertEqual(self.run_fd("unfreeze").returncode, 0)
-        self.assertFalse(self.get("lookups"))  # flags only
+                self.assertEqual(lookups(cmd, stdin), [], cmd)
+        # A lookup older than two minutes is made again.
+        cache = os.path.join(self.tmp, "lookup-cache")
+        old = time.time() - 200
+        os.utime(cache, (old, old))
+        self.assertEqual(lookups("state"), ["ps"])
+        # A run that fails drops it (a stale id may be why).
+        self.assertEqual(self.run_fd("backup", FLEET_BASE="x; reboot").returncode, 1)
+        self.assertFalse(os.path.exists(cache))
+        self.assertEqual(lookups("state"), ["ps"])
 
     def test_drain_takes_the_write_lock(self):
         # With the app's data volume mounted, freeze waits for the writes
