@@ -14,10 +14,21 @@ import (
 // timeout), every acknowledged write present afterwards, and the longest a
 // held write waited (as the gate reports it and as the clients saw it).
 func BenchmarkBlogHold(b *testing.B) {
-	e := newBlogEnv(b, 18519)
-	e.up("v1.2.0")
+	// Comments (the load's writes) came with v1.3.0: the cutover is
+	// v1.3.0 → v1.3.1 and back, on posts made first.
+	e := newBlogEnv(b, 18519, "v1.3.1")
+	e.up("v1.3.0")
 	e.promote()
 	e.waitCert(time.Minute)
+	s := e.site(true)
+	if err := s.login("admin", e.adminPwd); err != nil {
+		b.Fatal(err)
+	}
+	for _, slug := range []string{"hello-fleet", "cattle-not-pets"} {
+		if err := s.addPost("Post "+slug, slug, "Body of "+slug+".", "fleet", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	type held struct {
 		Count     int   `json:"count"`
@@ -29,7 +40,7 @@ func BenchmarkBlogHold(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		e.up("v1.3.0")
+		e.up("v1.3.1")
 		for _, step := range []struct {
 			name, slug string
 			args       []string
@@ -70,12 +81,12 @@ func BenchmarkBlogHold(b *testing.B) {
 			b.ReportMetric(time.Duration(load.LongestWrite.Load()).Seconds(), step.name+"-longest-write-s")
 			b.ReportMetric(float64(h.LongestMS)/1000, step.name+"-longest-held-s")
 		}
-		// Back to a state the next round can repeat: discard v1.3.0.
+		// Back to a state the next round can repeat: discard v1.3.1.
 		out, _, _ := e.r.run("status", "--json")
 		var st status
 		json.Unmarshal([]byte(out), &st)
 		for _, d := range st.Droplets {
-			if d.Version == "v1.3.0" {
+			if d.Version == "v1.3.1" {
 				e.r.ok("destroy", "--yes", d.Name)
 			}
 		}
