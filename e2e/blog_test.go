@@ -490,7 +490,7 @@ func TestBlog(t *testing.T) {
 	// over, and Pebble issues nothing. Its promote is killed (SIGKILL)
 	// once the forward ended, the move under way, and run again.
 	e.up("v1.1.0")
-	e.promoteKilledAtForward(0)
+	e.promoteKilled("fleet-data: timing forward:", 0, true)
 	s = e.site(true)
 	if c := e.servedCert(); c.SerialNumber.Cmp(cert.SerialNumber) != 0 {
 		t.Fatalf("v1.1.0 serves serial %x, want the carried %x", c.SerialNumber, cert.SerialNumber)
@@ -506,8 +506,10 @@ func TestBlog(t *testing.T) {
 	}
 
 	// v1.2.0: a migration and an nginx change: uploads served by nginx.
+	// Its promote is killed as the forward and the move begin (50 ms after
+	// the candidate's unfreeze), and run again.
 	e.up("v1.2.0")
-	e.promote()
+	e.promoteKilled("fleet-data: timing unfreeze:", 50*time.Millisecond, false)
 	s = e.site(true)
 	if h := e.health(s); h.PendingMigrations != 0 || !h.OK {
 		t.Fatalf("v1.2.0 health %+v", h)

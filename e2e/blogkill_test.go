@@ -62,16 +62,20 @@ func (r *runner) killAfter(marker string, delay time.Duration, args ...string) (
 	return "", false
 }
 
-// promoteKilledAtForward: the promote is killed (SIGKILL) delay after
-// the old droplet's forward ended (its fleet-data timing line), while the
-// IP's move, begun with it, may still run: past the commit point. A
-// re-run converges: the candidate is live, with the data as of the
-// freeze, and no data is carried again over writes it acknowledged.
-func (e *blogEnv) promoteKilledAtForward(delay time.Duration) {
+// promoteKilled: the promote is killed (SIGKILL) delay after a line of
+// the stack's own stderr (its timing lines) that contains marker: after
+// the forward ended ("fleet-data: timing forward:"), with the IP's move,
+// begun with it, maybe still under way, which is past the commit point;
+// or after the candidate's unfreeze, as the forward and the move begin.
+// A re-run converges: the candidate is live, with the data as of the
+// freeze. Past the commit point it must not carry data again (it would
+// overwrite writes the candidate acknowledged); before it (pastCommit
+// false), it may start over from the freeze.
+func (e *blogEnv) promoteKilled(marker string, delay time.Duration, pastCommit bool) {
 	t := e.t
 	t.Helper()
 	before := e.r.status()
-	out, killed := e.r.killAfter("fleet-data: timing forward:", delay, "promote")
+	out, killed := e.r.killAfter(marker, delay, "promote")
 	if !killed {
 		t.Fatalf("fleet promote finished before the kill:\n%s", out)
 	}
@@ -89,8 +93,8 @@ func (e *blogEnv) promoteKilledAtForward(delay time.Duration) {
 	case res["data"] == nil && res["freeze_seconds"] == 0.0:
 		path = "found the forward: only the IP moved"
 	}
-	t.Logf("promote killed %v after its forward ended, re-run in %.1fs: %s (data %v)", delay, time.Since(start).Seconds(), path, res["data"])
-	if path == "redone from the freeze" {
+	t.Logf("promote killed %v after %q, re-run in %.1fs: %s (data %v)", delay, marker, time.Since(start).Seconds(), path, res["data"])
+	if path == "redone from the freeze" && pastCommit {
 		// The forward had ended: its marker must send the re-run to the move.
 		t.Errorf("the re-run of a promote killed past its forward carried the data again:\n%s", errOut)
 	}
