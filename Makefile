@@ -33,7 +33,9 @@ help:
 	@echo "             failed requests across a reserved IP switch, idle droplet memory,"
 	@echo "             a stack's fleet up phase by phase; the blog's freeze window, failed reads across"
 	@echo "             a promote, rollback time, backup/restore throughput, the project lock's cost,"
-	@echo "             hostile specs' load time at full vs an eighth of the size"
+	@echo "             hostile specs' load time at full vs an eighth of the size; requests held"
+	@echo "             across a promote and a rollback under load; bytes over the operator's link"
+	@echo "             for a one-layer change with build: local"
 	@echo "make demo    run up, promote, up, promote, rollback against a local API"
 	@echo "make release static binaries for linux and darwin on amd64 and arm64 in dist/, with SHA256SUMS"
 
@@ -101,7 +103,7 @@ bench: host
 	$(GO) test -run '^$$' -bench LoadHostile -benchtime 3x -count 1 ./internal/spec/ | tee -a bin/bench.txt
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -count 1 ./internal/localcloud/ | tee -a bin/bench.txt
 	$(GO) build -o $(BIN) ./cmd/fleet
-	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover|BlogHold' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt
+	FLEET_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench 'StackUp|BlogCutover|BlogHold|LocalBuildShipping' -benchtime 1x -count 1 -timeout 60m ./e2e/ | tee -a bin/bench.txt
 
 # The demo: the hello stack from a throwaway git repository in bin/demo,
 # deployed to a real droplet container on the local cloud and promoted to the
