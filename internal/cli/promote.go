@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleet/internal/deploy"
@@ -111,18 +110,10 @@ func printWindow(w io.Writer, freeze, budget time.Duration, window []deploy.Wind
 	}
 	fmt.Fprintf(w, "writes were frozen for %.1fs", freeze.Seconds())
 	if budget > 0 {
-		var b strings.Builder
-		for i, p := range window {
-			switch {
-			case i == 0:
-			case deploy.Overlaps(window[i-1], p):
-				b.WriteString(" alongside ")
-			default:
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s %.2fs", p.Name, p.Duration.Seconds())
-		}
-		fmt.Fprintf(w, " (budget %s: %s)", budget, b.String())
+		phases := deploy.JoinPhases(window, func(p deploy.WindowPhase) string {
+			return fmt.Sprintf("%s %.2fs", p.Name, p.Duration.Seconds())
+		})
+		fmt.Fprintf(w, " (budget %s: %s)", budget, phases)
 	}
 	fmt.Fprintln(w)
 }

@@ -45,6 +45,24 @@ func Overlaps(p, q WindowPhase) bool {
 	return q.Start > 0 && q.Start+10*time.Millisecond < p.Start+p.Duration
 }
 
+// JoinPhases joins the window's phases as each formats them: ", " between
+// phases one after the other, " alongside " before one that overlaps the
+// phase before it.
+func JoinPhases(w []WindowPhase, each func(WindowPhase) string) string {
+	var b strings.Builder
+	for i, p := range w {
+		switch {
+		case i == 0:
+		case Overlaps(w[i-1], p):
+			b.WriteString(" alongside ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(each(p))
+	}
+	return b.String()
+}
+
 // budgetReserve is kept for the move out of the deadline (its API action
 // takes about 300 ms once the poll asks early), at most a third of the
 // budget.
@@ -128,24 +146,16 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 
 // windowText is "freeze 0.05s, sync 0.95s of 12.3 MB".
 func windowText(w []WindowPhase, sync *Transfer) string {
-	var b strings.Builder
-	for i, p := range w {
-		switch {
-		case i == 0:
-		case Overlaps(w[i-1], p):
-			b.WriteString(" alongside ")
-		default:
-			b.WriteString(", ")
-		}
-		b.WriteString(p.Name + " " + secs(p.Duration))
-		if p.Name == PhaseSync && sync != nil {
-			b.WriteString(" of " + mb(sync.Bytes) + " so far")
-		}
-	}
 	if len(w) == 0 {
 		return "no phase ran"
 	}
-	return b.String()
+	return JoinPhases(w, func(p WindowPhase) string {
+		s := p.Name + " " + secs(p.Duration)
+		if p.Name == PhaseSync && sync != nil {
+			s += " of " + mb(sync.Bytes) + " so far"
+		}
+		return s
+	})
 }
 
 func mb(n int64) string { return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB" }

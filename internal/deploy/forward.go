@@ -289,13 +289,15 @@ func (d *Deployer) forwardAndMove(ctx context.Context, sw *switchover, ip string
 	var warning string
 	var fwEnd time.Time
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if fwd {
+	if fwd {
+		go func() {
+			defer close(done)
 			warning = sw.startForward(ctx)
 			fwEnd = time.Now()
-		}
-	}()
+		}()
+	} else {
+		close(done)
+	}
 	moved, err := d.move(ctx, ip, target, sw.idle())
 	moveEnd := time.Now()
 	<-done

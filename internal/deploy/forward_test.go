@@ -40,12 +40,10 @@ func holdWorld(t *testing.T, ms ...member) *world {
 	return w
 }
 
-// TestPromoteHoldForward: hold … unfreeze(cand) → forward → move, and the
-// held figures reach the result.
-func TestPromoteHoldForward(t *testing.T) {
-	w := holdWorld(t)
-	var steps []string
-	w.d.Step = func(s string) { steps = append(steps, s) }
+// promoteHeld promotes droplet 2 in a holdWorld and checks the switch
+// ran hold … forward and moved the IP; nil when it failed.
+func promoteHeld(t *testing.T, w *world) *PromoteResult {
+	t.Helper()
 	ctx, cancel := runCtx(t)
 	defer cancel()
 	res, err := w.d.Promote(ctx, false)
@@ -54,6 +52,19 @@ func TestPromoteHoldForward(t *testing.T) {
 		2: {"freeze", "restore", "mark+unfreeze"},
 	}}, err)
 	if err != nil {
+		return nil
+	}
+	return res
+}
+
+// TestPromoteHoldForward: hold … unfreeze(cand) → forward → move, and the
+// held figures reach the result.
+func TestPromoteHoldForward(t *testing.T) {
+	w := holdWorld(t)
+	var steps []string
+	w.d.Step = func(s string) { steps = append(steps, s) }
+	res := promoteHeld(t, w)
+	if res == nil {
 		return
 	}
 	want := []string{"unfreezing " + w.name(2), "forwarding " + w.name(1) + " to " + w.name(2) + " (10.10.0.2:443) while moving " + testIP + " to " + w.name(2)}
@@ -95,14 +106,8 @@ func TestForwardAlongsideMove(t *testing.T) {
 	w.cloud.mu.Lock()
 	w.cloud.assignDelay = each
 	w.cloud.mu.Unlock()
-	ctx, cancel := runCtx(t)
-	defer cancel()
-	res, err := w.d.Promote(ctx, false)
-	w.check(t, end{holder: 2, tags: promoted, logs: map[int][]string{
-		1: {"fwd-read", "hold", "backup", "forward"},
-		2: {"freeze", "restore", "mark+unfreeze"},
-	}}, err)
-	if err != nil {
+	res := promoteHeld(t, w)
+	if res == nil {
 		return
 	}
 	var fwd, mv WindowPhase
