@@ -84,6 +84,11 @@ def rows(db):
         con.close()
 
 
+def leftovers(data):
+    """A data dir's restore stages (.restore-*, not the helper's files)."""
+    return sorted(n for n in os.listdir(data) if n.startswith(".restore-"))
+
+
 class Pair(unittest.TestCase):
     """A sender's and a receiver's data dirs, and the steps between them."""
 
@@ -417,6 +422,19 @@ class LazyDjangoTest(LazyBase):
         self.assertIn("Django was imported", log)
         # Started before the swap: the live data is untouched.
         self.assertEqual(rows(os.path.join(self.dst, "db.sqlite3")), self.before)
+        # Failed after the next base was staged: no copy of it is left.
+        self.assertEqual(leftovers(self.dst), [])
+
+    def test_killed_restore_stages_swept(self):
+        old, fresh = os.path.join(self.dst, ".restore-old"), os.path.join(self.dst, ".restore-fresh")
+        for d in (old, fresh):
+            os.makedirs(os.path.join(d, ".base-x"))
+        day = time.time() - 24 * 3600 - 60
+        os.utime(old, (day, day))
+        code, log = self.main(["blog.0001_initial"])
+        self.assertEqual(code, 0, log)
+        self.assertIn("removed .restore-old", log)
+        self.assertEqual(leftovers(self.dst), [".restore-fresh"])
 
     def test_no_list_asks_django(self):
         code, log = self.main()
