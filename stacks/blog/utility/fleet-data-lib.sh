@@ -8,6 +8,8 @@ BACKUPS=/var/backups/blog
 # The app's write lock (its data volume, mounted read-only: flock needs
 # no more).
 WRITE_LOCK=${FLEET_WRITE_LOCK:-/var/lib/blog/.write.lock}
+# The certificates' volume, mounted read-only (fleet-data tars it).
+LE_DIR=${FLEET_LETSENCRYPT:-/etc/letsencrypt}
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() {
