@@ -51,7 +51,8 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 		{
 			name: "an hourly reset later than the time left before the deadline",
 			opts: localcloud.Options{RateLimit: 1, RateWindow: 3 * time.Second}, waitMax: 30 * time.Second, deadline: time.Second,
-			call: listTwice, want: "(the time left for this step)", within: 300 * time.Millisecond,
+			// Under the 1 s deadline, which a wait for the reset would reach.
+			call: listTwice, want: "(the time left for this step)", within: 700 * time.Millisecond,
 		},
 		{
 			name: "an hourly reset that fits is waited out",
@@ -94,7 +95,8 @@ func TestRetryWaitsAreBounded(t *testing.T) {
 		{
 			name: "a 503 whose back-off outlasts the deadline is answered at once",
 			opts: localcloud.Options{Faults: mustFaults(t, "GET /v2/droplets#2=503")}, waitMax: 30 * time.Second, deadline: 300 * time.Millisecond,
-			call: listTwice, status: 503, within: 150 * time.Millisecond,
+			// Under the deadline: a call that slept until it would take 300 ms.
+			call: listTwice, status: 503, within: 250 * time.Millisecond,
 		},
 	}
 	for _, tt := range tests {

@@ -671,20 +671,23 @@ func fwdGet(client *http.Client, url string) (string, error) {
 // TestForwardNoFailedRequestsAcrossSwitches: a steady load (1 request per
 // ms per client, keep-alive off and on) sees no failure while the target
 // switches A->B->A... with a drain short enough to cut kept-alive
-// connections during the run.
+// connections during the run (shorter than a switch: else A is back before
+// its connections are cut), yet longer than a request in flight takes on a
+// busy machine (at 100 ms, 35 of 4,000 failed beside the kill-and-rerun
+// suite).
 func TestForwardNoFailedRequestsAcrossSwitches(t *testing.T) {
 	res := fwdRunLoad(t, fwdLoad{
 		Reserved: "127.0.0.252", A: "127.0.0.242", B: "127.0.0.243",
-		Requests: 2000, Interval: time.Millisecond,
-		SwitchEvery: 250 * time.Millisecond, Drain: 100 * time.Millisecond,
-		MaxTime: 7 * time.Second,
+		Requests: 4000, Interval: time.Millisecond,
+		SwitchEvery: 500 * time.Millisecond, Drain: 400 * time.Millisecond,
+		MaxTime: 30 * time.Second,
 	})
 	t.Log(res)
 	if len(res.Switches) < 4 {
 		t.Errorf("only %d switches during the load", len(res.Switches))
 	}
 	for _, c := range res.Clients {
-		if c.Requests < 2000 {
+		if c.Requests < 4000 {
 			t.Errorf("keep-alive=%v: only %d requests", c.KeepAlive, c.Requests)
 		}
 		if c.Failed != 0 {
@@ -765,8 +768,13 @@ func TestForwardCloseLeaksNoGoroutine(t *testing.T) {
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if got := fwdGoroutines(); got != before {
-			t.Fatalf("forwarder goroutines after Close: %d, want %d", got, before)
+		// At most as many as before (another test's forwarder may have been
+		// winding down then). A goroutine that just called wg.Done may not
+		// have returned yet: a leak stays, so allow it 2 s.
+		for deadline := time.Now().Add(2 * time.Second); fwdGoroutines() > before; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("forwarder goroutines after Close: %d, want at most %d", fwdGoroutines(), before)
+			}
 		}
 		if err := f.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)

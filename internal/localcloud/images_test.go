@@ -175,7 +175,7 @@ func (e *env) act(id int, typ, name string) (*godo.Action, error) {
 func (e *env) waitDropletAction(dropletID, id int) *godo.Action {
 	e.t.Helper()
 	var a *godo.Action
-	eventually(e.t, 3*time.Second, "droplet action "+strconv.Itoa(id), func() bool {
+	eventually(e.t, 15*time.Second, "droplet action "+strconv.Itoa(id), func() bool {
 		var err error
 		a, _, err = e.do.DropletActions.Get(e.ctx, dropletID, id)
 		if err != nil {
@@ -188,8 +188,9 @@ func (e *env) waitDropletAction(dropletID, id int) *godo.Action {
 
 func TestDropletActions(t *testing.T) {
 	t.Parallel()
-	// Long enough that the checks made while an action runs see it run.
-	e := newEnv(t, Options{ActionDelay: 300 * time.Millisecond})
+	// Long enough that the checks made while an action runs see it run,
+	// even on a busy machine under -race.
+	e := newEnv(t, Options{ActionDelay: time.Second})
 	d, _ := e.create("web-1")
 	e.waitActive(d.ID)
 	steps := []struct {
@@ -273,7 +274,7 @@ func TestDropletActionErrored(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{ActionDelay: 300 * time.Millisecond})
+	e := newEnv(t, Options{ActionDelay: time.Second})
 	d, _ := e.create("web-1")
 	e.waitActive(d.ID)
 	a, err := e.act(d.ID, "snapshot", "web-snap")

@@ -163,7 +163,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 func (e *env) waitActive(id int) *godo.Droplet {
 	e.t.Helper()
 	var d *godo.Droplet
-	eventually(e.t, 3*time.Second, fmt.Sprintf("droplet %d active", id), func() bool {
+	eventually(e.t, 15*time.Second, fmt.Sprintf("droplet %d active", id), func() bool {
 		d = e.droplet(id)
 		return d.Status == "active"
 	})
@@ -173,7 +173,7 @@ func (e *env) waitActive(id int) *godo.Droplet {
 func (e *env) waitAction(id int) *godo.Action {
 	e.t.Helper()
 	var a *godo.Action
-	eventually(e.t, 3*time.Second, fmt.Sprintf("action %d done", id), func() bool {
+	eventually(e.t, 15*time.Second, fmt.Sprintf("action %d done", id), func() bool {
 		var err error
 		a, _, err = e.do.Actions.Get(e.ctx, id)
 		if err != nil {
@@ -317,7 +317,7 @@ func TestSSHKeys(t *testing.T) {
 
 func TestDropletLifecycle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{BootDelay: 300 * time.Millisecond})
+	e := newEnv(t, Options{BootDelay: time.Second})
 	key := e.addKey("deploy")
 	req := createReq("web-1", "fleet:demo", "fleet-version:v1_2_0")
 	req.SSHKeys = []godo.DropletCreateSSHKey{{ID: key.ID}}
@@ -580,7 +580,8 @@ func TestTags(t *testing.T) {
 
 func TestReservedIP(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{ActionDelay: 300 * time.Millisecond})
+	// The pending-event checks must land while the assign runs.
+	e := newEnv(t, Options{ActionDelay: time.Second})
 	d1, _ := e.create("blue")
 	d2, _ := e.create("green")
 	d1 = e.waitActive(d1.ID)
@@ -625,7 +626,7 @@ func TestReservedIP(t *testing.T) {
 		t.Errorf("assign to locked droplet: %v", err)
 	}
 
-	eventually(t, 3*time.Second, "assign completed", func() bool {
+	eventually(t, 15*time.Second, "assign completed", func() bool {
 		a, _, err = e.do.ReservedIPActions.Get(e.ctx, rip.IP, a.ID)
 		return err == nil && a.Status == "completed"
 	})
@@ -839,7 +840,7 @@ func TestRateLimit(t *testing.T) {
 // time, not all at once at the end of a fixed window.
 func TestRateWindowSlides(t *testing.T) {
 	t.Parallel()
-	const window = 600 * time.Millisecond
+	const window = 2 * time.Second
 	e := newEnv(t, Options{RateLimit: 2, RateWindow: window})
 	get := func() int {
 		_, resp, err := e.do.Account.Get(e.ctx)
@@ -848,10 +849,11 @@ func TestRateWindowSlides(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	t0 := time.Now()
 	if c := get(); c != 200 {
 		t.Fatalf("first: %d", c)
 	}
+	// After the answer: the server counted the first request before t0.
+	t0 := time.Now()
 	time.Sleep(window / 2)
 	if c := get(); c != 200 {
 		t.Fatalf("second: %d", c)
