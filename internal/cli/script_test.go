@@ -223,6 +223,15 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Fatalf("no key named %s... after 20s", args[1])
 			}
 		}
+	case "waitreq":
+		if len(args) != 3 {
+			ts.Fatalf("usage: localapi waitreq METHOD PATH")
+		}
+		for deadline := time.Now().Add(20 * time.Second); api.srv.Stats().Count(args[1], args[2]) == 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				ts.Fatalf("no %s %s answered after 20s", args[1], args[2])
+			}
+		}
 	case "snapshot":
 		if len(args) != 3 {
 			ts.Fatalf("usage: localapi snapshot NAME|current REGION")

@@ -248,14 +248,20 @@ func TestRestoreFromLateRead(t *testing.T) {
 	}
 	defer c.Close()
 	pr, pw := io.Pipe()
-	late := make(chan struct{})
+	late, returned := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(late)
-		time.Sleep(200 * time.Millisecond) // after restoreFrom returned
+		// After restoreFrom returned; one that waits for its input gets it
+		// after 5 s, and fails the byte count.
+		select {
+		case <-returned:
+		case <-time.After(5 * time.Second):
+		}
 		pw.Write(bytes.Repeat([]byte("late"), 1000))
 		pw.Close()
 	}()
 	n, _, err := w.d.restoreFrom(ctx, c, w.name(2), pr, w.d.outputs(nil))
+	close(returned)
 	if err == nil || !strings.Contains(err.Error(), "restore on "+w.name(2)) || n != 0 {
 		t.Errorf("restoreFrom: %d bytes, %v; want 0 and the restore's failure", n, err)
 	}
