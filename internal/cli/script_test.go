@@ -85,6 +85,8 @@ type scriptAPI struct {
 //	localapi mutations N       exactly N requests other than GET since the mark
 //	localapi keys PREFIX N     exactly N account SSH keys are named PREFIX...
 //	localapi waitkey PREFIX    wait (up to 20 s) until a key named PREFIX... exists
+//	localapi waitreq METHOD PATH
+//	                           wait (up to 20 s) until a request to PATH (a prefix) was answered
 //	localapi snapshot NAME REGION
 //	                           a droplet snapshot named NAME (current: the bake
 //	                           of $WORK's template on debian-13-x64) in REGION
@@ -218,20 +220,12 @@ func cmdLocalAPI(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 2 {
 			ts.Fatalf("usage: localapi waitkey PREFIX")
 		}
-		for deadline := time.Now().Add(20 * time.Second); api.countKeys(ts, args[1]) == 0; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				ts.Fatalf("no key named %s... after 20s", args[1])
-			}
-		}
+		scriptWait(ts, "a key named "+args[1]+"...", func() bool { return api.countKeys(ts, args[1]) > 0 })
 	case "waitreq":
 		if len(args) != 3 {
 			ts.Fatalf("usage: localapi waitreq METHOD PATH")
 		}
-		for deadline := time.Now().Add(20 * time.Second); api.srv.Stats().Count(args[1], args[2]) == 0; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				ts.Fatalf("no %s %s answered after 20s", args[1], args[2])
-			}
-		}
+		scriptWait(ts, args[1]+" "+args[2]+" answered", func() bool { return api.srv.Stats().Count(args[1], args[2]) > 0 })
 	case "snapshot":
 		if len(args) != 3 {
 			ts.Fatalf("usage: localapi snapshot NAME|current REGION")
@@ -382,4 +376,13 @@ func copyMissing(src, dst string) error {
 		}
 		return os.WriteFile(target, b, 0o644)
 	})
+}
+
+// scriptWait polls cond for up to 20 s, then fails the script naming what.
+func scriptWait(ts *testscript.TestScript, what string, cond func() bool) {
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ts.Fatalf("still no %s after 20s", what)
+		}
+	}
 }

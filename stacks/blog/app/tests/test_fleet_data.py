@@ -108,14 +108,19 @@ class FleetDataTest(unittest.TestCase):
         except FileNotFoundError:
             return None
 
-    def run_fd(self, *args, stdin=b"", **env):
-        # No write lock unless a test makes one: blog-drain through the stub;
-        # no certificates' mount: certbot-backup through the stub.
-        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
-                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"),
-                 FLEET_LOOKUP_CACHE=os.path.join(self.tmp, "lookup-cache"),
-                 FLEET_LETSENCRYPT=os.path.join(self.tmp, "no-letsencrypt-mount"))
+    def fd_env(self, stub, root, **env):
+        """fleet-data's environment over the stub in stub, its files in
+        root: no write lock unless a test makes one (blog-drain through the
+        stub), no certificates' mount (certbot-backup through the stub)."""
+        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=stub, COMPOSE_PROJECT_NAME="proj",
+                 FLEET_WRITE_LOCK=os.path.join(root, "no-write-lock"),
+                 FLEET_LOOKUP_CACHE=os.path.join(root, "lookup-cache"),
+                 FLEET_LETSENCRYPT=os.path.join(root, "no-letsencrypt-mount"))
         e.update(env)
+        return e
+
+    def run_fd(self, *args, stdin=b"", **env):
+        e = self.fd_env(self.stub, self.tmp, **env)
         return subprocess.run([self.fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
 
     def members(self, data):
@@ -262,12 +267,7 @@ class FleetDataTest(unittest.TestCase):
         """Whether restore starts blog-restore before any byte arrives."""
         import time
         open(os.path.join(self.stub, "calls"), "w").close()
-        # No write lock unless a test makes one: blog-drain through the stub;
-        # no certificates' mount: certbot-backup through the stub.
-        e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=self.stub, COMPOSE_PROJECT_NAME="proj",
-                 FLEET_WRITE_LOCK=os.path.join(self.tmp, "no-write-lock"),
-                 FLEET_LOOKUP_CACHE=os.path.join(self.tmp, "lookup-cache"),
-                 FLEET_LETSENCRYPT=os.path.join(self.tmp, "no-letsencrypt-mount"))
+        e = self.fd_env(self.stub, self.tmp)
         p = subprocess.Popen([self.fd, "restore"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
         time.sleep(1.5)
         early = "c-app blog-restore [" in self.get("calls").decode()
@@ -313,8 +313,7 @@ class FleetDataTest(unittest.TestCase):
         os.chmod(fd, 0o755)
 
         def run(*args, stdin=b"", **env):
-            e = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"], STUB_DIR=stub, COMPOSE_PROJECT_NAME="proj")
-            e.update(env)
+            e = self.fd_env(stub, root, **env)
             return subprocess.run([fd, *args], input=stdin, capture_output=True, env=e, timeout=30)
 
         def put(n, data):
